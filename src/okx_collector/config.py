@@ -1,0 +1,235 @@
+"""Settings: one frozen object built from flags, environment, a TOML file and defaults.
+
+Precedence is flag > environment (`OKX_COLLECTOR_<NAME>`, plus the legacy `POLL_INTERVAL`) > config
+file > default. Everything is validated here, so the rest of the program only sees good values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from okx_collector.errors import BadInput
+from okx_collector.timeframes import (
+    DAY_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    WEEK_MS,
+    Timeframe,
+    UnknownTimeframe,
+)
+
+DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT")
+OKX_REST_URL = "https://www.okx.com"
+OKX_WS_URL = "wss://ws.okx.com:8443/ws/v5"
+MODES = ("auto", "ws", "poll")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_MS = {"m": MINUTE_MS, "min": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS, "w": WEEK_MS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know; immutable once built."""
+
+    data_dir: Path = Path("data")
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    timeframes: tuple[Timeframe, ...] = (Timeframe.parse("15m"),)
+    funding: bool = True
+    since: str | None = None  # raw spec: resolved against the exchange's clock (see resolve_time)
+    until: str | None = None
+    rest_url: str = OKX_REST_URL
+    ws_url: str = OKX_WS_URL
+    mode: str = "auto"
+    poll_interval: float = 60.0
+    heartbeat: float = 60.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys kept for error messages
+
+
+def parse_time_spec(spec: str, now_ms: int, name: str = "--since") -> int:
+    """Turn `30d`, `12h`, `90m`, `2w`, `2026-11-01` or `2026-11-01T06:00` (UTC) into int ms.
+
+    Durations count back from `now_ms`, the exchange's current time.
+    """
+    text = spec.strip()
+    match = _DURATION.match(text)
+    if match:
+        return now_ms - int(match.group(1)) * _UNIT_MS[match.group(2).lower()]
+    if text.lower() == "now":
+        return now_ms
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(
+            f"{name} {spec!r} is not a time: use an ISO date or time in UTC "
+            "(2026-11-01, 2026-11-01T06:00) or a duration back from now (30d, 12h, 90m, 2w)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def resolve_range(settings: Settings, now_ms: int, default_since: str) -> tuple[int, int]:
+    """The [since, until) range in ms, validated against the exchange's current time."""
+    until = parse_time_spec(settings.until, now_ms, "--until") if settings.until else now_ms
+    since = parse_time_spec(settings.since or default_since, now_ms, "--since")
+    if since >= now_ms:
+        raise BadInput(
+            f"--since {_iso(since)} is in the future (exchange time is {_iso(now_ms)}); "
+            "give an earlier time or a duration such as 30d"
+        )
+    if until > now_ms:
+        until = now_ms  # candles after now do not exist yet; the range simply ends at now
+    if since >= until:
+        raise BadInput(f"--since {_iso(since)} is not before --until {_iso(until)}")
+    return since, until
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _split_list(value: Any, name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = [str(v).strip() for v in value]
+    else:
+        raise BadInput(f"{name} must be a comma-separated list, got {value!r}")
+    items = [v for v in items if v]
+    if not items:
+        raise BadInput(f"{name} is empty: give at least one value")
+    return tuple(dict.fromkeys(items))
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise BadInput(f"{name} must be true or false, got {value!r}")
+
+
+def _positive(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name} must be a number of seconds, got {value!r}") from None
+    if not number > 0:
+        raise BadInput(f"{name} must be greater than 0, got {value!r}")
+    return number
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...], upper: bool = False) -> str:
+    text = str(value).strip()
+    text = text.upper() if upper else text.lower()
+    if text not in choices:
+        raise BadInput(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return text
+
+
+def _url(value: Any, name: str, schemes: tuple[str, ...]) -> str:
+    text = str(value).strip().rstrip("/")
+    if not text.startswith(schemes):
+        raise BadInput(f"{name} must start with {' or '.join(schemes)}, got {value!r}")
+    return text
+
+
+def _convert(name: str, value: Any) -> Any:
+    flag = "--" + name.replace("_", "-")
+    if name == "data_dir":
+        return Path(str(value)).expanduser()
+    if name == "symbols":
+        return tuple(s.upper() for s in _split_list(value, flag))
+    if name == "timeframes":
+        try:
+            return tuple(Timeframe.parse(t) for t in _split_list(value, flag))
+        except UnknownTimeframe as exc:
+            raise BadInput(str(exc)) from None
+    if name == "funding":
+        return _bool(value, flag)
+    if name in ("since", "until"):
+        return None if value in (None, "") else str(value)
+    if name == "rest_url":
+        return _url(value, flag, ("http://", "https://"))
+    if name == "ws_url":
+        return _url(value, flag, ("ws://", "wss://"))
+    if name == "mode":
+        return _choice(value, flag, MODES)
+    if name in ("poll_interval", "heartbeat"):
+        return _positive(value, flag)
+    if name == "log_level":
+        return _choice(value, flag, LOG_LEVELS, upper=True)
+    if name == "log_format":
+        return _choice(value, flag, LOG_FORMATS)
+    raise BadInput(f"unknown setting {name!r}")  # pragma: no cover - names come from the dataclass
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "extra")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config file; keys are setting names (`data_dir` or `data-dir`)."""
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise BadInput(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise BadInput(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
+    table = raw.get("okx-collector", raw.get("okx_collector", raw))
+    values = {str(k).replace("-", "_"): v for k, v in table.items()}
+    unknown = sorted(set(values) - set(SETTING_NAMES))
+    if unknown:
+        raise BadInput(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(SETTING_NAMES)}"
+        )
+    return values
+
+
+def environment_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from `OKX_COLLECTOR_<NAME>` variables (and `POLL_INTERVAL`)."""
+    values: dict[str, Any] = {}
+    if env.get("POLL_INTERVAL"):
+        values["poll_interval"] = env["POLL_INTERVAL"]
+    for name in SETTING_NAMES:
+        value = env.get("OKX_COLLECTOR_" + name.upper())
+        if value not in (None, ""):
+            values[name] = value
+    return values
+
+
+def build_settings(
+    flags: Mapping[str, Any],
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge flag > environment > config file > default and validate every value.
+
+    `flags` holds only the options the user actually gave (None values are ignored).
+    """
+    environ = os.environ if env is None else env
+    if config_file is None and environ.get("OKX_COLLECTOR_CONFIG"):
+        config_file = Path(environ["OKX_COLLECTOR_CONFIG"])
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(read_config_file(config_file))
+    merged.update(environment_values(environ))
+    merged.update({k: v for k, v in flags.items() if v is not None and k in SETTING_NAMES})
+    return Settings(**{name: _convert(name, value) for name, value in merged.items()})

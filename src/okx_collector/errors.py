@@ -1,0 +1,49 @@
+"""The errors okx-collector raises, and how the CLI turns them into exit codes.
+
+    CollectorError                 base; `exit_code` and a one-line `str()` for the user
+    ├── BadInput                   exit 2: the user asked for something invalid (symbol, timeframe,
+    │                              date range, config file); the message says how to fix it
+    ├── EnvironmentProblem         exit 1: the machine or network is in the way (data dir not
+    │                              writable, exchange unreachable, websockets not installed)
+    │   └── StorageError           a Parquet file could not be read or written
+    └── ExchangeError              exit 1: raised by `exchange` only, after classification
+        ├── ExchangeUnavailable    retryable: network trouble, timeouts, 429/50011, 5xx, maintenance
+        └── ExchangeRejected       fatal: the exchange refused the request itself (bad symbol,
+                                   bad parameter); retrying cannot help
+
+Only `exchange` maps ccxt's exceptions onto this tree, so the rest of the code never imports ccxt.
+"""
+
+from __future__ import annotations
+
+
+class CollectorError(Exception):
+    """Base of every error okx-collector reports to the user."""
+
+    exit_code = 1
+
+
+class BadInput(CollectorError):
+    """Invalid user input: exit code 2."""
+
+    exit_code = 2
+
+
+class EnvironmentProblem(CollectorError):
+    """Something outside the user's input prevents the job: exit code 1."""
+
+
+class StorageError(EnvironmentProblem):
+    """A dataset file could not be read or written."""
+
+
+class ExchangeError(CollectorError):
+    """An exchange call failed; see the subclasses for whether to retry."""
+
+
+class ExchangeUnavailable(ExchangeError):
+    """Transient: the same request may succeed later (back off and retry)."""
+
+
+class ExchangeRejected(ExchangeError):
+    """Permanent: the exchange refused this request; do not retry it."""

@@ -1,0 +1,371 @@
+"""The exchange layer: the only module that imports ccxt.
+
+REST goes through `ccxt.async_support.okx`, websockets through a `ccxt.pro.okx` subclass that hands
+OKX's raw candle rows (with the `confirm` flag and `volCcyQuote` that ccxt's parser drops, OKX.md
+§2.8) to a sink. History is read through ccxt's implicit endpoint methods with explicit, exclusive
+`before`/`after` bounds, so that one page is exactly the candles of one window (OKX.md §1.3
+gotchas 4-6 do not apply). ccxt's exceptions are classified in one place, `classify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+
+from okx_collector.errors import (
+    BadInput,
+    EnvironmentProblem,
+    ExchangeError,
+    ExchangeRejected,
+    ExchangeUnavailable,
+)
+from okx_collector.models import (
+    FundingObservation,
+    FundingRate,
+    RawCandle,
+    Source,
+    parse_okx_candle,
+    parse_okx_funding_current,
+    parse_okx_funding_history,
+)
+from okx_collector.pacing import Pacer
+from okx_collector.timeframes import Timeframe
+
+try:  # ccxt.pro ships with ccxt >= 4, but a trimmed install may lack it (or its websocket deps).
+    import ccxt.pro as ccxt_pro
+
+    WS_IMPORT_ERROR: str | None = None
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    ccxt_pro = None
+    WS_IMPORT_ERROR = str(exc)
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 300  # rows per candle request, OKX's maximum on both endpoints
+FUNDING_PAGE_LIMIT = 400  # rows per funding-history request
+RECENT_BARS = 1440  # market/candles only holds the latest 1,440 bars
+# OKX's REST bar names; 6h and longer ask for the UTC-aligned variants (OKX.md §5).
+OKX_BARS = {
+    "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m",
+    "1h": "1H", "2h": "2H", "4h": "4H",
+    "6h": "6Hutc", "12h": "12Hutc", "1d": "1Dutc", "1w": "1Wutc",
+}  # fmt: skip
+# Websocket channels of 6h and longer are UTC+8-aligned on OKX: only these can be streamed as-is.
+WS_TIMEFRAMES = frozenset({"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h"})
+_CHANNEL_TO_TF = {"candle" + OKX_BARS[name]: name for name in WS_TIMEFRAMES}
+
+
+def classify(exc: BaseException) -> ExchangeError:
+    """Map any exception from a ccxt call onto retryable or fatal (the one place that decides)."""
+    if isinstance(exc, ExchangeError):
+        return exc
+    message = f"{type(exc).__name__}: {exc}".strip()
+    if len(message) > 300:
+        message = message[:300] + "..."
+    # NetworkError covers RateLimitExceeded, DDoSProtection, ExchangeNotAvailable (5xx, 50011 on
+    # old ccxt), OnMaintenance and RequestTimeout; BadResponse is a garbled or empty answer.
+    if isinstance(
+        exc,
+        ccxt_async.NetworkError | ccxt_async.BadResponse | TimeoutError | ConnectionError | OSError,
+    ):
+        return ExchangeUnavailable(message)
+    if isinstance(exc, ccxt_async.BaseError):
+        return ExchangeRejected(message)
+    return ExchangeUnavailable(message)
+
+
+@contextmanager
+def _classified() -> Iterator[None]:
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise classify(exc) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One OKX instrument as the collector needs it."""
+
+    symbol: str  # ccxt unified symbol, e.g. "BTC/USDT:USDT"
+    inst_id: str  # OKX instId, e.g. "BTC-USDT-SWAP"; also the store's directory name
+    is_spot: bool
+
+    @property
+    def is_perpetual(self) -> bool:
+        return not self.is_spot
+
+
+CandleSink = Callable[[str, Timeframe, RawCandle], None]
+FundingSink = Callable[[str, FundingObservation], None]
+
+
+def _make_ws_class() -> Any:
+    """A ccxt.pro okx client that also hands raw pushes to sinks (ccxt itself is unchanged)."""
+    if ccxt_pro is None:  # pragma: no cover
+        return None
+
+    class OkxWithRawPushes(ccxt_pro.okx):  # type: ignore[misc]
+        candle_sink: Callable[[dict[str, Any]], None] | None = None
+        funding_sink: Callable[[dict[str, Any]], None] | None = None
+
+        def handle_ohlcv(self, client: Any, message: dict[str, Any]) -> Any:
+            if self.candle_sink is not None:
+                self.candle_sink(message)
+            return super().handle_ohlcv(client, message)
+
+        def handle_funding_rate(self, client: Any, message: dict[str, Any]) -> Any:
+            if self.funding_sink is not None:
+                self.funding_sink(message)
+            return super().handle_funding_rate(client, message)
+
+    return OkxWithRawPushes
+
+
+_WS_CLASS = _make_ws_class()
+
+
+class OkxExchange:
+    """Public OKX market data over REST (paced) and websockets, as typed records."""
+
+    def __init__(
+        self,
+        rest_url: str,
+        ws_url: str,
+        *,
+        rate_limit_scale: float = 1.0,
+        timeout_ms: int = 10_000,
+        keepalive_ms: int = 18_000,
+    ) -> None:
+        self.rest_url = rest_url
+        self.ws_url = ws_url
+        self.pacer = Pacer(rate_limit_scale)
+        config: dict[str, Any] = {
+            "urls": {"api": {"rest": rest_url, "ws": ws_url}},
+            # We pace per endpoint ourselves (pacing.py); ccxt's single bucket would be slower.
+            "enableRateLimit": False,
+            "timeout": timeout_ms,
+            "options": {"fetchMarkets": {"types": ["spot", "swap"]}},
+        }
+        self._rest = ccxt_async.okx(config)
+        self._ws_config = {**config, "streaming": {"keepAlive": keepalive_ms}}
+        self._ws: Any = None
+        self.instruments: dict[str, Instrument] = {}  # by ccxt symbol
+        self.by_inst_id: dict[str, Instrument] = {}
+        self.requests = 0  # REST requests sent, for benchmarks and heartbeats
+
+    # -- markets ---------------------------------------------------------------------------------
+
+    async def load_markets(self) -> None:
+        await self.pacer.acquire("instruments", "SPOT")
+        await self.pacer.acquire("instruments", "SWAP")
+        with _classified():
+            markets = await self._rest.load_markets()
+        self.requests += 2
+        for market in markets.values():
+            if market.get("spot") or market.get("swap"):
+                inst = Instrument(market["symbol"], market["id"], bool(market.get("spot")))
+                self.instruments[inst.symbol] = inst
+                self.by_inst_id[inst.inst_id] = inst
+
+    def resolve(self, symbols: Sequence[str]) -> list[Instrument]:
+        """Map user symbols (`BTC/USDT`, `BTC/USDT:USDT` or OKX `BTC-USDT-SWAP`) to instruments."""
+        resolved: list[Instrument] = []
+        for raw in symbols:
+            text = raw.strip().upper()
+            inst = self.instruments.get(text) or self.by_inst_id.get(text)
+            if inst is None:
+                names = list(self.instruments)
+                close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise BadInput(
+                    f"unknown symbol {raw!r}: OKX lists no such spot or swap market{hint} "
+                    "(use ccxt symbols such as BTC/USDT or BTC/USDT:USDT)"
+                )
+            if inst not in resolved:
+                resolved.append(inst)
+        return resolved
+
+    def funding_instruments(self, instruments: Sequence[Instrument]) -> list[Instrument]:
+        """Every configured perpetual, and the linear perpetual of every configured spot symbol."""
+        out: list[Instrument] = []
+        for inst in instruments:
+            if inst.is_spot:
+                base_quote = inst.symbol.split("/")
+                perp = self.instruments.get(f"{inst.symbol}:{base_quote[1]}")
+                if perp is not None and perp not in out:
+                    out.append(perp)
+            elif inst not in out:
+                out.append(inst)
+        return out
+
+    # -- REST --------------------------------------------------------------------------------------
+
+    async def fetch_time(self) -> int:
+        """The exchange's current time, ms."""
+        await self.pacer.acquire("time")
+        with _classified():
+            response = await self._rest.public_get_public_time()
+        self.requests += 1
+        return int(response["data"][0]["ts"])
+
+    async def fetch_candles(
+        self,
+        inst: Instrument,
+        tf: Timeframe,
+        start: int,
+        end: int,
+        *,
+        recent: bool,
+        source: Source,
+    ) -> list[RawCandle]:
+        """One page: the candles whose open is in [start, end), at most 300 bars, oldest first.
+
+        `recent` uses `market/candles` (latest 1,440 bars, its own rate limit) instead of
+        `market/history-candles`. Rows may include the in-progress candle (confirmed False).
+        """
+        if end - start > PAGE_LIMIT * tf.ms:
+            raise ValueError(f"a page holds at most {PAGE_LIMIT} bars")
+        endpoint = "candles" if recent else "history-candles"
+        params = {
+            "instId": inst.inst_id,
+            "bar": OKX_BARS[tf.name],
+            "limit": str(PAGE_LIMIT),
+            # OKX's bounds are exclusive: ts > before and ts < after.
+            "before": str(start - 1),
+            "after": str(end),
+        }
+        await self.pacer.acquire(endpoint)
+        with _classified():
+            if recent:
+                response = await self._rest.public_get_market_candles(params)
+            else:
+                response = await self._rest.public_get_market_history_candles(params)
+        self.requests += 1
+        rows = [parse_okx_candle(r, inst.is_spot, source) for r in response.get("data") or []]
+        rows = [r for r in rows if start <= r.candle.ts < end and tf.is_aligned(r.candle.ts)]
+        rows.sort(key=lambda r: r.candle.ts)
+        return rows
+
+    async def fetch_funding_history(
+        self, inst: Instrument, start: int, end: int, source: Source = "backfill"
+    ) -> list[FundingRate]:
+        """Settled funding rates with funding_time in [start, end), oldest first."""
+        out: dict[int, FundingRate] = {}
+        after = end
+        while True:
+            params = {
+                "instId": inst.inst_id,
+                "limit": str(FUNDING_PAGE_LIMIT),
+                "before": str(start - 1),
+                "after": str(after),
+            }
+            await self.pacer.acquire("funding-rate-history", inst.inst_id)
+            with _classified():
+                response = await self._rest.public_get_public_funding_rate_history(params)
+            self.requests += 1
+            page = [parse_okx_funding_history(r, source) for r in response.get("data") or []]
+            for rate in page:
+                if start <= rate.funding_time < end:
+                    out[rate.funding_time] = rate
+            if len(page) < FUNDING_PAGE_LIMIT:
+                break
+            oldest = min(r.funding_time for r in page)
+            if oldest >= after:  # the server ignored `after`: stop rather than loop forever
+                break
+            after = oldest
+        return [out[t] for t in sorted(out)]
+
+    async def fetch_funding_current(
+        self, inst: Instrument, source: Source = "poll"
+    ) -> FundingObservation:
+        await self.pacer.acquire("funding-rate", inst.inst_id)
+        with _classified():
+            response = await self._rest.public_get_public_funding_rate({"instId": inst.inst_id})
+        self.requests += 1
+        data = response.get("data") or []
+        if not data:
+            raise ExchangeUnavailable(f"funding-rate for {inst.inst_id} came back empty")
+        return parse_okx_funding_current(data[0], observed_at=0, source=source)
+
+    # -- websockets ------------------------------------------------------------------------------
+
+    @staticmethod
+    def websocket_problem() -> str | None:
+        """Why websockets cannot be used here, or None when they can."""
+        if _WS_CLASS is None:
+            return (
+                f"ccxt.pro could not be imported ({WS_IMPORT_ERROR}); "
+                "reinstall ccxt (pip install 'ccxt>=4.5.90') or use --mode poll"
+            )
+        return None
+
+    def attach_sinks(self, on_candle: CandleSink, on_funding: FundingSink) -> None:
+        """Create the websocket client; raw pushes go to the sinks, on the event loop thread."""
+        problem = self.websocket_problem()
+        if problem:
+            raise EnvironmentProblem(problem)
+        ws = _WS_CLASS(self._ws_config)
+        ws.set_markets(self._rest.markets, self._rest.currencies)
+
+        def candle_frame(message: dict[str, Any]) -> None:
+            arg = message.get("arg") or {}
+            tf_name = _CHANNEL_TO_TF.get(arg.get("channel", ""))
+            inst = self.by_inst_id.get(arg.get("instId", ""))
+            if tf_name is None or inst is None:
+                return
+            tf = Timeframe.parse(tf_name)
+            for row in message.get("data") or []:
+                try:
+                    raw = parse_okx_candle(row, inst.is_spot, "ws")
+                except (ValueError, IndexError, TypeError):
+                    log.warning("ignoring a malformed candle push for %s: %r", inst.inst_id, row)
+                    continue
+                on_candle(inst.inst_id, tf, raw)
+
+        def funding_frame(message: dict[str, Any]) -> None:
+            for row in message.get("data") or []:
+                try:
+                    obs = parse_okx_funding_current(row, observed_at=0, source="ws")
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring a malformed funding push: %r", row)
+                    continue
+                on_funding(str(row.get("instId", "")), obs)
+
+        ws.candle_sink = candle_frame
+        ws.funding_sink = funding_frame
+        self._ws = ws
+
+    async def watch_candles(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
+        """Keep a batch of candle subscriptions alive; returns when any of them updates.
+
+        Data arrives through the candle sink; this call surfaces connection errors (classified).
+        """
+        for _, tf in series:
+            if tf.name not in WS_TIMEFRAMES:
+                raise ValueError(f"{tf.name} candles are UTC+8-aligned on OKX websockets")
+        with _classified():
+            await self._ws.watch_ohlcv_for_symbols([[i.symbol, tf.name] for i, tf in series])
+
+    async def watch_funding(self, inst: Instrument) -> None:
+        """Keep a funding-rate subscription alive; returns on each push (data goes to the sink)."""
+        with _classified():
+            await self._ws.watch_funding_rate(inst.symbol)
+
+    async def close(self) -> None:
+        """Close REST sessions and websocket connections; never raises."""
+        for client in (self._ws, self._rest):
+            if client is None:
+                continue
+            try:
+                await client.close()
+            except Exception as exc:
+                log.debug("closing the exchange client failed: %s", exc)

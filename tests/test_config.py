@@ -1,0 +1,82 @@
+"""Settings: precedence, validation, and time specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from okx_collector.config import build_settings, parse_time_spec, resolve_range
+from okx_collector.errors import BadInput
+from okx_collector.timeframes import DAY_MS, HOUR_MS
+
+NOW = 1_790_000_000_000
+
+
+def test_defaults() -> None:
+    s = build_settings({}, env={})
+    assert s.symbols == ("BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT")
+    assert [t.name for t in s.timeframes] == ["15m"]
+    assert s.funding is True and s.mode == "auto" and s.poll_interval == 60.0
+
+
+def test_precedence_flag_env_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('symbols = "ETH/USDT"\ntimeframes = ["1m", "1h"]\nheartbeat = 5\nmode = "ws"\n')
+    env = {"OKX_COLLECTOR_MODE": "poll", "POLL_INTERVAL": "7"}
+    s = build_settings({"heartbeat": 3.0, "symbols": None}, config_file=cfg, env=env)
+    assert s.symbols == ("ETH/USDT",)  # file (flag was not given)
+    assert [t.name for t in s.timeframes] == ["1m", "1h"]
+    assert s.mode == "poll"  # env beats file
+    assert s.heartbeat == 3.0  # flag beats file
+    assert s.poll_interval == 7.0  # POLL_INTERVAL honoured
+    env2 = {"POLL_INTERVAL": "7", "OKX_COLLECTOR_POLL_INTERVAL": "9"}
+    assert build_settings({}, env=env2).poll_interval == 9.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        ({"timeframes": "15x"}, "valid timeframes: 1m"),
+        ({"timeframes": "1M"}, "unknown timeframe"),
+        ({"mode": "fast"}, "--mode must be one of"),
+        ({"poll_interval": "-1"}, "greater than 0"),
+        ({"rest_url": "ftp://x"}, "http://"),
+        ({"symbols": " , "}, "is empty"),
+    ],
+)
+def test_bad_values_are_bad_input(flags: dict[str, str], fragment: str) -> None:
+    with pytest.raises(BadInput, match=fragment.replace("(", r"\(")):
+        build_settings(flags, env={})
+
+
+def test_bad_config_files(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="does not exist"):
+        build_settings({}, config_file=tmp_path / "missing.toml", env={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("symbols = [")
+    with pytest.raises(BadInput, match="not valid TOML"):
+        build_settings({}, config_file=broken, env={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("simbols = 'BTC/USDT'")
+    with pytest.raises(BadInput, match="unknown setting"):
+        build_settings({}, config_file=unknown, env={})
+
+
+def test_time_specs() -> None:
+    assert parse_time_spec("30d", NOW) == NOW - 30 * DAY_MS
+    assert parse_time_spec("12h", NOW) == NOW - 12 * HOUR_MS
+    assert parse_time_spec("2026-01-01", NOW) == 1_767_225_600_000
+    assert parse_time_spec("2026-01-01T06:00", NOW) == 1_767_225_600_000 + 6 * HOUR_MS
+    assert parse_time_spec("2026-01-01T08:00+02:00", NOW) == 1_767_225_600_000 + 6 * HOUR_MS
+    with pytest.raises(BadInput, match="is not a time"):
+        parse_time_spec("yesterday", NOW)
+
+
+def test_resolve_range() -> None:
+    s = build_settings({"since": "2d"}, env={})
+    assert resolve_range(s, NOW, "30d") == (NOW - 2 * DAY_MS, NOW)
+    with pytest.raises(BadInput, match="in the future"):
+        resolve_range(build_settings({"since": "2099-01-01"}, env={}), NOW, "30d")
+    with pytest.raises(BadInput, match="not before"):
+        resolve_range(build_settings({"since": "1d", "until": "2d"}, env={}), NOW, "30d")
