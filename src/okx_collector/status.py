@@ -1,0 +1,185 @@
+"""`status`: coverage of every stored series (first, last, rows, gaps, age), as a table or JSON.
+
+Honest by construction (DESIGN.md §5.5): every interior gap is listed, nothing is inferred as
+present. Candle gaps are counted in candles; funding gaps against the funding interval inferred
+from the data (the median spacing), since OKX sets it per instrument (1h, 2h, 4h or 8h).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.table import Table
+
+from okx_collector.store import Store
+from okx_collector.store.coverage import Coverage, Gap, candle_coverage, funding_coverage
+from okx_collector.timeframes import Timeframe
+
+JSON_VERSION = 1
+SeriesKind = Literal["candles", "funding"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesStatus:
+    """Coverage of one series at exchange time `now_ms`."""
+
+    kind: SeriesKind
+    inst_id: str
+    timeframe: str | None  # candle timeframe name; None for funding
+    now_ms: int  # the exchange time the ages are measured at
+    coverage: Coverage
+
+    @property
+    def name(self) -> str:
+        return f"{self.inst_id} {self.timeframe if self.kind == 'candles' else 'funding'}"
+
+
+def collect_status(store: Store, now_ms: int) -> list[SeriesStatus]:
+    """Coverage of every candle series, then every settled-funding series, in sorted order."""
+    out: list[SeriesStatus] = []
+    for inst_id, tf_name in store.list_candle_series():
+        tf = Timeframe.parse(tf_name)
+        ts = store.candle_timestamps(inst_id, tf)
+        out.append(
+            SeriesStatus("candles", inst_id, tf.name, now_ms, candle_coverage(ts, tf, now_ms))
+        )
+    for inst_id in store.list_funding_series():
+        times = store.funding_times(inst_id)
+        out.append(SeriesStatus("funding", inst_id, None, now_ms, funding_coverage(times, now_ms)))
+    return out
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+
+def iso(ms: int | None) -> str | None:
+    """`2026-01-01T00:00:00Z` (with milliseconds only when there are some)."""
+    if ms is None:
+        return None
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    spec = "seconds" if ms % 1000 == 0 else "milliseconds"
+    return dt.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def human_duration(ms: int | None) -> str:
+    """A short duration: `45s`, `12m`, `3h 15m`, `2d 4h`; `-5m` for the future."""
+    if ms is None:
+        return "—"
+    if ms < 0:
+        return "-" + human_duration(-ms)
+    secs = ms // 1000
+    days, rem = divmod(secs, 86_400)
+    hours, rem = divmod(rem, 3_600)
+    mins, secs = divmod(rem, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {mins}m" if mins else f"{hours}h"
+    if mins:
+        return f"{mins}m {secs}s" if secs else f"{mins}m"
+    return f"{secs}s" if secs or ms == 0 else f"{ms}ms"
+
+
+def _short_time(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def render_status(statuses: list[SeriesStatus], console: Console) -> None:
+    """Print one row per series: first, last, rows, gaps, missing, largest gap, age (UTC times)."""
+    table = Table(title="okx-collector status (times UTC)", title_justify="left")
+    table.add_column("series", no_wrap=True)
+    table.add_column("first", no_wrap=True)
+    table.add_column("last", no_wrap=True)
+    for name in ("rows", "gaps", "missing", "largest gap", "age"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for s in statuses:
+        cov = s.coverage
+        largest = cov.largest_gap
+        gap_text = (
+            "—" if largest is None else f"{human_duration(largest.span_ms)} ({largest.missing})"
+        )
+        behind = f" (+{cov.behind} due)" if cov.behind else ""
+        style = "red" if cov.gap_count or cov.behind else None
+        table.add_row(
+            s.name,
+            _short_time(cov.first),
+            _short_time(cov.last),
+            f"{cov.rows:,}",
+            f"{cov.gap_count:,}",
+            f"{cov.missing:,}",
+            gap_text,
+            human_duration(cov.age_ms) + behind,
+            style=style,
+        )
+    if not statuses:
+        console.print("no series stored yet")
+        return
+    console.print(table)
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+
+
+def _gap_json(g: Gap) -> dict[str, Any]:
+    return {
+        "start_ms": g.start,
+        "start": iso(g.start),
+        "end_ms": g.end,
+        "end": iso(g.end),
+        "missing": g.missing,
+    }
+
+
+def status_to_dict(s: SeriesStatus) -> dict[str, Any]:
+    """One series as plain JSON types, with stable keys (times both in ms and ISO UTC)."""
+    cov = s.coverage
+    largest = cov.largest_gap
+    return {
+        "series": s.name,
+        "kind": s.kind,
+        "inst_id": s.inst_id,
+        "timeframe": s.timeframe,
+        "interval_ms": cov.step_ms,
+        "now_ms": s.now_ms,
+        "now": iso(s.now_ms),
+        "first_ms": cov.first,
+        "first": iso(cov.first),
+        "last_ms": cov.last,
+        "last": iso(cov.last),
+        "rows": cov.rows,
+        "gap_count": cov.gap_count,
+        "missing": cov.missing,
+        "largest_gap_missing": 0 if largest is None else largest.missing,
+        "largest_gap_ms": 0 if largest is None else largest.span_ms,
+        "age_ms": cov.age_ms,
+        "behind": cov.behind,
+        "gaps": [_gap_json(g) for g in cov.gaps],
+    }
+
+
+def status_to_json(statuses: list[SeriesStatus]) -> str:
+    """`{"version": 1, "series": [...]}`, keys in a fixed order, for machines."""
+    return json.dumps(
+        {"version": JSON_VERSION, "series": [status_to_dict(s) for s in statuses]}, indent=2
+    )
+
+
+def status_from_json(text: str) -> list[SeriesStatus]:
+    """Parse `status_to_json` output back (the ms fields are authoritative)."""
+    doc = json.loads(text)
+    if doc.get("version") != JSON_VERSION:
+        raise ValueError(f"unsupported status JSON version {doc.get('version')!r}")
+    out: list[SeriesStatus] = []
+    for d in doc["series"]:
+        gaps = tuple(Gap(g["start_ms"], g["end_ms"], g["missing"]) for g in d["gaps"])
+        cov = Coverage(
+            d["first_ms"], d["last_ms"], d["rows"], d["interval_ms"], gaps, d["age_ms"], d["behind"]
+        )
+        out.append(SeriesStatus(d["kind"], d["inst_id"], d["timeframe"], d["now_ms"], cov))
+    return out

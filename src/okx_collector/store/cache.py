@@ -1,0 +1,87 @@
+"""A bounded cache of each series' most recently used partition table.
+
+The live collector appends a few candles to the current month every flush; without this every
+flush would re-read and decode the whole month file. An entry is only used while the file on disk
+still has the identity it had when cached (inode, size, mtime), so a write by another process, a
+recovery, or a user's edit is never masked.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+FileSig = tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
+
+
+def file_sig(path: Path) -> FileSig | None:
+    """The identity of the file now at `path`, or None if there is none."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    path: Path  # the partition file the table was read from or written to
+    sig: FileSig  # its identity at that moment
+    table: pa.Table  # immutable, so it is safe to hand out
+
+
+class TableCache:
+    """LRU of one partition table per series directory, bounded by entries and bytes."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._max_entries = max_entries  # series kept at most
+        self._max_bytes = max_bytes  # sum of cached tables' nbytes kept at most
+        self._entries: OrderedDict[Path, _Entry] = OrderedDict()  # series dir -> entry, LRU first
+        self._bytes = 0  # current sum of nbytes
+        self._lock = threading.Lock()  # guards the three fields above
+
+    def get(self, series: Path, path: Path, sig: FileSig | None) -> pa.Table | None:
+        """The cached table of `path` if the file still has identity `sig`."""
+        if sig is None:
+            return None
+        with self._lock:
+            entry = self._entries.get(series)
+            if entry is None or entry.path != path or entry.sig != sig:
+                return None
+            self._entries.move_to_end(series)
+            return entry.table
+
+    def put(self, series: Path, path: Path, sig: FileSig | None, table: pa.Table) -> None:
+        """Remember `table` as the content of `path` (with identity `sig`) for this series."""
+        with self._lock:
+            self._drop(series)
+            size = int(table.nbytes)
+            if sig is None or self._max_entries <= 0 or size > self._max_bytes:
+                return
+            self._entries[series] = _Entry(path, sig, table)
+            self._bytes += size
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                oldest = next(iter(self._entries))
+                self._drop(oldest)
+
+    def invalidate(self, series: Path) -> None:
+        with self._lock:
+            self._drop(series)
+
+    def _drop(self, series: Path) -> None:
+        entry = self._entries.pop(series, None)
+        if entry is not None:
+            self._bytes -= int(entry.table.nbytes)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._bytes

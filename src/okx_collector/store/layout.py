@@ -1,0 +1,188 @@
+"""Where each series lives on disk: validated path components and time partitions.
+
+    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM}.parquet
+    DATA_DIR/funding/{instId}/{YYYY}.parquet
+    DATA_DIR/funding_live/{instId}/{YYYY-MM}.parquet
+
+Only validated OKX instrument ids and known timeframe names become path components, so nothing a
+user types reaches the filesystem unchecked. Partitions are UTC calendar months (years for settled
+funding, which is sparse: 3 rows a day).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+
+from okx_collector.errors import BadInput
+from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
+
+# OKX instIds: BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-100000-C.
+INST_ID_RE = re.compile(r"^[A-Z0-9]+(-[A-Z0-9]+){1,3}$")
+_MONTH_FILE_RE = re.compile(r"^(\d{4})-(\d{2})\.parquet$")
+_YEAR_FILE_RE = re.compile(r"^(\d{4})\.parquet$")
+PARQUET_SUFFIX = ".parquet"
+
+
+class InvalidInstrumentId(BadInput, ValueError):
+    """A string that is not an OKX instrument id (and so may not become a path component)."""
+
+    def __init__(self, inst_id: str) -> None:
+        self.inst_id = inst_id
+        super().__init__(
+            f"invalid OKX instrument id {inst_id!r}: expected upper-case parts joined by '-', "
+            "such as BTC-USDT or BTC-USDT-SWAP"
+        )
+
+
+def validate_inst_id(inst_id: str) -> str:
+    """Return `inst_id` if it is a well-formed OKX instId, else raise `InvalidInstrumentId`."""
+    if not isinstance(inst_id, str) or not INST_ID_RE.fullmatch(inst_id):
+        raise InvalidInstrumentId(str(inst_id))
+    return inst_id
+
+
+def validate_timeframe(tf: Timeframe) -> Timeframe:
+    """Return `tf` if it is one of the supported timeframes (not a hand-built lookalike)."""
+    known = Timeframe.parse(tf.name)
+    if known != tf:
+        raise ValueError(f"timeframe {tf!r} does not match the known {known!r}")
+    return known
+
+
+class Period(Enum):
+    """The calendar span of one partition file."""
+
+    MONTH = "month"
+    YEAR = "year"
+
+
+def _utc(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts / 1000, tz=UTC)
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp()) * 1000
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Partition:
+    """One partition: a calendar month or year, named `YYYY-MM` or `YYYY`."""
+
+    start: int  # first ms inside, UTC
+    end: int  # first ms after
+    key: str  # file stem
+
+    @property
+    def filename(self) -> str:
+        return self.key + PARQUET_SUFFIX
+
+
+def partition_of(ts: int, period: Period) -> Partition:
+    """The partition holding timestamp `ts`."""
+    dt = _utc(ts)
+    if period is Period.YEAR:
+        return year_partition(dt.year)
+    return month_partition(dt.year, dt.month)
+
+
+def month_partition(year: int, month: int) -> Partition:
+    start = datetime(year, month, 1, tzinfo=UTC)
+    nxt = (
+        datetime(year + 1, 1, 1, tzinfo=UTC)
+        if month == 12
+        else datetime(year, month + 1, 1, tzinfo=UTC)
+    )
+    return Partition(_ms(start), _ms(nxt), f"{year:04d}-{month:02d}")
+
+
+def year_partition(year: int) -> Partition:
+    start = datetime(year, 1, 1, tzinfo=UTC)
+    nxt = datetime(year + 1, 1, 1, tzinfo=UTC)
+    return Partition(_ms(start), _ms(nxt), f"{year:04d}")
+
+
+def partition_from_filename(name: str, period: Period) -> Partition | None:
+    """Parse a partition file name (`2026-11.parquet`, `2026.parquet`); None for anything else."""
+    if period is Period.MONTH:
+        m = _MONTH_FILE_RE.fullmatch(name)
+        if m is None or not 1 <= int(m.group(2)) <= 12:
+            return None
+        return month_partition(int(m.group(1)), int(m.group(2)))
+    y = _YEAR_FILE_RE.fullmatch(name)
+    return year_partition(int(y.group(1))) if y else None
+
+
+def list_partitions(directory: Path, period: Period) -> list[Partition]:
+    """The partitions present in `directory`, oldest first (empty if it does not exist)."""
+    found: list[Partition] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                part = partition_from_filename(entry.name, period)
+                if part is not None and entry.is_file():
+                    found.append(part)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found.sort()
+    return found
+
+
+def overlapping(parts: list[Partition], start: int | None, end: int | None) -> list[Partition]:
+    """The partitions of `parts` that may hold a timestamp in [start, end)."""
+    return [p for p in parts if (start is None or p.end > start) and (end is None or p.start < end)]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Path arithmetic under one data directory."""
+
+    root: Path
+
+    @property
+    def candles_root(self) -> Path:
+        return self.root / "candles"
+
+    @property
+    def funding_root(self) -> Path:
+        return self.root / "funding"
+
+    @property
+    def funding_live_root(self) -> Path:
+        return self.root / "funding_live"
+
+    def candle_dir(self, inst_id: str, tf: Timeframe) -> Path:
+        return self.candles_root / validate_inst_id(inst_id) / validate_timeframe(tf).name
+
+    def funding_dir(self, inst_id: str) -> Path:
+        return self.funding_root / validate_inst_id(inst_id)
+
+    def funding_live_dir(self, inst_id: str) -> Path:
+        return self.funding_live_root / validate_inst_id(inst_id)
+
+    def candle_series(self) -> Iterator[tuple[str, str]]:
+        """(inst_id, timeframe) for every candle directory holding at least one partition."""
+        for inst_dir in _subdirs(self.candles_root):
+            if not INST_ID_RE.fullmatch(inst_dir.name):
+                continue
+            for tf_dir in _subdirs(inst_dir):
+                if tf_dir.name in VALID_TIMEFRAMES and list_partitions(tf_dir, Period.MONTH):
+                    yield inst_dir.name, tf_dir.name
+
+    def instrument_series(self, root: Path, period: Period) -> Iterator[str]:
+        """inst_ids under `root` (funding or funding_live) holding at least one partition."""
+        for inst_dir in _subdirs(root):
+            if INST_ID_RE.fullmatch(inst_dir.name) and list_partitions(inst_dir, period):
+                yield inst_dir.name
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if p.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []

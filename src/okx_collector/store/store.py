@@ -1,0 +1,233 @@
+"""`Store`: the Parquet dataset of candles and funding rates (DESIGN.md §4); its only writer."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from okx_collector.models import Candle, FundingObservation, FundingRate
+from okx_collector.store.atomic import make_dirs, storage_error, temp_name
+from okx_collector.store.cache import TableCache, file_sig
+from okx_collector.store.layout import Layout, Period, list_partitions, validate_timeframe
+from okx_collector.store.recovery import (
+    RecoveryNote,
+    check_readable,
+    remove_stale_temps,
+    walk_dirs,
+)
+from okx_collector.store.schema import (
+    CANDLES,
+    FUNDING,
+    FUNDING_LIVE,
+    candles_table,
+    funding_live_table,
+    funding_table,
+)
+from okx_collector.store.series import Series, SeriesIO
+from okx_collector.store.validate import (
+    validate_candles,
+    validate_funding,
+    validate_funding_live,
+)
+from okx_collector.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+DEFAULT_CACHE_ENTRIES = 512  # series whose newest partition stays decoded in memory
+DEFAULT_CACHE_BYTES = 256 * 2**20  # and at most this many bytes of them
+
+
+class Store:
+    """Candles, settled funding and live funding observations, as partitioned Parquet files.
+
+    Every method is safe to call from worker threads (`asyncio.to_thread`): writes to one
+    partition are serialised, and readers (here or in other processes) only ever see whole files.
+    Unreadable partitions met along the way are moved aside and reported by `take_notes()`.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.data_dir = Path(data_dir)  # the dataset root (DATA_DIR)
+        self.layout = Layout(self.data_dir)  # path arithmetic under it
+        self._io = SeriesIO(TableCache(cache_entries, cache_bytes))  # locks, cache, notes
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.data_dir)!r})"
+
+    # -- series descriptors --------------------------------------------------------------------
+
+    def _candles(self, inst_id: str, tf: Timeframe) -> Series:
+        tf = validate_timeframe(tf)
+        return Series(
+            self.layout.candle_dir(inst_id, tf), CANDLES, Period.MONTH, f"candles {inst_id} {tf}"
+        )
+
+    def _funding(self, inst_id: str) -> Series:
+        return Series(self.layout.funding_dir(inst_id), FUNDING, Period.YEAR, f"funding {inst_id}")
+
+    def _funding_live(self, inst_id: str) -> Series:
+        return Series(
+            self.layout.funding_live_dir(inst_id),
+            FUNDING_LIVE,
+            Period.MONTH,
+            f"funding_live {inst_id}",
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write_candles(self, inst_id: str, tf: Timeframe, candles: Sequence[Candle]) -> int:
+        """Upsert closed candles (later value wins); returns rows added or changed.
+
+        The whole batch is validated first (raises `InvalidRecords`, writing nothing).
+        """
+        series = self._candles(inst_id, tf)
+        table = candles_table(inst_id, tf.name, candles)
+        validate_candles(table, series.label, tf)
+        return self._io.write(series, table)
+
+    def write_funding(self, inst_id: str, rates: Sequence[FundingRate]) -> int:
+        """Upsert settled funding rates keyed by `funding_time`; returns rows added or changed."""
+        series = self._funding(inst_id)
+        table = funding_table(inst_id, rates)
+        validate_funding(table, series.label)
+        return self._io.write(series, table)
+
+    def write_funding_live(self, inst_id: str, obs: Sequence[FundingObservation]) -> int:
+        """Upsert live funding observations keyed by `ts`; returns rows added or changed."""
+        series = self._funding_live(inst_id)
+        table = funding_live_table(inst_id, obs)
+        validate_funding_live(table, series.label)
+        return self._io.write(series, table)
+
+    def check_writable(self) -> None:
+        """Raise `StorageError` (one line, naming the path) unless files can be created here."""
+        make_dirs(self.data_dir)
+        probe = temp_name(self.data_dir / "write-check")
+        try:
+            with probe.open("xb"):
+                pass
+        except OSError as exc:
+            raise storage_error(self.data_dir, "write to", exc) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_candles(
+        self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
+    ) -> pa.Table:
+        """Candles with open time in [start, end), sorted by `ts` (empty table if none)."""
+        return self._io.read_range(self._candles(inst_id, tf), start, end)
+
+    def read_candles_df(
+        self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
+    ) -> pd.DataFrame:
+        """`read_candles` as a pandas DataFrame (default RangeIndex, `ts` as int64 ms)."""
+        return self.read_candles(inst_id, tf, start, end).to_pandas()
+
+    def read_funding(
+        self, inst_id: str, start: int | None = None, end: int | None = None
+    ) -> pa.Table:
+        """Settled funding with `funding_time` in [start, end), sorted."""
+        return self._io.read_range(self._funding(inst_id), start, end)
+
+    def read_funding_live(
+        self, inst_id: str, start: int | None = None, end: int | None = None
+    ) -> pa.Table:
+        """Live funding observations with `ts` in [start, end), sorted."""
+        return self._io.read_range(self._funding_live(inst_id), start, end)
+
+    def candle_timestamps(
+        self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
+    ) -> npt.NDArray[np.int64]:
+        """Stored candle open times in [start, end): int64, sorted, unique."""
+        table = self._io.read_range(self._candles(inst_id, tf), start, end, ["ts"])
+        return np.asarray(table.column("ts").to_numpy(), dtype=np.int64)
+
+    def funding_times(
+        self, inst_id: str, start: int | None = None, end: int | None = None
+    ) -> npt.NDArray[np.int64]:
+        """Stored settled funding times in [start, end): int64, sorted, unique."""
+        table = self._io.read_range(self._funding(inst_id), start, end, ["funding_time"])
+        return np.asarray(table.column("funding_time").to_numpy(), dtype=np.int64)
+
+    def last_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
+        """Open time of the newest stored candle (reads only the newest partition's `ts`)."""
+        return self._io.edge(self._candles(inst_id, tf), newest=True)
+
+    def first_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
+        """Open time of the oldest stored candle."""
+        return self._io.edge(self._candles(inst_id, tf), newest=False)
+
+    def last_funding_time(self, inst_id: str) -> int | None:
+        """The newest stored settled `funding_time`."""
+        return self._io.edge(self._funding(inst_id), newest=True)
+
+    def list_candle_series(self) -> list[tuple[str, str]]:
+        """(inst_id, timeframe name) of every stored candle series, sorted."""
+        return sorted(self.layout.candle_series())
+
+    def list_funding_series(self) -> list[str]:
+        """inst_ids with stored settled funding, sorted."""
+        return sorted(self.layout.instrument_series(self.layout.funding_root, Period.YEAR))
+
+    def list_funding_live_series(self) -> list[str]:
+        """inst_ids with stored live funding observations, sorted."""
+        return sorted(self.layout.instrument_series(self.layout.funding_live_root, Period.MONTH))
+
+    # -- repair --------------------------------------------------------------------------------
+
+    def take_notes(self) -> list[RecoveryNote]:
+        """Repairs made during reads and writes since the last call (then forgotten)."""
+        return self._io.take_notes()
+
+    def recover(self, *, deep: bool = False) -> list[RecoveryNote]:
+        """At start: delete stale temp files, move unreadable partitions aside; report both.
+
+        The default check reads each partition's footer and column names (what a crash can tear);
+        `deep=True` decodes every file too.
+        """
+        notes: list[RecoveryNote] = []
+        groups = (
+            (self.layout.candles_root, 2, CANDLES, Period.MONTH),
+            (self.layout.funding_root, 1, FUNDING, Period.YEAR),
+            (self.layout.funding_live_root, 1, FUNDING_LIVE, Period.MONTH),
+        )
+        for root, depth, kind, period in groups:
+            for directory in walk_dirs(root, depth):
+                notes.extend(remove_stale_temps(directory))
+                series = Series(directory, kind, period, f"{kind.name} {directory}")
+                for part in list_partitions(directory, period):
+                    path = series.path(part)
+                    reason = check_readable(path, kind.schema, deep)
+                    if reason is not None:
+                        note = self._io.quarantine(series, path, reason, file_sig(path))
+                        if note is not None:
+                            notes.append(note)
+        return notes
+
+    def dataset_files(self) -> list[Path]:
+        """Every partition file of the dataset (for manifests and checksums), sorted."""
+        found: list[Path] = []
+        for root, depth, period in (
+            (self.layout.candles_root, 2, Period.MONTH),
+            (self.layout.funding_root, 1, Period.YEAR),
+            (self.layout.funding_live_root, 1, Period.MONTH),
+        ):
+            for directory in walk_dirs(root, depth):
+                found.extend(directory / p.filename for p in list_partitions(directory, period))
+        return sorted(found, key=os.fspath)

@@ -1,0 +1,105 @@
+"""Checks a batch must pass before any of it is written (all or nothing)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from okx_collector.errors import CollectorError
+from okx_collector.models import SOURCES
+from okx_collector.timeframes import Timeframe
+
+
+class InvalidRecords(CollectorError, ValueError):
+    """A batch handed to the store breaks the dataset's rules; nothing of it was written."""
+
+    def __init__(self, series: str, key: str, value: int, problem: str, bad_rows: int) -> None:
+        self.series = series
+        self.key_value = value
+        self.problem = problem
+        self.bad_rows = bad_rows
+        others = f" (and {bad_rows - 1} more bad rows)" if bad_rows > 1 else ""
+        super().__init__(
+            f"refusing to write {series}: row {key}={value} ({_iso(value)}): {problem}{others}; "
+            "nothing from this batch was written"
+        )
+
+
+def _iso(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
+
+
+def _floats(table: pa.Table, name: str) -> npt.NDArray[np.float64]:
+    return np.asarray(table.column(name).to_numpy(), dtype=np.float64)
+
+
+def _first_bad(
+    table: pa.Table, series: str, key: str, checks: list[tuple[npt.NDArray[np.bool_], str]]
+) -> None:
+    """Raise for the earliest row failing any check (each check is a mask of good rows)."""
+    bad_any = np.zeros(table.num_rows, dtype=np.bool_)
+    for good, _ in checks:
+        bad_any |= ~good
+    if not bad_any.any():
+        return
+    keys = np.asarray(table.column(key).to_numpy(), dtype=np.int64)
+    row = int(np.flatnonzero(bad_any)[0])
+    problem = next(msg for good, msg in checks if not good[row])
+    raise InvalidRecords(series, key, int(keys[row]), problem, int(bad_any.sum()))
+
+
+def _sources_ok(table: pa.Table) -> npt.NDArray[np.bool_]:
+    src = table.column("source").to_pylist()
+    return np.array([s in SOURCES for s in src], dtype=np.bool_)
+
+
+def validate_candles(table: pa.Table, series: str, tf: Timeframe) -> None:
+    """Aligned open times, finite prices, high/low bracketing open and close, volumes >= 0."""
+    ts = np.asarray(table.column("ts").to_numpy(), dtype=np.int64)
+    o, h, lo, c = (_floats(table, n) for n in ("open", "high", "low", "close"))
+    v, qv = _floats(table, "volume"), _floats(table, "quote_volume")
+    with np.errstate(invalid="ignore"):
+        checks = [
+            ((ts - tf.origin) % tf.ms == 0, f"open time is not aligned to {tf.name} candles (UTC)"),
+            (
+                np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c),
+                "a price is not a finite number",
+            ),
+            (h >= np.maximum(o, c), "high is below open or close"),
+            (lo <= np.minimum(o, c), "low is above open or close"),
+            (
+                np.isfinite(v) & np.isfinite(qv) & (v >= 0) & (qv >= 0),
+                "volume is negative or not finite",
+            ),
+            (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
+        ]
+    _first_bad(table, series, "ts", checks)
+
+
+def validate_funding(table: pa.Table, series: str) -> None:
+    """Finite settled rates and a known source."""
+    fr, rr = _floats(table, "funding_rate"), _floats(table, "realized_rate")
+    checks = [
+        (np.isfinite(fr) & np.isfinite(rr), "a funding rate is not a finite number"),
+        (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
+    ]
+    _first_bad(table, series, "funding_time", checks)
+
+
+def validate_funding_live(table: pa.Table, series: str) -> None:
+    """Finite rates (the predicted next rate may be absent) and a known source."""
+    fr = _floats(table, "funding_rate")
+    nxt = table.column("next_funding_rate")
+    nxt_vals = np.asarray(nxt.fill_null(0.0).to_numpy(), dtype=np.float64)
+    checks = [
+        (np.isfinite(fr), "the funding rate is not a finite number"),
+        (np.isfinite(nxt_vals), "the next funding rate is not a finite number"),
+        (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
+    ]
+    _first_bad(table, series, "ts", checks)
