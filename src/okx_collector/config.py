@@ -162,7 +162,10 @@ def _convert(name: str, value: Any) -> Any:
     if name == "funding":
         return _bool(value, flag)
     if name in ("since", "until"):
-        return None if value in (None, "") else str(value)
+        if value in (None, ""):
+            return None
+        parse_time_spec(str(value), 0, flag)  # fail on bad syntax now, before any network call
+        return str(value)
     if name == "rest_url":
         return _url(value, flag, ("http://", "https://"))
     if name == "ws_url":

@@ -47,3 +47,17 @@ class ExchangeUnavailable(ExchangeError):
 
 class ExchangeRejected(ExchangeError):
     """Permanent: the exchange refused this request; do not retry it."""
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The first CollectorError inside (nested) exception groups, else the first leaf exception.
+
+    TaskGroups wrap failures in ExceptionGroups; users should see the one error that matters.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [unwrap(e) for e in exc.exceptions]
+        for leaf in leaves:
+            if isinstance(leaf, CollectorError):
+                return leaf
+        return leaves[0]
+    return exc

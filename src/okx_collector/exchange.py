@@ -255,6 +255,16 @@ class OkxExchange:
         rows.sort(key=lambda r: r.candle.ts)
         return rows
 
+    async def newest_open_before(self, inst: Instrument, tf: Timeframe, ts: int) -> int | None:
+        """Open time of the newest candle older than `ts`, or None if OKX has none (pre-listing)."""
+        params = {"instId": inst.inst_id, "bar": OKX_BARS[tf.name], "limit": "1", "after": str(ts)}
+        await self.pacer.acquire("history-candles")
+        with _classified():
+            response = await self._rest.public_get_market_history_candles(params)
+        self.requests += 1
+        opens = [int(row[0]) for row in response.get("data") or [] if int(row[0]) < ts]
+        return max(opens) if opens else None
+
     async def fetch_funding_history(
         self, inst: Instrument, start: int, end: int, source: Source = "backfill"
     ) -> list[FundingRate]:

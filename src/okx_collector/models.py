@@ -5,7 +5,7 @@ Pure: stdlib only. OKX sends every number as a string; they are parsed once, her
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal, NamedTuple
 
 Source = Literal["backfill", "poll", "ws"]
@@ -105,3 +105,8 @@ def parse_okx_funding_current(
         _opt_float(row.get("nextFundingRate")),
         source,
     )
+
+
+def closed_candles(rows: Iterable[RawCandle], tf_ms: int, now_ms: int) -> list[Candle]:
+    """The candles that are final: OKX marked them `confirm=1`, or their period has ended."""
+    return [r.candle for r in rows if r.confirmed or r.candle.ts + tf_ms <= now_ms]

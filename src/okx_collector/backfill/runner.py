@@ -1,0 +1,231 @@
+"""The backfill engine: page workers per endpoint, one writer, retries with backoff.
+
+Workers for `history-candles` and `market/candles` run side by side because OKX limits the two
+endpoints separately; the pacer keeps each at just under its ceiling. Candles go through a bounded
+queue to a single writer task, which batches them per series and writes off the event loop.
+A kill at any moment loses at most the unflushed batches; the next run re-plans from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from okx_collector.backfill.planner import Page, plan_pages
+from okx_collector.backfill.progress import Progress
+from okx_collector.exchange import Instrument, OkxExchange
+from okx_collector.models import Candle, closed_candles
+from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
+from okx_collector.store import Store
+from okx_collector.timeframes import Timeframe
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HISTORY_WORKERS = 6  # enough requests in flight to hide latency at 10 req/s
+RECENT_WORKERS = 4
+FLUSH_ROWS = 20_000  # write a series' batch once it holds this many candles...
+FLUSH_SECONDS = 2.0  # ...or once it is this old
+
+
+class CandleStore(Protocol):
+    def write_candles(self, inst_id: str, tf: Timeframe, candles: Sequence[Candle]) -> int: ...
+
+
+@dataclass
+class SeriesJob:
+    """One (instrument, timeframe) series being backfilled."""
+
+    inst: Instrument
+    tf: Timeframe
+    pages: list[Page]
+    floor: int | None = None  # no candles exist before this open time (instrument listing)
+    empty: list[tuple[int, int]] = field(default_factory=list)  # ranges known to hold no candle
+
+    @property
+    def key(self) -> str:
+        return f"{self.inst.inst_id} {self.tf.name}"
+
+    def known_empty(self, page: Page) -> bool:
+        if self.floor is not None and page.end <= self.floor:
+            return True
+        return any(lo <= page.start and page.end <= hi for lo, hi in self.empty)
+
+
+@dataclass
+class BackfillReport:
+    candles: int = 0  # closed candles received
+    written: int = 0  # rows added or changed in the store
+    funding_rows: int = 0
+    pages: int = 0
+    requests_start: int = 0
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    series: int = 0
+
+
+class Backfiller:
+    """Fill the store's holes for the given series over [since, until)."""
+
+    def __init__(
+        self,
+        exchange: OkxExchange,
+        store: Store,
+        progress: Progress,
+        *,
+        delays: BackoffFactory = backoff_delays,
+        attempts: int = 10,
+    ) -> None:
+        self.exchange = exchange
+        self.store = store
+        self.progress = progress
+        self.delays = delays
+        self.attempts = attempts
+        self.report = BackfillReport()
+        self._queue: asyncio.Queue[tuple[SeriesJob, list[Candle]] | None] = asyncio.Queue(64)
+
+    def plan(
+        self,
+        series: Sequence[tuple[Instrument, Timeframe]],
+        since: int,
+        until: int,
+        now: int,
+    ) -> list[SeriesJob]:
+        jobs = []
+        for inst, tf in series:
+            present = self.store.candle_timestamps(inst.inst_id, tf)
+            pages = plan_pages(present, tf, since, until, now)
+            jobs.append(SeriesJob(inst, tf, pages))
+        return jobs
+
+    async def run(
+        self,
+        series: Sequence[tuple[Instrument, Timeframe]],
+        funding: Sequence[Instrument],
+        since: int,
+        until: int,
+        now: int,
+    ) -> BackfillReport:
+        started = time.monotonic()
+        self.report.requests_start = self.exchange.requests
+        jobs = await asyncio.to_thread(self.plan, series, since, until, now)
+        self.report.series = len(jobs)
+        for job in jobs:
+            bars = sum(p.bars(job.tf) for p in job.pages)
+            self.progress.add_series(job.key, bars)
+        history = _interleave([(j, p) for p in j.pages if not p.recent] for j in jobs)
+        recent = _interleave([(j, p) for p in j.pages if p.recent] for j in jobs)
+        writer = asyncio.create_task(self._writer())
+        try:
+            async with asyncio.TaskGroup() as fetchers:
+                for _ in range(HISTORY_WORKERS):
+                    fetchers.create_task(self._page_worker(history, now))
+                for _ in range(RECENT_WORKERS):
+                    fetchers.create_task(self._page_worker(recent, now))
+                for inst in funding:
+                    fetchers.create_task(self._funding(inst, since, until))
+        finally:
+            # Whatever happened (done, failed, interrupted), store what was already fetched.
+            await self._queue.put(None)
+            await writer
+        self.report.requests = self.exchange.requests - self.report.requests_start
+        self.report.seconds = time.monotonic() - started
+        self.progress.finish()
+        return self.report
+
+    async def _call(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        def count_retry(exc: Exception) -> None:
+            self.report.retries += 1
+            log.info("%s: %s; retrying", what, exc)
+
+        return await with_retries(
+            call, what=what, attempts=self.attempts, delays=self.delays,
+            on_retry=count_retry,
+        )  # fmt: skip
+
+    async def _page_worker(self, pages: deque[tuple[SeriesJob, Page]], now: int) -> None:
+        while pages:
+            job, page = pages.popleft()
+            if job.known_empty(page):
+                self.progress.advance(job.key, page.bars(job.tf), 0)
+                continue
+            fetch = functools.partial(
+                self.exchange.fetch_candles,
+                job.inst, job.tf, page.start, page.end, recent=page.recent, source="backfill",
+            )  # fmt: skip
+            rows = await self._call(fetch, f"{job.key} page {page.start}")
+            self.report.pages += 1
+            # Closed only: OKX's confirm flag, or a period that has ended by exchange time.
+            candles = closed_candles(rows, job.tf.ms, now)
+            if not candles and page.prepend and not page.recent:
+                await self._mark_empty(job, page)
+            self.progress.advance(job.key, page.bars(job.tf), len(candles))
+            if candles:
+                self.report.candles += len(candles)
+                await self._queue.put((job, candles))
+
+    async def _mark_empty(self, job: SeriesJob, page: Page) -> None:
+        """An empty page older than the store: find where OKX's data actually resumes."""
+        older = await self._call(
+            lambda: self.exchange.newest_open_before(job.inst, job.tf, page.start),
+            f"{job.key} probe before {page.start}",
+        )
+        if older is None:
+            job.floor = page.start if job.floor is None else max(job.floor, page.start)
+        else:
+            job.empty.append((older + job.tf.ms, page.start))
+
+    async def _funding(self, inst: Instrument, since: int, until: int) -> None:
+        rates = await self._call(
+            lambda: self.exchange.fetch_funding_history(inst, since, until),
+            f"{inst.inst_id} funding history",
+        )
+        if rates:
+            self.report.funding_rows += await asyncio.to_thread(
+                self.store.write_funding, inst.inst_id, rates
+            )
+
+    async def _writer(self) -> None:
+        pending: dict[str, tuple[SeriesJob, list[Candle], float]] = {}
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                break
+            job, candles = item
+            _, buffered, since = pending.get(job.key, (job, [], time.monotonic()))
+            buffered.extend(candles)
+            pending[job.key] = (job, buffered, since)
+            now = time.monotonic()
+            for key, (j, rows, first) in list(pending.items()):
+                if len(rows) >= FLUSH_ROWS or now - first >= FLUSH_SECONDS:
+                    del pending[key]
+                    await self._flush(j, rows)
+        for j, rows, _ in pending.values():
+            await self._flush(j, rows)
+
+    async def _flush(self, job: SeriesJob, rows: list[Candle]) -> None:
+        self.report.written += await asyncio.to_thread(
+            self.store.write_candles, job.inst.inst_id, job.tf, rows
+        )
+
+
+def _interleave(
+    per_series: Iterable[Iterable[tuple[SeriesJob, Page]]],
+) -> deque[tuple[SeriesJob, Page]]:
+    """Round-robin the series' page lists so that every series advances together."""
+    lists = [list(x) for x in per_series]
+    out: deque[tuple[SeriesJob, Page]] = deque()
+    index = 0
+    while any(index < len(pages) for pages in lists):
+        for pages in lists:
+            if index < len(pages):
+                out.append(pages[index])
+        index += 1
+    return out

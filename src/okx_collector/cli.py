@@ -1,0 +1,190 @@
+"""The `okx-collector` command line: parse options, build Settings, call one library function.
+
+No logic lives here. Every error a user can cause ends as one line on stderr and exit code 2 (bad
+input) or 1 (anything else); tracebacks only appear with `--log-level DEBUG`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from okx_collector import __version__
+from okx_collector.config import LOG_FORMATS, LOG_LEVELS, MODES, Settings, build_settings
+from okx_collector.errors import BadInput, CollectorError
+from okx_collector.logsetup import configure_logging
+from okx_collector.simulator.cli import simulate
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("okx_collector")
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"okx-collector: error: {message}", err=True)
+    sys.exit(code)
+
+
+def reports_errors(func: F) -> F:
+    """Turn every exception into a one-line message and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CollectorError as exc:
+            log.debug("command failed", exc_info=True)
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            log.debug("unexpected failure", exc_info=True)
+            _fail(
+                f"unexpected {type(exc).__name__}: {exc} (run with --log-level DEBUG for details)",
+                1,
+            )
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def data_options(func: F) -> F:
+    """The options shared by the data commands (DESIGN §3)."""
+    options = [
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Dataset folder [env OKX_COLLECTOR_DATA_DIR; default ./data]."),
+        click.option("--symbols", help="Comma list of ccxt symbols, e.g. BTC/USDT,ETH/USDT:USDT "
+                     "[default: BTC/USDT,ETH/USDT,ADA/USDT,DOT/USDT,LINK/USDT]."),
+        click.option("--timeframes", help="Comma list of 1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w "
+                     "[default 15m]."),
+        click.option("--funding/--no-funding", default=None,
+                     help="Also collect perpetual funding rates [default: on]."),
+        click.option("--since", help="Start: ISO date/time in UTC (2026-11-01, 2026-11-01T06:00) "
+                     "or a duration back from the exchange's now (30d, 12h)."),
+        click.option("--until", help="End (exclusive), same forms as --since [default: now]."),
+        click.option("--rest-url", help="OKX-compatible REST endpoint [default https://www.okx.com]."),
+        click.option("--ws-url", help="OKX-compatible websocket base [default "
+                     "wss://ws.okx.com:8443/ws/v5]."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="TOML file with any of these settings (flags and env win)."),
+        click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                     help="Logging detail [default INFO]."),
+        click.option("--log-format", type=click.Choice(LOG_FORMATS),
+                     help="text or json lines on stderr [default text]."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_from(kwargs: dict[str, Any]) -> Settings:
+    config_file = kwargs.pop("config_file", None)
+    settings = build_settings(kwargs, config_file=config_file)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="okx-collector")
+def cli() -> None:
+    """Keep a complete, exact, crash-safe dataset of OKX candles and funding rates.
+
+    Backfill history over REST, collect live over websockets with a REST fallback, check coverage
+    with `status`, export to qlib, or try everything offline with `demo`.
+    """
+
+
+cli.add_command(simulate)
+
+
+@cli.command()
+@data_options
+@reports_errors
+def backfill(**kwargs: Any) -> None:
+    """Fetch history from --since (default 30d) to --until into the store.
+
+    Fetches only what the store lacks: resumes after a kill, fills interior gaps, prepends when
+    --since is earlier than the data. Funding history too (OKX keeps about 3 months).
+    """
+    from okx_collector.backfill import run_backfill
+
+    run_backfill(settings_from(kwargs))
+
+
+@cli.command()
+@data_options
+@click.option("--mode", type=click.Choice(MODES), help="ws, poll, or auto = ws with a REST "
+              "fallback per stale series [default auto].")  # fmt: skip
+@click.option("--poll-interval", type=float, help="Seconds between REST polls [env POLL_INTERVAL; "
+              "default 60].")  # fmt: skip
+@click.option("--heartbeat", type=float, help="Seconds between heartbeat log lines [default 60].")
+@reports_errors
+def collect(**kwargs: Any) -> None:
+    """Catch up from the last stored candle, then stay live until SIGINT/SIGTERM."""
+    from okx_collector.live.run import run_collect
+
+    run_collect(settings_from(kwargs))
+
+
+@cli.command()
+@data_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def status(as_json: bool, **kwargs: Any) -> None:
+    """Coverage per series: first, last, rows, gaps, missing candles, age of the last candle."""
+    from okx_collector.status_command import run_status
+
+    run_status(settings_from(kwargs), as_json=as_json)
+
+
+@cli.command("export-qlib")
+@data_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="qlib data directory to write or update.")  # fmt: skip
+@click.option("--timeframe", "timeframe", help="Timeframe to export [default: the first of "
+              "--timeframes, 15m].")  # fmt: skip
+@reports_errors
+def export_qlib(out: Path, timeframe: str | None, **kwargs: Any) -> None:
+    """Write or update a qlib data directory (calendars, instruments, features) from the store."""
+    from okx_collector.export_command import run_export
+
+    run_export(settings_from(kwargs), out=out, timeframe=timeframe)
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo-data"), show_default=True,
+              help="Folder for the demo's dataset and qlib export.")  # fmt: skip
+@click.option("--live-seconds", type=float, default=30.0, show_default=True,
+              help="How long to collect live.")  # fmt: skip
+@click.option("--speed", type=float, default=60.0, show_default=True,
+              help="Simulated seconds per real second.")  # fmt: skip
+@reports_errors
+def demo(data_dir: Path, live_seconds: float, speed: float) -> None:
+    """Offline tour: simulator, backfill, live collection, qlib export, status."""
+    from okx_collector.demo import run_demo
+
+    if live_seconds <= 0 or speed <= 0:
+        raise BadInput("--live-seconds and --speed must be greater than 0")
+    configure_logging("INFO", "text")
+    run_demo(data_dir, live_seconds=live_seconds, speed=speed)
+
+
+def main() -> None:
+    """Console entry point: click's usage errors become one line and exit code 2 too."""
+    try:
+        cli.main(standalone_mode=False, prog_name="okx-collector")
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.UsageError as exc:
+        hint = f" (see okx-collector {exc.ctx.command.name} --help)" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{hint}", 2)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)

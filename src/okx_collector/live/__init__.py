@@ -1,0 +1,1 @@
+"""`collect`: live collection over websockets with a REST-polling fallback."""

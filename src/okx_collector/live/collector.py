@@ -1,0 +1,302 @@
+"""The live collector: websocket streams, REST catch-up and polling, funding, heartbeat.
+
+Every task is owned by one TaskGroup and awaited. Websocket pushes go through a sink into the
+bounded writer queue; only pushes OKX marked `confirm=1` are stored as they come. Anything else that
+closed (a missed confirm, a disconnect, a stalled stream, a full queue) is fetched over REST by a
+catch-up, so the stored values are always OKX's final ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
+from okx_collector.exchange import WS_TIMEFRAMES, Instrument, OkxExchange
+from okx_collector.live.clock import ExchangeClock
+from okx_collector.live.funding import FundingTracker
+from okx_collector.live.series import SeriesState
+from okx_collector.live.writer import Item, WritableStore, Writer
+from okx_collector.models import RawCandle, Source, closed_candles
+from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
+from okx_collector.timeframes import Timeframe
+
+log = logging.getLogger("okx_collector.collect")
+
+BATCH_SERIES = 100  # series per websocket subscribe request (OKX: 480 subscribe ops/hour/conn)
+TICK_SECONDS = 0.25  # supervisor cadence (real time)
+OVERDUE_SECONDS = 2.0  # real time a closed candle may lag before the stream counts as lossy
+CLOCK_SYNC_SECONDS = 5.0
+PAGE_BARS = 300
+RECENT_BARS = 1400
+
+
+@dataclass
+class CollectorOptions:
+    mode: str = "auto"  # ws | poll | auto
+    poll_interval: float = 60.0  # seconds (real) between REST polls
+    heartbeat: float = 60.0  # seconds (real) between heartbeat lines
+    since: int = 0  # exchange ms: where an empty series starts
+    delays: BackoffFactory = backoff_delays
+
+
+@dataclass
+class Counters:
+    reconnects: int = 0
+    fallbacks: int = 0  # series switched from websocket to REST polling
+    catchups: int = 0
+    ws_candles: int = 0  # closed candles stored straight from websocket pushes
+
+
+class Collector:
+    """Run until `stop` is set; then flush and return."""
+
+    def __init__(
+        self,
+        exchange: OkxExchange,
+        store: WritableStore,
+        series: Sequence[tuple[Instrument, Timeframe, int | None]],
+        funding: Sequence[Instrument],
+        funding_last: dict[str, int | None],
+        options: CollectorOptions,
+        clock: ExchangeClock | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.options = options
+        self.clock = clock or ExchangeClock()
+        self.writer = Writer(store, self._now)
+        self.counters = Counters()
+        use_ws = options.mode != "poll"
+        self.states = {
+            (inst.inst_id, tf.name): SeriesState(
+                inst, tf, last, streamable=use_ws and tf.name in WS_TIMEFRAMES
+            )
+            for inst, tf, last in series
+        }
+        for state in self.states.values():
+            state.polling = not state.streamable
+        self.funding = FundingTracker(exchange, self.writer, funding, funding_last, self._now)
+        self._needs_catchup: set[tuple[str, str]] = set(self.states)
+        self._missing_since: dict[tuple[str, str], float] = {}  # local time a gap was first seen
+        self._started = 0
+        self._last_poll = 0.0
+        self._catchup_slots = asyncio.Semaphore(8)
+        self._catchups: set[asyncio.Task[None]] = set()
+
+    def _now(self) -> int:
+        return self.clock.now()
+
+    # -- sinks (called by ccxt's message handler on the event loop) ------------------------------
+
+    def on_candle(self, inst_id: str, tf: Timeframe, raw: RawCandle) -> None:
+        key = (inst_id, tf.name)
+        state = self.states.get(key)
+        if state is None:
+            return
+        ts = raw.candle.ts
+        self.clock.observe(ts + tf.ms if raw.confirmed else ts)
+        state.last_push = self._now()
+        due = state.next_due(self.options.since)
+        if raw.confirmed:
+            if ts < due:
+                return  # already stored (REST got there first)
+            if ts > due:  # candles between were missed: REST fetches them, this one included
+                self._needs_catchup.add(key)
+                return
+            if self.writer.offer(Item("candles", inst_id, tf, [raw.candle])):
+                state.stored(ts)
+                self.counters.ws_candles += 1
+            else:
+                self._needs_catchup.add(key)
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.clock.synced:
+            self.clock.sync(await self.exchange.fetch_time())
+        self._started = self._now()
+        self._last_poll = time.monotonic()
+        streamed = [s for s in self.states.values() if s.streamable]
+        if self.options.mode != "poll" and (streamed or self.funding.instruments):
+            self.exchange.attach_sinks(self.on_candle, self.funding.on_push)
+        writer_task = asyncio.create_task(self.writer.run(), name="writer")
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._supervise(stop), name="supervisor"),
+                    group.create_task(self._heartbeat(stop), name="heartbeat"),
+                    group.create_task(self._sync_clock(stop), name="clock"),
+                    group.create_task(self.funding.run(stop, self.options), name="funding"),
+                ]
+                if self.options.mode != "poll":
+                    for i in range(0, len(streamed), BATCH_SERIES):
+                        batch = streamed[i : i + BATCH_SERIES]
+                        tasks.append(group.create_task(self._stream(batch, stop)))
+                    tasks.extend(
+                        group.create_task(self.funding.stream(inst, stop, self.options.delays))
+                        for inst in self.funding.instruments
+                    )
+                await stop.wait()
+                for task in tasks:
+                    task.cancel()
+                for task in list(self._catchups):
+                    task.cancel()
+        finally:
+            await self.writer.stop()
+            await writer_task
+
+    async def _stream(self, batch: list[SeriesState], stop: asyncio.Event) -> None:
+        """Keep one batch subscribed; reconnect with capped jittered backoff; catch up after."""
+        pairs = [(s.inst, s.tf) for s in batch]
+        delays = self.options.delays()
+        connected = False
+        while not stop.is_set():
+            try:
+                await self.exchange.watch_candles(pairs)
+            except ExchangeUnavailable as exc:
+                if connected:
+                    self.counters.reconnects += 1
+                    log.warning("candle stream lost (%s); reconnecting", exc)
+                connected = False
+                await asyncio.sleep(next(delays))
+                continue
+            except ExchangeRejected as exc:
+                log.error("candle subscription refused: %s; these series poll instead", exc)
+                for state in batch:
+                    state.streamable = False
+                    state.polling = True
+                return
+            if not connected:
+                connected = True
+                delays = self.options.delays()  # a healthy connection resets the backoff
+                self._needs_catchup.update((s.inst.inst_id, s.tf.name) for s in batch)
+
+    async def _supervise(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self._now()
+            local = time.monotonic()
+            poll_due = local - self._last_poll >= self.options.poll_interval
+            if poll_due:
+                self._last_poll = local
+            for key, state in self.states.items():
+                self._switch_mode(state, now)
+                if self._wants_catchup(key, state, now, local, poll_due):
+                    self._start_catchup(key, state)
+            await asyncio.sleep(TICK_SECONDS)
+
+    def _switch_mode(self, state: SeriesState, now: int) -> None:
+        if not state.streamable or self.options.mode != "auto":
+            return
+        stale = state.is_stale(now, self._started)
+        if stale and not state.polling:
+            state.polling = True
+            self.counters.fallbacks += 1
+            log.warning("%s: no websocket push for a while; polling over REST", state.key)
+        elif not stale and state.polling:
+            state.polling = False
+            log.info("%s: websocket pushes resumed; back to streaming", state.key)
+
+    def _wants_catchup(
+        self, key: tuple[str, str], state: SeriesState, now: int, local: float, poll_due: bool
+    ) -> bool:
+        if state.catching_up:
+            return False
+        if key in self._needs_catchup:
+            return True
+        if not state.missing_closed(now, self.options.since):
+            self._missing_since.pop(key, None)
+            return False
+        if state.polling:
+            return poll_due
+        # Streaming: the confirm push normally arrives at the close; allow it a moment.
+        first_seen = self._missing_since.setdefault(key, local)
+        return local - first_seen >= OVERDUE_SECONDS
+
+    def _start_catchup(self, key: tuple[str, str], state: SeriesState) -> None:
+        state.catching_up = True
+        self._needs_catchup.discard(key)
+        self._missing_since.pop(key, None)
+        task = asyncio.create_task(self._catch_up(key, state))
+        self._catchups.add(task)
+        task.add_done_callback(self._catchups.discard)
+
+    async def _catch_up(self, key: tuple[str, str], state: SeriesState) -> None:
+        """Fetch over REST every closed candle from the first missing one to now."""
+        # The first catch-up after start fills downtime (history); later ones are live polling.
+        source: Source = "poll" if state.caught_up else "backfill"
+        try:
+            async with self._catchup_slots:
+                self.counters.catchups += 1
+                now = self._now()
+                end = state.tf.floor(now)
+                step = PAGE_BARS * state.tf.ms
+                for start in range(state.next_due(self.options.since), end, step):
+                    await self._catch_up_page(state, start, min(end, start + step), now, source)
+                state.caught_up = True
+        except ExchangeUnavailable as exc:
+            log.warning("%s: catch-up failed (%s); will retry", state.key, exc)
+            self._needs_catchup.add(key)
+        finally:
+            state.catching_up = False
+
+    async def _catch_up_page(
+        self, state: SeriesState, start: int, end: int, now: int, source: Source
+    ) -> None:
+        recent = start >= state.tf.floor(now) - RECENT_BARS * state.tf.ms
+        rows = await with_retries(
+            lambda: self.exchange.fetch_candles(
+                state.inst, state.tf, start, end, recent=recent, source=source
+            ),
+            what=f"{state.key} catch-up",
+            attempts=4,
+            delays=self.options.delays,
+        )
+        candles = closed_candles(rows, state.tf.ms, now)
+        if candles:
+            await self.writer.put(Item("candles", state.inst.inst_id, state.tf, candles))
+            state.stored(candles[-1].ts)
+
+    async def _sync_clock(self, stop: asyncio.Event) -> None:
+        # Early syncs come quickly so that the clock's rate is learned within a second or two.
+        pauses = iter((0.5, 0.5, 1.0, 2.0))
+        while not stop.is_set():
+            await asyncio.sleep(next(pauses, CLOCK_SYNC_SECONDS))
+            try:
+                self.clock.sync(await self.exchange.fetch_time())
+            except ExchangeUnavailable as exc:
+                log.debug("clock sync failed: %s", exc)
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.options.heartbeat)
+            log.info("heartbeat %s", self.heartbeat_line())
+
+    def heartbeat_line(self) -> str:
+        now = self._now()
+        states = list(self.states.values())
+        live = sum(1 for s in states if s.streamable and not s.polling)
+        ages = [now - (s.last_closed + s.tf.ms) for s in states if s.last_closed is not None]
+        worst = f"{max(ages) / 1000:.0f}s" if ages else "n/a"
+        delays = self.writer.stats.take_delays()
+        latency = (
+            f" close->disk p50 {statistics.median(delays) / 1000:.2f}s"
+            f" p99 {_p99(delays) / 1000:.2f}s"
+            if delays
+            else ""
+        )
+        line = (
+            f"mode={self.options.mode} live={live} polling={len(states) - live} "
+            f"worst_age={worst} rows_written={self.writer.stats.rows_written} "
+            f"reconnects={self.counters.reconnects} fallbacks={self.counters.fallbacks} "
+            f"catchups={self.counters.catchups} queue={self.writer.backlog}{latency}"
+        )
+        return line
+
+
+def _p99(values: list[int]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]

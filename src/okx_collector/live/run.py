@@ -1,0 +1,96 @@
+"""The `collect` command: wire settings, store, exchange and collector; own the signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from okx_collector.config import Settings, parse_time_spec
+from okx_collector.errors import EnvironmentProblem, unwrap
+from okx_collector.exchange import OkxExchange
+from okx_collector.live.clock import ExchangeClock
+from okx_collector.live.collector import Collector, CollectorOptions
+from okx_collector.retry import BackoffFactory, backoff_delays
+from okx_collector.session import data_dir_lock, open_session
+from okx_collector.store import Store
+
+log = logging.getLogger("okx_collector.collect")
+DEFAULT_SINCE = "1d"  # where an empty store's series start
+
+
+async def collect_async(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    clock: ExchangeClock | None = None,
+    delays: BackoffFactory = backoff_delays,
+    keepalive_ms: int = 18_000,
+    rate_limit_scale: float = 1.0,
+) -> Collector:
+    """Collect until `stop` is set; returns the finished collector (for its counters)."""
+    store = Store(settings.data_dir)
+    for note in store.recover():
+        log.warning("%s", note)
+    mode = settings.mode
+    problem = OkxExchange.websocket_problem()
+    if problem and mode == "ws":
+        raise EnvironmentProblem(f"--mode ws needs websockets: {problem}")
+    if problem and mode == "auto":
+        log.warning("websockets unavailable (%s); polling over REST", problem)
+        mode = "poll"
+    session = await open_session(
+        settings, rate_limit_scale=rate_limit_scale, keepalive_ms=keepalive_ms, delays=delays
+    )
+    try:
+        since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
+        series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
+        funding_last = {i.inst_id: store.last_funding_time(i.inst_id) for i in session.funding}
+        options = CollectorOptions(
+            mode=mode,
+            poll_interval=settings.poll_interval,
+            heartbeat=settings.heartbeat,
+            since=since,
+            delays=delays,
+        )
+        clock = clock or ExchangeClock()
+        clock.sync(session.now)
+        collector = Collector(
+            session.exchange, store, series, session.funding, funding_last, options, clock
+        )
+        log.info(
+            "collecting %d series and %d funding streams in %s mode into %s",
+            len(series), len(session.funding), mode, settings.data_dir,
+        )  # fmt: skip
+        await collector.run(stop)
+        log.info("stopped cleanly: %s", collector.heartbeat_line())
+    finally:
+        await session.exchange.close()
+    for note in store.take_notes():
+        log.warning("%s", note)
+    return collector
+
+
+async def _main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            # Second signal: leave now. Files are replaced atomically, so none is torn.
+            os._exit(128 + signum)
+        log.info("%s received: flushing and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await collect_async(settings, stop)
+
+
+def run_collect(settings: Settings) -> None:
+    with data_dir_lock(settings.data_dir):
+        try:
+            asyncio.run(_main(settings))
+        except BaseExceptionGroup as group:
+            raise unwrap(group) from None

@@ -1,0 +1,55 @@
+"""Per-series live state and the pure rules that drive it (stale, due, fallback)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from okx_collector.exchange import Instrument
+from okx_collector.timeframes import Timeframe
+
+STALE_FLOOR_MS = 30_000  # OKX pushes at least every few seconds; 30 s of silence is a dead stream
+
+
+def stale_after_ms(tf: Timeframe) -> int:
+    """A stream is stale after max(half a candle, 30 s) without a push (freqtrade's rule)."""
+    return max(tf.ms // 2, STALE_FLOOR_MS)
+
+
+@dataclass
+class SeriesState:
+    """What the collector knows about one (instrument, timeframe) series."""
+
+    inst: Instrument
+    tf: Timeframe
+    last_closed: int | None  # open time of the newest candle known to be stored
+    streamable: bool  # websockets can carry it (timeframes up to 4h)
+    last_push: int | None = None  # exchange time of the last websocket push
+    polling: bool = False  # currently served by REST polling (auto fallback or poll mode)
+    catching_up: bool = False  # a REST catch-up is in flight
+    caught_up: bool = False  # the first catch-up after start has completed
+
+    @property
+    def key(self) -> str:
+        return f"{self.inst.inst_id} {self.tf.name}"
+
+    def next_due(self, since: int) -> int:
+        """Open time of the first candle still missing from the store."""
+        return since if self.last_closed is None else self.last_closed + self.tf.ms
+
+    def missing_closed(self, now: int, since: int) -> bool:
+        """True when a candle has closed (by exchange time) that the store lacks."""
+        return self.tf.is_closed(self.next_due(since), now)
+
+    def is_stale(self, now: int, started: int) -> bool:
+        """No websocket push for longer than the stale limit (counted from start if none yet)."""
+        reference = self.last_push if self.last_push is not None else started
+        return now - reference > stale_after_ms(self.tf)
+
+    def overdue(self, now: int, since: int, grace_ms: int) -> bool:
+        """A closed candle is missing for longer than `grace_ms`: the stream lost it."""
+        due = self.next_due(since)
+        return now - (due + self.tf.ms) > grace_ms
+
+    def stored(self, ts: int) -> None:
+        if self.last_closed is None or ts > self.last_closed:
+            self.last_closed = ts

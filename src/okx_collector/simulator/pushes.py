@@ -1,0 +1,167 @@
+"""What a websocket connection pushes, and when (no I/O: the connection sends the frames).
+
+- In-progress candles (confirm "0") are re-pushed every `push_interval` real seconds on average,
+  each subscription on its own jittered schedule (+/- 20 %), so different series arrive at
+  different moments as on OKX (ccxt's `watch_ohlcv_for_symbols` returns one series per burst).
+- When a candle closes by simulated time, its final values (confirm "1") are pushed, then the new
+  candle in progress; all series closing together are pushed together, in random order.
+- Funding rates are pushed on subscribe, then every 30-90 simulated seconds (at most once per
+  push interval of real time).
+
+Three heaps (in-progress due times, candle close times, funding due times) make each wake-up cost
+proportional to the frames it sends, not to the number of subscriptions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+import random
+from collections.abc import Sequence
+
+from okx_collector.simulator.bars import Bar
+from okx_collector.simulator.clock import SimClock
+from okx_collector.simulator.funding import FundingModel
+from okx_collector.simulator.instruments import Instrument
+from okx_collector.simulator.live import LiveCandle, RawOHLCV
+from okx_collector.simulator.market import Market, okx_candle
+
+FUNDING_PUSH_MS = (30_000, 90_000)  # simulated ms between funding-rate pushes
+MAX_CLOSES_PER_SERIES = 10  # at extreme speeds older closes are skipped; clients backfill them
+JITTER = 0.2  # in-progress push intervals vary by +/- this share
+SLACK_S = 0.002  # pushes due this soon are sent in the current wake-up
+
+
+class CandleSub:
+    """A `candle<bar>` subscription."""
+
+    __slots__ = ("active", "bar", "inst", "live", "prefix")
+
+    def __init__(self, inst: Instrument, bar: Bar, arg: str) -> None:
+        self.inst, self.bar = inst, bar
+        self.prefix = f'{{"arg":{arg},"data":[["'  # frame text up to the row
+        self.live: LiveCandle | None = None  # the candle in progress (None until first push)
+        self.active = True  # False once unsubscribed: dropped from the heaps lazily
+
+    def frame(self, ts: int, raw: RawOHLCV, confirm: str) -> str:
+        return self.prefix + '","'.join(okx_candle(self.inst, ts, raw, confirm)) + '"]]}'
+
+
+class FundingSub:
+    """A `funding-rate` subscription."""
+
+    __slots__ = ("active", "due_ms", "last_real", "model", "prefix")
+
+    def __init__(self, model: FundingModel, arg: str) -> None:
+        self.model = model
+        self.prefix = f'{{"arg":{arg},"data":['
+        self.due_ms = 0  # simulated time of the next push
+        self.last_real = -math.inf  # monotonic() of the last push
+        self.active = True
+
+    def frame(self, now_ms: int) -> str:
+        row = json.dumps(self.model.current_row(now_ms), separators=(",", ":"))
+        return self.prefix + row + "]}"
+
+
+Sub = CandleSub | FundingSub
+
+
+class PushScheduler:
+    """The push schedule of one connection."""
+
+    def __init__(
+        self, market: Market, clock: SimClock, push_interval: float, rng: random.Random
+    ) -> None:
+        self.market, self.clock, self.interval, self.rng = market, clock, push_interval, rng
+        self._seq = itertools.count()  # heap tie-breaker
+        self._progress: list[tuple[float, int, CandleSub]] = []  # (real due time, _, sub)
+        self._closes: list[tuple[int, int, CandleSub]] = []  # (simulated close time, _, sub)
+        self._funding: list[tuple[int, int, FundingSub]] = []  # (simulated due time, _, sub)
+
+    def add(self, subs: Sequence[Sub], now_real: float, now_ms: int) -> list[str]:
+        """Schedule new subscriptions; return their first frames (sent right away)."""
+        candles = [s for s in subs if isinstance(s, CandleSub)]
+        frames = self._roll(candles, now_ms)
+        for sub in candles:
+            first = now_real + self.interval * self.rng.uniform(0.5, 1.0)
+            heapq.heappush(self._progress, (first, next(self._seq), sub))
+        for fsub in subs:
+            if isinstance(fsub, FundingSub):
+                frames.append(self._funding_push(fsub, now_real, now_ms))
+        return frames
+
+    def due(self, now_real: float, now_ms: int) -> list[str]:
+        """The frames due now (closes first, then in-progress candles, then funding)."""
+        rolled: list[CandleSub] = []
+        while self._closes and self._closes[0][0] <= now_ms:
+            sub = heapq.heappop(self._closes)[2]
+            if sub.active:
+                rolled.append(sub)
+        self.rng.shuffle(rolled)
+        frames = self._roll(rolled, now_ms)
+        just_pushed = {id(s) for s in rolled}
+        horizon = now_real + SLACK_S
+        while self._progress and self._progress[0][0] <= horizon:
+            due, _, sub = heapq.heappop(self._progress)
+            if not sub.active:
+                continue
+            if id(sub) not in just_pushed and sub.live is not None:
+                frames.append(sub.frame(sub.live.open_ts, sub.live.at(now_ms), "0"))
+            step = self.interval * self.rng.uniform(1 - JITTER, 1 + JITTER)
+            heapq.heappush(self._progress, (max(due + step, now_real), next(self._seq), sub))
+        while self._funding and self._funding[0][0] <= now_ms:
+            fsub = heapq.heappop(self._funding)[2]
+            if not fsub.active:
+                continue
+            if now_real - fsub.last_real >= self.interval:
+                frames.append(self._funding_push(fsub, now_real, now_ms))
+            else:  # pushed less than a push interval ago (high speed): retry then
+                wait_ms = (fsub.last_real + self.interval - now_real) * self.clock.speed * 1000
+                fsub.due_ms = now_ms + max(1, math.ceil(wait_ms))
+                heapq.heappush(self._funding, (fsub.due_ms, next(self._seq), fsub))
+        return frames
+
+    def next_wake(self) -> float:
+        """The monotonic() time at which something is next due (inf if nothing is)."""
+        wake = math.inf
+        if self._progress:
+            wake = self._progress[0][0]
+        if self._closes:
+            wake = min(wake, self.clock.real_at(self._closes[0][0]))
+        if self._funding:
+            wake = min(wake, self.clock.real_at(self._funding[0][0]))
+        return wake
+
+    def _roll(self, subs: Sequence[CandleSub], now_ms: int) -> list[str]:
+        """Move these series to the candle in progress at now_ms: frames for the candles that
+        closed since (confirm "1"), then the new in-progress one."""
+        fresh = self.market.live([(s.inst.inst_id, s.bar, s.bar.floor(now_ms)) for s in subs])
+        frames: list[str] = []
+        for sub, live in zip(subs, fresh, strict=True):
+            if sub.live is not None:
+                self._closed_frames(sub, sub.live, live.open_ts, frames)
+            sub.live = live
+            frames.append(sub.frame(live.open_ts, live.at(now_ms), "0"))
+            heapq.heappush(self._closes, (live.close_ts, next(self._seq), sub))
+        return frames
+
+    def _closed_frames(
+        self, sub: CandleSub, last: LiveCandle, current: int, frames: list[str]
+    ) -> None:
+        bar = sub.bar
+        first = max(last.open_ts, current - MAX_CLOSES_PER_SERIES * bar.ms)
+        for open_ts in range(first, current, bar.ms):
+            if open_ts == last.open_ts:
+                raw = last.final()
+            else:
+                raw = self.market.closed_raw(sub.inst.inst_id, bar, open_ts, 1)[0][1:]
+            frames.append(sub.frame(open_ts, raw, "1"))
+
+    def _funding_push(self, sub: FundingSub, now_real: float, now_ms: int) -> str:
+        sub.last_real = now_real
+        sub.due_ms = now_ms + self.rng.randint(*FUNDING_PUSH_MS)
+        heapq.heappush(self._funding, (sub.due_ms, next(self._seq), sub))
+        return sub.frame(now_ms)

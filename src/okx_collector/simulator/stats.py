@@ -1,0 +1,35 @@
+"""Counters of what the simulator served (`sim.stats`, `GET /_sim/stats`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stats:
+    """Running totals since the simulator started."""
+
+    rest_requests: int = 0  # every /api/v5 request, answered or not
+    rest_by_route: dict[str, int] = field(default_factory=dict)  # e.g. "market/candles" -> 12
+    rate_limited: int = 0  # refused by OKX's rate limits (HTTP 429, code 50011)
+    injected_5xx: int = 0  # answered 503/50026 by the rest_5xx_share fault
+    injected_429: int = 0  # answered 429/50011 by the rest_429_share fault
+    rest_errors: int = 0  # OKX error answers: unknown instId, bad parameter
+    ws_connections: int = 0  # WS connections accepted in total
+    ws_open: int = 0  # WS connections open now
+    ws_refused: int = 0  # handshakes refused by the refuse_ws fault
+    ws_dropped: int = 0  # connections closed by drop_connections() or ws_drop_after_s
+    ws_subscriptions: int = 0  # subscriptions active now
+    ws_pushes: int = 0  # data frames sent (candle and funding-rate pushes)
+    ws_malformed: int = 0  # data frames sent broken by the ws_malformed_share fault
+    ws_pings: int = 0  # text pings received
+    ws_errors: int = 0  # error frames sent (60012, 60018)
+
+    def count_route(self, route: str) -> None:
+        self.rest_requests += 1
+        self.rest_by_route[route] = self.rest_by_route.get(route, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,276 @@
+"""OKX v5 websockets: `/ws/v5/business` (candle channels) and `/ws/v5/public` (funding-rate).
+
+Each connection runs three tasks: a reader (subscribe/unsubscribe/ping), a pusher (asks its
+`PushScheduler` for the frames due, sleeps until the next are), and a writer, which sends queued
+frames in order after the latency fault and breaks a share of data frames (malformed fault).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+from okx_collector.simulator.bars import BARS
+from okx_collector.simulator.clock import SimClock
+from okx_collector.simulator.faults import Faults
+from okx_collector.simulator.market import Market
+from okx_collector.simulator.pushes import CandleSub, FundingSub, PushScheduler, Sub
+from okx_collector.simulator.stats import Stats
+
+FUNDING_CHANNEL = "funding-rate"
+_MIN_SLEEP_S = 0.002
+_MAX_SLEEP_S = 1.0  # re-read the fault switches (ws_drop_after_s) at least this often
+_MAX_QUEUED = 10_000  # frame batches queued for a client before it is dropped as too slow
+_DROP_CODE = 1001  # "going away"
+_log = logging.getLogger(__name__)
+_NOTICE_64008 = "The connection will soon be closed for a service upgrade. Please reconnect."
+
+
+@dataclass
+class WsContext:
+    """What every connection shares."""
+
+    market: Market
+    clock: SimClock
+    faults: Faults
+    stats: Stats
+    push_interval: float  # real seconds between in-progress candle pushes
+    seed: int
+    connections: set[Connection] = field(default_factory=set)
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+
+class Connection:
+    """One websocket client."""
+
+    def __init__(self, ws: web.WebSocketResponse, kind: str, ctx: WsContext) -> None:
+        self.ws, self.kind, self.ctx = ws, kind, ctx
+        number = ctx.next_id()
+        self.conn_id = f"{number:08x}"  # OKX's connId
+        self.rng = random.Random(f"{ctx.seed}/{number}")  # fault draws, funding push jitter
+        self.subs: dict[tuple[str, str], Sub] = {}  # (channel, instId) -> subscription
+        self.opened = time.monotonic()
+        self.closing = False  # no more frames: a close was requested or the client left
+        self.dropped = False  # closed by the simulator (drop, fault), not by the client
+        self.notice = False  # send OKX's 64008 notice before closing
+        self.done = asyncio.Event()  # set to make serve() close the connection
+        self.finished = asyncio.Event()  # set once the socket is closed
+        self._out: asyncio.Queue[tuple[float, list[str], bool]] = asyncio.Queue()
+        self._wake = asyncio.Event()  # new subscriptions: recompute the next wake-up
+        self._schedule = PushScheduler(ctx.market, ctx.clock, ctx.push_interval, self.rng)
+
+    # -- incoming ------------------------------------------------------------------------------
+
+    def on_text(self, text: str) -> None:
+        """Handle one text frame from the client."""
+        stats, faults = self.ctx.stats, self.ctx.faults
+        if text == "ping":
+            stats.ws_pings += 1
+            if not faults.withhold_pong:
+                self._send(["pong"])
+            return
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            msg = None
+        op = msg.get("op") if isinstance(msg, dict) else None
+        args = msg.get("args") if isinstance(msg, dict) else None
+        if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
+            self._error("60012", f"Illegal request: {text}")
+            return
+        added: list[Sub] = []
+        for arg in args:
+            if not isinstance(arg, dict):
+                self._error("60012", f"Illegal request: {text}")
+                continue
+            channel, inst_id = str(arg.get("channel", "")), str(arg.get("instId", ""))
+            echo = json.dumps({"channel": channel, "instId": inst_id}, separators=(",", ":"))
+            if op == "unsubscribe":
+                gone = self.subs.pop((channel, inst_id), None)
+                if gone is not None:
+                    gone.active = False
+                    stats.ws_subscriptions -= 1
+                self._event("unsubscribe", echo)
+            elif faults.reject_subscribe:
+                self._error("60012", f"Illegal request: {text}")
+            else:
+                sub = self._make_sub(channel, inst_id, echo)
+                if sub is None:
+                    self._error(
+                        "60018",
+                        f"Wrong URL or channel:{channel},instId:{inst_id} "
+                        "doesn't exist. Please use the correct URL, channel and "
+                        "parameters referring to API document.",
+                    )
+                    continue
+                self._event("subscribe", echo)
+                if (channel, inst_id) not in self.subs:  # OKX acks a repeat; one feed only
+                    stats.ws_subscriptions += 1
+                    self.subs[(channel, inst_id)] = sub
+                    added.append(sub)
+        if added:
+            frames = self._schedule.add(added, time.monotonic(), self.ctx.clock.now_ms())
+            if not faults.stop_pushing:
+                self._send(frames, data=True)
+            self._wake.set()
+
+    def _make_sub(self, channel: str, inst_id: str, echo: str) -> Sub | None:
+        market = self.ctx.market
+        if inst_id not in market:
+            return None
+        inst = market.instrument(inst_id)
+        if self.kind == "business" and channel.startswith("candle"):
+            bar = BARS.get(channel.removeprefix("candle"))
+            return None if bar is None else CandleSub(inst, bar, echo)
+        if self.kind == "public" and channel == FUNDING_CHANNEL and inst.is_swap:
+            return FundingSub(market.funding(inst_id), echo)
+        return None
+
+    # -- outgoing ------------------------------------------------------------------------------
+
+    def _event(self, event: str, echo: str) -> None:
+        self._send([f'{{"event":"{event}","arg":{echo},"connId":"{self.conn_id}"}}'])
+
+    def _error(self, code: str, msg: str) -> None:
+        self.ctx.stats.ws_errors += 1
+        body = {"event": "error", "code": code, "msg": msg, "connId": self.conn_id}
+        self._send([json.dumps(body, separators=(",", ":"))])
+
+    def _send(self, frames: list[str], data: bool = False) -> None:
+        if self._out.qsize() >= _MAX_QUEUED:
+            self.dropped = True  # a client this slow is dropped, as OKX does
+            self.request_close()
+            return
+        due = time.monotonic() + self.ctx.faults.ws_latency_ms / 1000
+        self._out.put_nowait((due, frames, data))
+
+    async def writer(self) -> None:
+        """Send queued frames in order, after their latency; break a share of data frames."""
+        stats, faults = self.ctx.stats, self.ctx.faults
+        while not self.closing:
+            due, frames, data = await self._out.get()
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for text in frames:
+                if (
+                    data
+                    and faults.ws_malformed_share > 0
+                    and (self.rng.random() < faults.ws_malformed_share)
+                ):
+                    text = text[: len(text) // 2]
+                    stats.ws_malformed += 1
+                await self.ws.send_str(text)
+            if data:
+                stats.ws_pushes += len(frames)
+
+    # -- pushes --------------------------------------------------------------------------------
+
+    async def pusher(self) -> None:
+        """Send what the schedule says is due; sleep until the next push, close or drop."""
+        ctx = self.ctx
+        while not self.closing:
+            now_real = time.monotonic()
+            drop_after = ctx.faults.ws_drop_after_s
+            if drop_after > 0 and now_real - self.opened >= drop_after:
+                self.drop()
+                return
+            frames = self._schedule.due(now_real, ctx.clock.now_ms())
+            if frames and not ctx.faults.stop_pushing:
+                self._send(frames, data=True)
+            wake = self._schedule.next_wake()
+            if drop_after > 0:
+                wake = min(wake, self.opened + drop_after)
+            self._wake.clear()
+            timeout = min(max(wake - time.monotonic(), _MIN_SLEEP_S), _MAX_SLEEP_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def drop(self, notice: bool = False) -> None:
+        """Close this connection from the server side (counted in stats.ws_dropped)."""
+        if not self.dropped:
+            self.ctx.stats.ws_dropped += 1
+        self.dropped = True
+        self.request_close(notice)
+
+    def request_close(self, notice: bool = False) -> None:
+        """Ask the connection's handler to close it now (after OKX's 64008 notice if asked)."""
+        self.closing = True
+        self.notice = self.notice or notice
+        self.done.set()
+
+    async def reader(self) -> None:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.TEXT:
+                self.on_text(msg.data)
+            if self.closing:
+                break
+
+    async def serve(self) -> None:
+        """Run the reader, writer and pusher until the client leaves or a close is requested,
+        then close the socket."""
+        tasks = [asyncio.create_task(t) for t in (self.reader(), self.writer(), self.pusher())]
+        for task in tasks:
+            task.add_done_callback(lambda _: self.done.set())
+        try:
+            await self.done.wait()
+        finally:
+            self.closing = True
+            for task in tasks:
+                task.cancel()
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Exception) and not isinstance(result, ConnectionError):
+                    _log.error("websocket %s failed", self.conn_id, exc_info=result)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                if self.notice:
+                    body = {
+                        "event": "notice",
+                        "code": "64008",
+                        "msg": _NOTICE_64008,
+                        "connId": self.conn_id,
+                    }
+                    await self.ws.send_str(json.dumps(body, separators=(",", ":")))
+                await self.ws.close(code=_DROP_CODE if self.dropped else 1000)
+            self.finished.set()
+
+
+def ws_handler(kind: str, ctx: WsContext) -> web.RouteDef:
+    """The route for `/ws/v5/<kind>`."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if ctx.faults.refuse_ws:
+            ctx.stats.ws_refused += 1
+            return web.Response(
+                status=503,
+                text='{"code":"50026","msg":"System error"}',
+                content_type="application/json",
+            )
+        ws = web.WebSocketResponse(compress=False, timeout=2.0, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        conn = Connection(ws, kind, ctx)
+        ctx.connections.add(conn)
+        ctx.stats.ws_connections += 1
+        ctx.stats.ws_open += 1
+        try:
+            await conn.serve()
+        finally:
+            ctx.connections.discard(conn)
+            ctx.stats.ws_open -= 1
+            ctx.stats.ws_subscriptions -= len(conn.subs)
+        return ws
+
+    return web.get(f"/ws/v5/{kind}", handle)

@@ -1,0 +1,161 @@
+"""The exchange layer against the simulator: paging, confirm recovery, error classification."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ccxt.async_support as ccxt_async
+import pytest
+
+from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
+from okx_collector.exchange import Instrument, OkxExchange, classify
+from okx_collector.models import FundingObservation, RawCandle
+from okx_collector.simulator import Simulator
+from okx_collector.timeframes import DAY_MS, Timeframe
+
+TF15 = Timeframe.parse("15m")
+
+
+async def connected(sim: Simulator, **kwargs: object) -> OkxExchange:
+    ex = OkxExchange(sim.rest_url, sim.ws_url, **kwargs)  # type: ignore[arg-type]
+    await ex.load_markets()
+    return ex
+
+
+def as_tuples(rows: list[RawCandle]) -> list[tuple[float, ...]]:
+    return [tuple(r.candle[:7]) for r in rows]
+
+
+async def test_resolve_symbols_and_funding_targets(sim: Simulator) -> None:
+    ex = await connected(sim)
+    try:
+        insts = ex.resolve(["BTC/USDT", "eth-usdt-swap", "LINK/USDT"])
+        assert [i.inst_id for i in insts] == ["BTC-USDT", "ETH-USDT-SWAP", "LINK-USDT"]
+        funding = ex.funding_instruments(insts)
+        assert [i.inst_id for i in funding] == ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "LINK-USDT-SWAP"]
+        with pytest.raises(Exception, match=r"did you mean BTC/USDT"):
+            ex.resolve(["BTC/USDX"])
+    finally:
+        await ex.close()
+
+
+@pytest.mark.parametrize("recent", [False, True])
+async def test_page_walk_returns_every_candle_once(sim: Simulator, recent: bool) -> None:
+    ex = await connected(sim)
+    try:
+        inst = ex.resolve(["BTC/USDT:USDT"])[0]
+        end = TF15.floor(sim.now_ms())  # closed candles only
+        start = end - (1200 if recent else 5000) * TF15.ms
+        got: list[RawCandle] = []
+        for page in range(start, end, 300 * TF15.ms):
+            got += await ex.fetch_candles(
+                inst, TF15, page, min(end, page + 300 * TF15.ms), recent=recent, source="backfill"
+            )
+        expected = sim.market.candles(inst.inst_id, "15m", start, end)
+        assert as_tuples(got) == [tuple(row) for row in expected]
+        assert all(r.confirmed for r in got)
+        assert len({r.candle.ts for r in got}) == len(got) == (end - start) // TF15.ms
+    finally:
+        await ex.close()
+
+
+async def test_in_progress_candle_is_flagged(sim: Simulator) -> None:
+    ex = await connected(sim)
+    try:
+        inst = ex.resolve(["ETH/USDT"])[0]
+        now = sim.now_ms()
+        rows = await ex.fetch_candles(
+            inst, TF15, TF15.floor(now) - TF15.ms, TF15.floor(now) + TF15.ms,
+            recent=True, source="poll",
+        )  # fmt: skip
+        assert [r.confirmed for r in rows] == [True, False]
+    finally:
+        await ex.close()
+
+
+async def test_funding_history_and_current(sim: Simulator) -> None:
+    ex = await connected(sim)
+    try:
+        inst = ex.resolve(["BTC/USDT:USDT"])[0]
+        now = sim.now_ms()
+        rates = await ex.fetch_funding_history(inst, now - 60 * DAY_MS, now)
+        expected = sim.market.funding_history(inst.inst_id, now - 60 * DAY_MS, now)
+        assert [(r.funding_time, r.funding_rate, r.realized_rate) for r in rates] == [
+            tuple(e) for e in expected
+        ]
+        assert len(rates) == 180
+        current = await ex.fetch_funding_current(inst)
+        assert current.funding_time > now and current.next_funding_time is not None
+    finally:
+        await ex.close()
+
+
+async def test_websocket_confirm_flag_is_recovered() -> None:
+    async with Simulator(seed=3, speed=60.0, rate_limit_scale=0, push_interval=0.05) as sim:
+        ex = await connected(sim)
+        seen: list[tuple[str, RawCandle]] = []
+        funding: list[tuple[str, FundingObservation]] = []
+        tf = Timeframe.parse("1m")
+        ex.attach_sinks(lambda i, t, r: seen.append((i, r)), lambda i, o: funding.append((i, o)))
+        inst = ex.resolve(["BTC/USDT"])[0]
+        perp = ex.resolve(["BTC/USDT:USDT"])[0]
+
+        async def watch() -> None:
+            while True:
+                await ex.watch_candles([(inst, tf)])
+
+        async def watch_funding() -> None:
+            while True:
+                await ex.watch_funding(perp)
+
+        tasks = [asyncio.create_task(watch()), asyncio.create_task(watch_funding())]
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if sum(r.confirmed for _, r in seen) >= 2 and funding:
+                    break
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await ex.close()
+        confirmed = [r.candle for _, r in seen if r.confirmed]
+        assert len(confirmed) >= 2
+        for candle in confirmed:
+            expected = sim.market.candles("BTC-USDT", "1m", candle.ts, candle.ts + tf.ms)
+            assert tuple(candle[:7]) == tuple(expected[0])
+        assert any(not r.confirmed for _, r in seen)  # in-progress pushes exist and are flagged
+        assert funding[0][0] == "BTC-USDT-SWAP"
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (ccxt_async.RateLimitExceeded("50011"), ExchangeUnavailable),
+        (ccxt_async.ExchangeNotAvailable("503"), ExchangeUnavailable),
+        (ccxt_async.RequestTimeout("slow"), ExchangeUnavailable),
+        (ccxt_async.NetworkError("closed"), ExchangeUnavailable),
+        (ccxt_async.BadResponse("garbled"), ExchangeUnavailable),
+        (TimeoutError(), ExchangeUnavailable),
+        (ConnectionResetError(), ExchangeUnavailable),
+        (ccxt_async.BadSymbol("51001"), ExchangeRejected),
+        (ccxt_async.BadRequest("51000"), ExchangeRejected),
+        (ccxt_async.ExchangeError("okx {}"), ExchangeRejected),
+    ],
+)
+def test_classify(exc: Exception, kind: type) -> None:
+    assert isinstance(classify(exc), kind)
+
+
+async def test_unknown_instrument_is_rejected_and_429_is_retryable(sim: Simulator) -> None:
+    ex = await connected(sim)
+    try:
+        ghost = Instrument("NOPE/USDT", "NOPE-USDT", True)
+        with pytest.raises(ExchangeRejected, match="51001"):
+            await ex.fetch_candles(ghost, TF15, 0, TF15.ms, recent=True, source="poll")
+        sim.faults.rest_429_share = 1.0
+        inst = ex.resolve(["BTC/USDT"])[0]
+        with pytest.raises(ExchangeUnavailable):
+            await ex.fetch_candles(inst, TF15, 0, TF15.ms, recent=True, source="poll")
+    finally:
+        await ex.close()
