@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from okx_collector.config import Settings
@@ -14,6 +15,11 @@ from okx_collector.timeframes import Timeframe
 from tests.conftest import fast_delays
 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume", "quote_volume")
+
+
+def iso(ms: int) -> str:
+    """An absolute --since, so that the test and the collector agree on where data starts."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 async def collect_for(settings: Settings, seconds: float, **kwargs: Any) -> Collector:
@@ -44,6 +50,23 @@ def assert_exact(store: Store, sim: Simulator, inst_id: str, tf_name: str, since
     expected = [
         tuple(r) for r in sim.market.candles(inst_id, tf_name, tf.ceil(since), last + tf.ms)
     ]
-    assert rows == expected
+    assert rows == expected, _diff(rows, expected, store.read_candles(inst_id, tf))
     table = store.read_candles(inst_id, tf)
     return list(table.column("source").to_pylist())
+
+
+def _diff(rows: list[tuple[Any, ...]], expected: list[tuple[Any, ...]], table: Any) -> str:
+    """The first differing candles, with their stored source, for a readable failure."""
+    sources = dict(zip(table.column("ts").to_pylist(), table.column("source").to_pylist(),
+                       strict=True))  # fmt: skip
+    got = {r[0]: r for r in rows}
+    want = {r[0]: r for r in expected}
+    lines = []
+    for ts in sorted(set(got) | set(want)):
+        if got.get(ts) != want.get(ts):
+            around = [sources.get(t) for t in sorted(got) if abs(t - ts) <= 2 * 60_000]
+            lines.append(
+                f"ts {ts}: stored {got.get(ts)} ({sources.get(ts)}), market {want.get(ts)}, "
+                f"sources around: {around}"
+            )
+    return "\n".join(lines[:8]) + f"\n({len(lines)} differences)"

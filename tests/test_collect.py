@@ -10,16 +10,16 @@ from okx_collector.config import Settings
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.collect_helpers import assert_exact, collect_for
+from tests.collect_helpers import assert_exact, collect_for, iso
 
 MakeSettings = Callable[..., Settings]
 SPEED = 120.0  # a 1m candle closes every 0.5 s
 TF1 = Timeframe.parse("1m")
 
 
-def live_settings(make_settings: MakeSettings, sim: Simulator, mode: str) -> Settings:
+def live_settings(make_settings: MakeSettings, sim: Simulator, mode: str, since: int) -> Settings:
     return make_settings(
-        sim, symbols="BTC/USDT,ETH/USDT:USDT", timeframes="1m,5m", since="20m", mode=mode,
+        sim, symbols="BTC/USDT,ETH/USDT:USDT", timeframes="1m,5m", since=iso(since), mode=mode,
         poll_interval=0.3, heartbeat=1,
     )  # fmt: skip
 
@@ -28,7 +28,7 @@ def live_settings(make_settings: MakeSettings, sim: Simulator, mode: str) -> Set
 async def test_each_mode_stores_exactly_the_market(make_settings: MakeSettings, mode: str) -> None:
     async with Simulator(seed=11, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         started = sim.now_ms()
-        settings = live_settings(make_settings, sim, mode)
+        settings = live_settings(make_settings, sim, mode, started - 20 * MINUTE_MS)
         collector = await collect_for(settings, 5.0)
         end = TF1.floor(sim.now_ms())
         store = Store(settings.data_dir)
@@ -36,7 +36,9 @@ async def test_each_mode_stores_exactly_the_market(make_settings: MakeSettings, 
             # Everything closed more than ~1 s (2 bars) before the stop is on disk.
             sources = assert_exact(store, sim, inst_id, "1m", started - 20 * MINUTE_MS,
                                    end - 3 * TF1.ms)  # fmt: skip
-            assert_exact(store, sim, inst_id, "5m", started - 20 * MINUTE_MS, end - 10 * TF1.ms)
+            tf5 = Timeframe.parse("5m")
+            assert_exact(store, sim, inst_id, "5m", started - 20 * MINUTE_MS,
+                         tf5.floor(end) - 3 * tf5.ms)  # fmt: skip
             live = [s for s in sources[-5:]]
             if mode == "ws":
                 assert live.count("ws") >= 4, sources

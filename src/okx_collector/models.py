@@ -107,6 +107,10 @@ def parse_okx_funding_current(
     )
 
 
-def closed_candles(rows: Iterable[RawCandle], tf_ms: int, now_ms: int) -> list[Candle]:
-    """The candles that are final: OKX marked them `confirm=1`, or their period has ended."""
-    return [r.candle for r in rows if r.confirmed or r.candle.ts + tf_ms <= now_ms]
+def closed_candles(rows: Iterable[RawCandle]) -> list[Candle]:
+    """The candles OKX marked final (`confirm=1`).
+
+    REST answers carry the flag, so closed-ness never depends on our estimate of the exchange's
+    clock: a clock running ahead could otherwise store an in-progress candle as final.
+    """
+    return [r.candle for r in rows if r.confirmed]

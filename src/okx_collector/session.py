@@ -87,9 +87,9 @@ async def open_session(
     )
     try:
         try:
-            await with_retries(exchange.load_markets, what="load markets", attempts=3,
+            await with_retries(exchange.load_markets, what="load markets", attempts=5,
                                delays=delays)  # fmt: skip
-            now = await with_retries(exchange.fetch_time, what="fetch time", attempts=3,
+            now = await with_retries(exchange.fetch_time, what="fetch time", attempts=5,
                                      delays=delays)  # fmt: skip
         except (ExchangeUnavailable, ExchangeRejected) as exc:
             raise EnvironmentProblem(

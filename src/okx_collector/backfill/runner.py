@@ -163,7 +163,7 @@ class Backfiller:
             rows = await self._call(fetch, f"{job.key} page {page.start}")
             self.report.pages += 1
             # Closed only: OKX's confirm flag, or a period that has ended by exchange time.
-            candles = closed_candles(rows, job.tf.ms, now)
+            candles = closed_candles(rows)
             if not candles and page.prepend and not page.recent:
                 await self._mark_empty(job, page)
             self.progress.advance(job.key, page.bars(job.tf), len(candles))

@@ -255,7 +255,7 @@ class Collector:
             attempts=4,
             delays=self.options.delays,
         )
-        candles = closed_candles(rows, state.tf.ms, now)
+        candles = closed_candles(rows)
         if candles:
             await self.writer.put(Item("candles", state.inst.inst_id, state.tf, candles))
             state.stored(candles[-1].ts)

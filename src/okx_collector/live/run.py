@@ -54,8 +54,7 @@ async def collect_async(
             since=since,
             delays=delays,
         )
-        clock = clock or ExchangeClock()
-        clock.sync(session.now)
+        clock = clock or ExchangeClock()  # synced afresh when the collector starts
         collector = Collector(
             session.exchange, store, series, session.funding, funding_last, options, clock
         )

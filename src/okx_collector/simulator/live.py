@@ -10,9 +10,15 @@ the period's end on, the state is exactly the closed candle.
 from __future__ import annotations
 
 import math
-from itertools import accumulate
+
+import numpy as np
 
 from okx_collector.simulator.bars import MINUTE_MS
+from okx_collector.simulator.noise import I64
+
+# Traded value per minute (lots * ticks) is summed in two parts so that a week cannot overflow.
+_SPLIT = 31
+_LOW_MASK = (1 << _SPLIT) - 1
 
 _GOLDEN_ANGLE = 2.399963  # radians: decorrelates the wiggle of consecutive minutes
 # (open ticks, high ticks, low ticks, close ticks, volume lots, traded value in lots * ticks)
@@ -20,61 +26,45 @@ RawOHLCV = tuple[int, int, int, int, int, int]
 
 
 class LiveCandle:
-    """One candle of one instrument, from its 1m bars."""
+    """One candle of one instrument, from its 1m bars (numpy rows, ~72 bytes per minute)."""
 
-    __slots__ = (
-        "_c",
-        "_cum_h",
-        "_cum_l",
-        "_cum_q",
-        "_cum_v",
-        "_h",
-        "_l",
-        "_o",
-        "_v",
-        "_vw",
-        "open_ts",
-    )
+    __slots__ = ("_cum", "_minutes", "close_ts", "open_ts")
 
-    def __init__(
-        self,
-        open_ts: int,
-        o: list[int],
-        h: list[int],
-        lo: list[int],
-        c: list[int],
-        v: list[int],
-        vw: list[int],
-    ) -> None:
+    def __init__(self, open_ts: int, minutes: I64) -> None:
+        """`minutes`: shape (6, n), rows open, high, low, close (ticks), volume (lots), VWAP
+        (ticks) of the candle's n 1m bars."""
         self.open_ts = open_ts  # candle open time, ms
-        self._o, self._h, self._l, self._c, self._v, self._vw = o, h, lo, c, v, vw
-        self._cum_h = list(accumulate(h, max))  # high of minutes 0..k
-        self._cum_l = list(accumulate(lo, min))  # low of minutes 0..k
-        self._cum_v = list(accumulate(v))  # volume of minutes 0..k
-        self._cum_q = list(accumulate(a * b for a, b in zip(v, vw, strict=True)))
+        self.close_ts: int = open_ts + minutes.shape[1] * MINUTE_MS  # its end, ms
+        self._minutes = minutes
+        value = minutes[4] * minutes[5]
+        # running high, low, volume and traded value (split in two so that sums fit int64)
+        self._cum = np.stack(
+            [
+                np.maximum.accumulate(minutes[1]),
+                np.minimum.accumulate(minutes[2]),
+                np.cumsum(minutes[4]),
+                np.cumsum(value >> _SPLIT),
+                np.cumsum(value & _LOW_MASK),
+            ]
+        )
 
-    @property
-    def close_ts(self) -> int:
-        return self.open_ts + len(self._o) * MINUTE_MS
+    def _running(self, k: int) -> tuple[int, int, int, int]:
+        """(high, low, volume, value) of minutes 0..k."""
+        high, low, vol, value_hi, value_lo = self._cum[:, k].tolist()
+        return high, low, vol, (value_hi << _SPLIT) + value_lo
 
     def final(self) -> RawOHLCV:
         """The closed candle."""
-        return (
-            self._o[0],
-            self._cum_h[-1],
-            self._cum_l[-1],
-            self._c[-1],
-            self._cum_v[-1],
-            self._cum_q[-1],
-        )
+        high, low, vol, value = self._running(-1)
+        return (int(self._minutes[0, 0]), high, low, int(self._minutes[3, -1]), vol, value)
 
     def at(self, now_ms: int) -> RawOHLCV:
         """The candle as it stands at `now_ms` (the final candle from its close time on)."""
         k, rem = divmod(max(0, now_ms - self.open_ts), MINUTE_MS)
-        if k >= len(self._o):
+        if now_ms >= self.close_ts:
             return self.final()
         f = rem / MINUTE_MS
-        o, c, hk, lk = self._o[k], self._c[k], self._h[k], self._l[k]
+        o, hk, lk, c, vk, vwk = self._minutes[:, k].tolist()
         top, bottom = max(o, c), min(o, c)
         # a wiggle around the open -> close line that vanishes at both ends of the minute
         wiggle = math.sin(math.pi * f) * math.sin(6 * math.pi * f + k * _GOLDEN_ANGLE)
@@ -82,11 +72,11 @@ class LiveCandle:
         close = min(hk, max(lk, close))
         high = min(hk, max(o, close) + round((hk - top) * f))
         low = max(lk, min(o, close) - round((bottom - lk) * f))
-        vol = int(self._v[k] * f)
-        value = vol * self._vw[k]
+        vol = int(vk * f)
+        value = vol * vwk
         if k:
-            high = max(high, self._cum_h[k - 1])
-            low = min(low, self._cum_l[k - 1])
-            vol += self._cum_v[k - 1]
-            value += self._cum_q[k - 1]
-        return (self._o[0], high, low, close, vol, value)
+            run_high, run_low, run_vol, run_value = self._running(k - 1)
+            high, low = max(high, run_high), min(low, run_low)
+            vol += run_vol
+            value += run_value
+        return (int(self._minutes[0, 0]), high, low, close, vol, value)

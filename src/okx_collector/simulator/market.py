@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
-from okx_collector.simulator.bars import MINUTE_MS, Bar, resolve_bar
+import numpy as np
+
+from okx_collector.simulator.bars import BARS, MINUTE_MS, Bar, resolve_bar
 from okx_collector.simulator.funding import FundingModel
 from okx_collector.simulator.instruments import Instrument, default_instruments
 from okx_collector.simulator.live import LiveCandle, RawOHLCV
@@ -27,6 +29,7 @@ CandleTuple = tuple[int, float, float, float, float, float, float]
 
 _MAX_BATCH_MINUTES = 1 << 17  # bounds the memory of one vectorised computation (~100 MB)
 _LIVE_CACHE = 8192  # in-progress candles kept (one per subscribed series is enough)
+_LIVE_CACHE_MINUTES = 1 << 22  # and at most this many 1m bars in them (~300 MB)
 
 
 def okx_candle(inst: Instrument, ts: int, raw: RawOHLCV, confirm: str) -> list[str]:
@@ -83,6 +86,7 @@ class Market:
         self._funding = {i.inst_id: FundingModel(i, seed) for i in self._instruments if i.is_swap}
         # (instId, bar name, open time) -> LiveCandle, least recently used first
         self._live: OrderedDict[tuple[str, str, int], LiveCandle] = OrderedDict()
+        self._live_minutes = 0  # 1m bars held by the LiveCandles in _live
 
     # -- instruments ---------------------------------------------------------------------------
 
@@ -143,24 +147,21 @@ class Market:
         for (bar_name, open_ts), ids in missing.items():
             self._compute_live(list(ids), bars[bar_name], open_ts)
         found = [self._live[(inst_id, bar.name, open_ts)] for inst_id, bar, open_ts in keys]
-        while len(self._live) > _LIVE_CACHE:
-            self._live.popitem(last=False)
+        while len(self._live) > _LIVE_CACHE or self._live_minutes > _LIVE_CACHE_MINUTES:
+            (_, bar_name, _), _ = self._live.popitem(last=False)
+            self._live_minutes -= BARS[bar_name].minutes
         return found
 
     def _compute_live(self, ids: list[str], bar: Bar, open_ts: int) -> None:
-        params = self._params.rows([self._index[i] for i in ids])
-        m = minute_bars(params, open_ts // MINUTE_MS, bar.minutes)
-        rows = zip(
-            m.open.tolist(),
-            m.high.tolist(),
-            m.low.tolist(),
-            m.close.tolist(),
-            m.volume.tolist(),
-            m.vwap.tolist(),
-            strict=True,
-        )
-        for inst_id, (o, h, lo, c, v, vw) in zip(ids, rows, strict=True):
-            self._live[(inst_id, bar.name, open_ts)] = LiveCandle(open_ts, o, h, lo, c, v, vw)
+        per_batch = max(1, _MAX_BATCH_MINUTES // bar.minutes)
+        for start in range(0, len(ids), per_batch):
+            chunk = ids[start : start + per_batch]
+            m = minute_bars(self.path_params(chunk), open_ts // MINUTE_MS, bar.minutes)
+            stacked = np.stack([m.open, m.high, m.low, m.close, m.volume, m.vwap], axis=1)
+            for row, inst_id in enumerate(chunk):
+                key = (inst_id, bar.name, open_ts)
+                self._live[key] = LiveCandle(open_ts, np.ascontiguousarray(stacked[row]))
+                self._live_minutes += bar.minutes
 
     def price_at(self, inst_id: str, ts: int) -> int:
         """The price in ticks at instant `ts` (the in-progress 1m candle's close)."""

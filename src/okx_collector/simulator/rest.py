@@ -198,7 +198,7 @@ class RestApi:
         inst = self._inst(q)
         bar = BARS.get(q.get("bar", "") or "1m")
         if bar is None:
-            raise OkxError("51000", "Parameter bar error")
+            raise OkxError("51000", "Parameter bar error", 400)
         limit = _limit(q, CANDLE_LIMIT)
         after, before = _int(q, "after"), _int(q, "before")
         now = self.clock.now_ms()

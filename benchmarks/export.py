@@ -1,0 +1,233 @@
+"""Benchmark `export_qlib`: a full export and an incremental export of one new day.
+
+    python benchmarks/export.py [--cache-dir /tmp/okx-collector-bench-export] [--scenario 1m,15m]
+
+Scenarios (built once through the Store and cached under --cache-dir; a year ending 2025-12-30):
+  1m   20 instruments (10 spot + their 10 perpetuals, with funding) x 1 year of 1m candles, ~10 M
+  15m  50 instruments (25 spot + 25 perpetuals) x 1 year of 15m candles, ~1.75 M
+Every series has gaps: ~0.5 % random missing candles and three 2-hour outages.
+
+Each run copies the cached store (so the new day can be added), runs a full export into an empty
+directory, writes one more day (2025-12-31) to every series, and runs an incremental export into
+the same directory. Each export runs in a fresh child interpreter; its peak RSS is read with
+`getrusage(RUSAGE_CHILDREN)` by an intermediate process that has that one child only, so neither
+building the store nor the other export counts. `--verify` also checks that the incremental
+directory is byte-identical to a fresh full export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from okx_collector.models import Candle, FundingRate
+from okx_collector.qlib_export import export_qlib
+from okx_collector.store import Store
+from okx_collector.timeframes import DAY_MS, HOUR_MS, Timeframe
+
+START = 1_735_689_600_000  # 2025-01-01 00:00 UTC
+DAYS = 364  # the cached store ends 2025-12-30; the incremental export adds 2025-12-31
+BASES = [
+    "BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "DOT", "LINK", "LTC", "AVAX",
+    "TRX", "BCH", "UNI", "ATOM", "ETC", "FIL", "APT", "ARB", "OP", "NEAR",
+    "SUI", "TON", "PEPE", "SHIB", "AAVE",
+]  # fmt: skip
+SCENARIOS = {"1m": ("1m", 10), "15m": ("15m", 25)}  # name -> (timeframe, spot/perp pairs)
+
+
+def instruments(pairs: int) -> list[str]:
+    return [f"{b}-USDT{s}" for b in BASES[:pairs] for s in ("", "-SWAP")]
+
+
+def candles(inst: str, tf: Timeframe, start: int, end: int) -> list[Candle]:
+    """A seeded random walk over [start, end) with gaps."""
+    seed = zlib.crc32(f"{inst} {tf.name} {start}".encode())
+    rng = np.random.default_rng(seed)
+    ts = np.arange(start, end, tf.ms, dtype=np.int64)
+    keep = rng.random(ts.size) >= 0.005
+    for _ in range(3 if end - start > 7 * DAY_MS else 0):
+        at = int(rng.integers(0, ts.size))
+        keep[at : at + int(2 * HOUR_MS // tf.ms)] = False
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, ts.size)))
+    opens = np.concatenate([[close[0]], close[:-1]])
+    high = np.maximum(opens, close) * (1 + np.abs(rng.normal(0, 5e-4, ts.size)))
+    low = np.minimum(opens, close) * (1 - np.abs(rng.normal(0, 5e-4, ts.size)))
+    vol = rng.lognormal(2, 1, ts.size) * (rng.random(ts.size) >= 0.01)
+    quote = vol * (opens + close) / 2
+    rows = zip(*(a[keep].tolist() for a in (ts, opens, high, low, close, vol, quote)), strict=True)
+    return [Candle(t, o, h, lo, c, v, q, "backfill") for t, o, h, lo, c, v, q in rows]
+
+
+def write_range(store: Store, insts: list[str], tf: Timeframe, start: int, end: int) -> int:
+    """Write [start, end) of every series a month at a time, and funding for the perpetuals."""
+    total = 0
+    for inst in insts:
+        lo = start
+        while lo < end:
+            hi = min(end, _next_month(lo))
+            total += store.write_candles(inst, tf, candles(inst, tf, lo, hi))
+            lo = hi
+        if inst.endswith("-SWAP"):
+            times = range(start + (-start) % (8 * HOUR_MS), end, 8 * HOUR_MS)
+            rng = np.random.default_rng(len(inst))
+            store.write_funding(
+                inst, [FundingRate(t, float(rng.normal(0, 1e-4)), 0.0, "backfill") for t in times]
+            )
+    return total
+
+
+def _next_month(ts: int) -> int:
+    month = np.datetime64(ts, "ms").astype("datetime64[M]") + 1
+    return int(month.astype("datetime64[ms]").astype(np.int64))
+
+
+def build(cache: Path, name: str) -> Path:
+    """The cached base store of a scenario (built on first use)."""
+    tf_name, pairs = SCENARIOS[name]
+    root = cache / f"store-{name}"
+    done = root / ".complete"
+    if done.exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    t = time.perf_counter()
+    rows = write_range(
+        Store(root), instruments(pairs), Timeframe.parse(tf_name), START, START + DAYS * DAY_MS
+    )
+    done.write_text(str(rows))
+    print(f"built {name}: {rows} candles in {time.perf_counter() - t:.0f} s -> {root}", flush=True)
+    return root
+
+
+# -- child processes ---------------------------------------------------------------------------
+
+
+def child_export(store: str, out: str, tf: str) -> None:
+    """Run one export in this fresh interpreter; print its report as JSON."""
+    t = time.perf_counter()
+    report = export_qlib(Store(store), Path(out), Timeframe.parse(tf))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - t,
+                "rows": report.rows,
+                "slots": report.slots_written,
+                "instruments": len(report.instruments),
+                "appended": len(report.appended),
+                "rewritten": len(report.rewritten),
+            }
+        )
+    )
+
+
+def child_measure(args: list[str]) -> None:
+    """Run `child_export` as this process's only child and add its peak RSS."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "_export", *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        sys.exit(proc.stderr[-4000:])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["peak_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+    result["cpu"] = usage.ru_utime + usage.ru_stime  # includes the interpreter's start-up
+    print(json.dumps(result))
+
+
+def measure(store: Path, out: Path, tf: str) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "_measure", str(store), str(out), tf],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        sys.exit(proc.stderr[-4000:] or proc.stdout[-4000:])
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(
+        p.relative_to(a) for p in a.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
+    files_b = sorted(
+        p.relative_to(b) for p in b.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+def run(cache: Path, name: str, verify: bool) -> dict[str, object]:
+    tf_name, pairs = SCENARIOS[name]
+    base = build(cache, name)
+    work = cache / f"run-{name}"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(base, work / "store")  # copy2 keeps the partitions' mtimes
+    os.sync()  # so that writing back the copy does not slow the export down
+    out = work / "qlib"
+    full = measure(work / "store", out, tf_name)
+    day = START + DAYS * DAY_MS
+    added = write_range(
+        Store(work / "store"), instruments(pairs), Timeframe.parse(tf_name), day, day + DAY_MS
+    )
+    os.sync()
+    inc = measure(work / "store", out, tf_name)
+    row: dict[str, object] = {"scenario": name, "full": full, "inc": inc, "added": added}
+    if verify:
+        fresh = work / "fresh"
+        measure(work / "store", fresh, tf_name)
+        row["identical"] = same_tree(out, fresh)
+    return row
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_export":
+        child_export(*sys.argv[2:5])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_measure":
+        child_measure(sys.argv[2:5])
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/okx-collector-bench-export"))
+    parser.add_argument(
+        "--scenario", default="1m,15m", help="comma list of: " + ", ".join(SCENARIOS)
+    )
+    parser.add_argument("--verify", action="store_true", help="compare with a fresh full export")
+    args = parser.parse_args()
+    rows = [run(args.cache_dir, s, args.verify) for s in args.scenario.split(",")]
+    head = (
+        f"{'scenario':<9}{'instr':>6}{'candles':>12}{'export':>13}"
+        f"{'seconds':>9}{'rows/s':>12}{'peak MB':>9}{'CPU s':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        full, inc = r["full"], r["inc"]
+        assert isinstance(full, dict) and isinstance(inc, dict)
+        for label, m, n in (("full", full, full["rows"]), ("+1 day", inc, r["added"])):
+            assert isinstance(n, int | float)
+            print(
+                f"{r['scenario']:<9}{int(full['instruments']):>6}{int(full['rows']):>12}{label:>13}"
+                f"{m['seconds']:>9.2f}{n / m['seconds']:>12,.0f}{m['peak_mb']:>9.0f}"
+                f"{m['cpu']:>8.1f}"
+            )
+        if "identical" in r:
+            print(f"{'':<9}incremental == fresh full export, byte for byte: {r['identical']}")
+    print("seconds: export_qlib's wall time in the child; rows/s: candles exported per second")
+    print("(+1 day: the new day's candles); CPU s: the child's user+system time, start-up included")
+
+
+if __name__ == "__main__":
+    main()

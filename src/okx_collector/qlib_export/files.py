@@ -1,0 +1,268 @@
+"""Writing the export directory's files: whole files atomically, feature files streamed or patched.
+
+Three ways a file changes:
+
+- `write_atomic`: small files (calendar rewrite, instruments, manifest) go to a temp file beside
+  the target, are fsynced and `os.replace`d over it.
+- `StreamedFile`: a feature file written in full, block by block (bounded memory), to a temp file
+  that replaces the old one on `commit`; it hashes what it writes, so no second read is needed.
+- `PatchedFile`: an existing feature file changed in place (an incremental export): grown to its
+  new length, then only the changed slots are written at their explicit offsets. In-place writes
+  are not atomic: the exporter's journal (`manifest.journal_path`) marks them until the new
+  manifest is in place, so an interrupted export is detected and redone in full.
+
+Temp files are hidden and carry our pid (`.close.15min.bin.tmp-PID-HEX`): qlib ignores them and
+`remove_stale_temps` deletes those of processes that are gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import numpy.typing as npt
+
+from okx_collector.errors import StorageError
+from okx_collector.qlib_export.manifest import FileEntry
+
+VALUE_BYTES = 4  # float32
+_TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
+
+
+def export_error(path: Path, action: str, exc: OSError) -> StorageError:
+    """A one-line error for an OS failure on the export directory."""
+    return StorageError(
+        f"cannot {action} {path}: {exc.strerror or exc}; check the --out directory "
+        "(writable, enough free space), or choose another"
+    )
+
+
+def temp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Delete temp files in `directory` left by exporters that no longer run."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(directory) as it:
+        for entry in it:
+            m = _TEMP_RE.fullmatch(entry.name)
+            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    Path(entry.path).unlink()
+
+
+def fsync_dir(directory: Path) -> None:
+    """Persist renames and creations in `directory` (best effort)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise export_error(directory, "create directory", exc) from exc
+
+
+def write_atomic(path: Path, data: bytes) -> FileEntry:
+    """Replace `path` by `data` atomically (temp, fsync, `os.replace`); its size and sha256."""
+    make_dirs(path.parent)
+    tmp = temp_name(path)
+    try:
+        with tmp.open("xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise export_error(path, "write", exc) from exc
+    return FileEntry(len(data), hashlib.sha256(data).hexdigest())
+
+
+def file_entry(path: Path) -> FileEntry:
+    """Size and sha256 of a file, read back from disk."""
+    try:
+        with path.open("rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            return FileEntry(fh.tell(), digest)
+    except OSError as exc:
+        raise export_error(path, "read", exc) from exc
+
+
+def file_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise export_error(path, "remove", exc) from exc
+
+
+def _f32le(values: npt.NDArray[np.float32]) -> memoryview:
+    """The bytes of `values` as little-endian float32 (no copy on little-endian machines)."""
+    return np.ascontiguousarray(values, dtype="<f4").data.cast("B")
+
+
+def header(start_index: int) -> bytes:
+    """Value 0 of a feature file: the calendar slot of its first value, as float32."""
+    return np.array([start_index], dtype="<f4").tobytes()
+
+
+class StreamedFile:
+    """A file written in full, block by block, to a temp file that replaces the old on commit."""
+
+    def __init__(self, final: Path, first: bytes = b"") -> None:
+        self.final = final  # where the file ends up
+        self._tmp = temp_name(final)  # where it is written meanwhile
+        self._hash = hashlib.sha256()  # of everything written so far
+        self._size = 0  # bytes written so far
+        try:
+            self._fh = self._tmp.open("xb")
+        except OSError as exc:
+            raise export_error(final, "write", exc) from exc
+        if first:
+            self.write(first)
+
+    def write(self, data: bytes | npt.NDArray[np.float32]) -> None:
+        raw = data if isinstance(data, bytes) else _f32le(data)
+        try:
+            self._fh.write(raw)
+        except OSError as exc:
+            self.abort()
+            raise export_error(self.final, "write", exc) from exc
+        self._hash.update(raw)
+        self._size += len(raw)
+
+    def commit(self) -> FileEntry:
+        """fsync and move into place (the caller fsyncs the directory)."""
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._tmp.replace(self.final)
+        except OSError as exc:
+            self.abort()
+            raise export_error(self.final, "write", exc) from exc
+        return FileEntry(self._size, self._hash.hexdigest())
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
+
+
+class PatchedFile:
+    """An existing feature file changed in place: resized, then written at explicit slots."""
+
+    def __init__(self, path: Path, first: int, step: int) -> None:
+        self.path = path
+        self._first = first  # open time of the bar at value 1 (right after the header)
+        self._step = step  # bar length, ms
+        try:
+            self._fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise export_error(path, "open", exc) from exc
+
+    def __enter__(self) -> PatchedFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(sync=exc is None)
+
+    def resize(self, bars: int) -> None:
+        """Make room for exactly `bars` values after the header (new bytes read as 0 until set)."""
+        self._do("resize", lambda: os.ftruncate(self._fd, VALUE_BYTES * (1 + bars)))
+
+    def set_header(self, start_index: int) -> None:
+        self._do("write", lambda: os.pwrite(self._fd, header(start_index), 0))
+
+    def write_at(self, open_ts: int, values: npt.NDArray[np.float32]) -> None:
+        """Write `values` to the slots starting at the bar opening at `open_ts`."""
+        offset = VALUE_BYTES * (1 + (open_ts - self._first) // self._step)
+        raw = _f32le(values)
+        self._do("write", lambda: os.pwrite(self._fd, raw, offset))
+
+    def close(self, sync: bool = True) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if sync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise export_error(self.path, "sync", exc) from exc
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _do(self, action: str, op: Callable[[], object]) -> None:
+        try:
+            op()
+        except OSError as exc:
+            raise export_error(self.path, action, exc) from exc
+
+
+def stream_atomic(path: Path, chunks: Iterable[bytes]) -> FileEntry:
+    """Replace `path` atomically by the concatenation of `chunks` (written as they come)."""
+    make_dirs(path.parent)
+    writer = StreamedFile(path)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def rewrite_tail(path: Path, keep: int, chunks: Iterable[bytes]) -> FileEntry:
+    """Cut `path` to `keep` bytes and append `chunks`, in place (the caller journals it)."""
+    try:
+        with path.open("r+b") as fh:
+            fh.truncate(keep)
+            fh.seek(keep)
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise export_error(path, "write", exc) from exc
+    return file_entry(path)

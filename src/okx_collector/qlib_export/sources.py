@@ -1,0 +1,83 @@
+"""Which store partitions are known unchanged since the last export, without reading them.
+
+An incremental export must notice data that changed inside the range it already exported (a
+repaired gap, a revised candle), but reading every month back from Parquet would make its cost
+grow with the history instead of the new bars. So, like `make` and git's index, it remembers
+each partition file's identity (inode, size, mtime, ctime) next to the checksum of the candles
+it held. A partition whose identity is unchanged and whose remembered checksum is the one in the
+manifest is skipped; any other is read and compared.
+
+The store replaces a partition by `os.replace` of a new file, so every write changes the inode
+and the times. A file modified within `RACY_NS` of the moment its identity was taken might
+change again within the file system's timestamp granularity, so such a file is not remembered
+(git's "racy clean" rule). The cache lives in `DIR/.okx-collector-sources.json`: machine-local,
+outside the deterministic manifest, and safe to delete (the next export reads everything once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+SOURCES_FILE = ".okx-collector-sources.json"
+RACY_NS = 2_000_000_000  # 2 s: far above any file system's timestamp granularity
+
+Sig = tuple[int, int, int, int]  # (st_ino, st_size, st_mtime_ns, st_ctime_ns)
+
+
+def file_sig(path: Path) -> Sig | None:
+    """The identity of the file at `path` now, None if there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class SourceCache:
+    """Partition identities -> candle checksums, for one timeframe of one export directory."""
+
+    def __init__(self, timeframe: str, others: dict[str, object], known: dict[str, object]) -> None:
+        self.timeframe = timeframe
+        self._others = others  # other timeframes' entries, kept as they are
+        self._known = known  # path -> [ino, size, mtime_ns, ctime_ns, sha256] from the file
+        self._now = time.time_ns()  # wall time of this export's start, for the racy rule
+        self._kept: dict[str, list[object]] = {}  # entries confirmed or learned in this run
+
+    @classmethod
+    def load(cls, out: Path, timeframe: str) -> SourceCache:
+        """Read the cache (a missing or damaged one is an empty one)."""
+        doc: object = {}
+        with contextlib.suppress(OSError, ValueError):
+            doc = json.loads((out / SOURCES_FILE).read_bytes())
+        groups = doc if isinstance(doc, dict) else {}
+        mine = groups.pop(timeframe, {})
+        return cls(timeframe, groups, mine if isinstance(mine, dict) else {})
+
+    def unchanged(self, path: Path, sha256: str) -> bool:
+        """True if the file at `path` is the one whose candles had checksum `sha256`."""
+        entry = self._known.get(str(path))
+        sig = file_sig(path)
+        if (
+            sig is None
+            or not isinstance(entry, list)
+            or len(entry) != 5
+            or tuple(entry[:4]) != sig
+            or entry[4] != sha256
+        ):
+            return False
+        self._kept[str(path)] = entry
+        return True
+
+    def remember(self, path: Path, before: Sig | None, after: Sig | None, sha256: str) -> None:
+        """Record that the file read between identities `before` and `after` held `sha256`."""
+        if before is None or before != after or before[2] > self._now - RACY_NS:
+            return
+        self._kept[str(path)] = [*before, sha256]
+
+    def dumps(self) -> bytes:
+        groups = dict(self._others)
+        groups[self.timeframe] = self._kept
+        return (json.dumps(groups, sort_keys=True) + "\n").encode()
