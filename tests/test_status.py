@@ -65,7 +65,7 @@ def test_render_table(tmp_path: Path) -> None:
     text = console.export_text()
     for expected in (
         "series",
-        "largest gap",
+        "max gap",
         "BTC-USDT 15m",
         "BTC-USDT-SWAP funding",
         "2026-01-31 20:00",

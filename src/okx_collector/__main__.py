@@ -1,6 +1,28 @@
-"""`python -m okx_collector`: the same CLI as the `okx-collector` console script."""
+"""`python -m okx_collector` and the `okx-collector` console script.
 
-from okx_collector.cli import main
+Importing the CLI (ccxt, pyarrow) takes about a second; a Ctrl-C in that window must still end
+with one line, not a traceback, so the import itself sits inside the guard.
+"""
+
+import signal
+import sys
+
+
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)  # nothing has been done yet: a clean stop
+
+
+def run() -> None:
+    # Until a command starts (imports take about a second), SIGTERM is a clean, silent exit.
+    signal.signal(signal.SIGTERM, _stop_before_start)
+    try:
+        from okx_collector.cli import main
+
+        main()
+    except KeyboardInterrupt:
+        print("okx-collector: error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
 
 if __name__ == "__main__":
-    main()
+    run()

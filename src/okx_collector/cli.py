@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,10 @@ from okx_collector.simulator.cli import simulate
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("okx_collector")
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _fail(message: str, code: int) -> None:
@@ -99,6 +104,8 @@ def cli() -> None:
     Backfill history over REST, collect live over websockets with a REST fallback, check coverage
     with `status`, export to qlib, or try everything offline with `demo`.
     """
+    # From here on SIGTERM has its usual meaning, unless the command installs its own handling.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 cli.add_command(simulate)
@@ -128,6 +135,10 @@ def backfill(**kwargs: Any) -> None:
 @reports_errors
 def collect(**kwargs: Any) -> None:
     """Catch up from the last stored candle, then stay live until SIGINT/SIGTERM."""
+    # Until the event loop installs its own handlers (after ~1 s of imports), a stop request
+    # simply ends the process cleanly: nothing has been written yet.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_cleanly)
     from okx_collector.live.run import run_collect
 
     run_collect(settings_from(kwargs))

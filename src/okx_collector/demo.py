@@ -28,7 +28,8 @@ DEMO_HISTORY = "2d"
 
 
 async def _demo(data_dir: Path, live_seconds: float, speed: float, console: Console) -> None:
-    async with Simulator(seed=7, speed=speed) as sim:
+    # Pushes every 0.1 s real = 6 simulated s at 60x: OKX's cadence, scaled like the clock.
+    async with Simulator(seed=7, speed=speed, push_interval=max(0.02, 30 / speed / 5)) as sim:
         console.rule("[bold]1. simulator")
         console.print(f"OKX simulator at {sim.rest_url} and {sim.ws_url}, {speed:g}x real time")
         settings = build_settings(
@@ -72,7 +73,7 @@ async def _demo(data_dir: Path, live_seconds: float, speed: float, console: Cons
         'BTC-USDT/15m"); print(df.tail())',
         highlight=False,
     )
-    console.print("Load it with qlib (pip install 'okx-collector[qlib]'):")
+    console.print("Load it with qlib (pip install 'okx-collector\\[qlib]'):")
     console.print(
         f'  import qlib; from qlib.data import D; qlib.init(provider_uri="{qlib_dir.resolve()}",'
         ' region="us")\n'

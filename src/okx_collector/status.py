@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from rich.console import Console
+from rich import box
 from rich.table import Table
 
 from okx_collector.store import Store
@@ -87,16 +88,23 @@ def human_duration(ms: int | None) -> str:
 def _short_time(ms: int | None) -> str:
     if ms is None:
         return "—"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%y-%m-%d %H:%M")
 
 
 def render_status(statuses: list[SeriesStatus], console: Console) -> None:
     """Print one row per series: first, last, rows, gaps, missing, largest gap, age (UTC times)."""
-    table = Table(title="okx-collector status (times UTC)", title_justify="left")
+    # A light box and tight padding keep all eight columns readable on an 80-column terminal.
+    table = Table(
+        title="okx-collector status (times UTC)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+    )
     table.add_column("series", no_wrap=True)
     table.add_column("first", no_wrap=True)
     table.add_column("last", no_wrap=True)
-    for name in ("rows", "gaps", "missing", "largest gap", "age"):
+    for name in ("rows", "gaps", "missing", "max gap", "age"):
         table.add_column(name, justify="right", no_wrap=True)
     for s in statuses:
         cov = s.coverage

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 from rich.console import Console
 
@@ -42,10 +43,20 @@ async def run_backfill_async(
     return report
 
 
+async def _main(settings: Settings) -> BackfillReport:
+    # SIGTERM, like Ctrl-C, cancels the run; the runner still writes what it has fetched.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run_backfill_async(settings)
+
+
 def run_backfill(settings: Settings) -> BackfillReport:
     with data_dir_lock(settings.data_dir):
         try:
-            report = asyncio.run(run_backfill_async(settings))
+            report = asyncio.run(_main(settings))
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
         except BaseExceptionGroup as group:
             raise unwrap(group) from None
     Console(stderr=True).print(
