@@ -68,7 +68,7 @@ def test_render_table(tmp_path: Path) -> None:
         "max gap",
         "BTC-USDT 15m",
         "BTC-USDT-SWAP funding",
-        "2026-01-31 20:00",
+        "26-01-31 20:00",
     ):
         assert expected in text
     assert "3h 15m (13)" in text  # BTC's largest gap: 13 candles of 15m

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from okx_collector.store import Store
