@@ -27,18 +27,16 @@ def live_settings(make_settings: MakeSettings, sim: Simulator, mode: str, since:
 @pytest.mark.parametrize("mode", ["ws", "poll", "auto"])
 async def test_each_mode_stores_exactly_the_market(make_settings: MakeSettings, mode: str) -> None:
     async with Simulator(seed=11, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
-        started = sim.now_ms()
-        settings = live_settings(make_settings, sim, mode, started - 20 * MINUTE_MS)
+        since = (sim.now_ms() - 20 * MINUTE_MS) // 1000 * 1000  # whole seconds, as --since has
+        settings = live_settings(make_settings, sim, mode, since)
         collector = await collect_for(settings, 5.0)
         end = TF1.floor(sim.now_ms())
         store = Store(settings.data_dir)
         for inst_id in ("BTC-USDT", "ETH-USDT-SWAP"):
             # Everything closed more than ~1 s (2 bars) before the stop is on disk.
-            sources = assert_exact(store, sim, inst_id, "1m", started - 20 * MINUTE_MS,
-                                   end - 3 * TF1.ms)  # fmt: skip
+            sources = assert_exact(store, sim, inst_id, "1m", since, end - 3 * TF1.ms)
             tf5 = Timeframe.parse("5m")
-            assert_exact(store, sim, inst_id, "5m", started - 20 * MINUTE_MS,
-                         tf5.floor(end) - 3 * tf5.ms)  # fmt: skip
+            assert_exact(store, sim, inst_id, "5m", since, tf5.floor(end) - 3 * tf5.ms)
             live = [s for s in sources[-5:]]
             if mode == "ws":
                 assert live.count("ws") >= 4, sources
