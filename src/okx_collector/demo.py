@@ -56,7 +56,7 @@ async def _demo(data_dir: Path, live_seconds: float, speed: float, console: Cons
         await asyncio.sleep(live_seconds)
         stop.set()
         collector = await collecting
-        console.print(f"live: {collector.heartbeat_line()}")
+        console.print(f"live: {collector.totals_line()}")
     console.rule("[bold]4. export to qlib")
     store = Store(settings.data_dir)
     qlib_dir = data_dir / "qlib"

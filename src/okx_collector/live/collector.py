@@ -86,6 +86,7 @@ class Collector:
         self._last_poll = 0.0
         self._catchup_slots = asyncio.Semaphore(8)
         self._catchups: set[asyncio.Task[None]] = set()
+        self._last_beat = (0, 0, 0, 0)  # rows, reconnects, fallbacks, catch-ups at the last beat
 
     def _now(self) -> int:
         return self.clock.now()
@@ -276,6 +277,7 @@ class Collector:
             log.info("heartbeat %s", self.heartbeat_line())
 
     def heartbeat_line(self) -> str:
+        """Mode, live and polling series, worst age; rows, reconnects, fallbacks since last beat."""
         now = self._now()
         states = list(self.states.values())
         live = sum(1 for s in states if s.streamable and not s.polling)
@@ -288,13 +290,30 @@ class Collector:
             if delays
             else ""
         )
-        line = (
-            f"mode={self.options.mode} live={live} polling={len(states) - live} "
-            f"worst_age={worst} rows_written={self.writer.stats.rows_written} "
-            f"reconnects={self.counters.reconnects} fallbacks={self.counters.fallbacks} "
-            f"catchups={self.counters.catchups} queue={self.writer.backlog}{latency}"
+        totals = (
+            self.writer.stats.rows_written,
+            self.counters.reconnects,
+            self.counters.fallbacks,
+            self.counters.catchups,
         )
-        return line
+        rows, reconnects, fallbacks, catchups = (
+            t - p for t, p in zip(totals, self._last_beat, strict=True)
+        )
+        self._last_beat = totals
+        return (
+            f"mode={self.options.mode} live={live} polling={len(states) - live} "
+            f"worst_age={worst} rows_written={rows} reconnects={reconnects} "
+            f"fallbacks={fallbacks} catchups={catchups} queue={self.writer.backlog}{latency}"
+        )
+
+    def totals_line(self) -> str:
+        """Counts since start, for the closing log line."""
+        stats, counters = self.writer.stats, self.counters
+        return (
+            f"rows_written={stats.rows_written} ws_candles={counters.ws_candles} "
+            f"reconnects={counters.reconnects} fallbacks={counters.fallbacks} "
+            f"catchups={counters.catchups} dropped={stats.dropped}"
+        )
 
 
 def _p99(values: list[int]) -> float:

@@ -63,7 +63,7 @@ async def collect_async(
             len(series), len(session.funding), mode, settings.data_dir,
         )  # fmt: skip
         await collector.run(stop)
-        log.info("stopped cleanly: %s", collector.heartbeat_line())
+        log.info("stopped cleanly: %s", collector.totals_line())
     finally:
         await session.exchange.close()
     for note in store.take_notes():
