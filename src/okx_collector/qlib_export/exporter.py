@@ -26,12 +26,12 @@ import numpy as np
 
 from okx_collector import __version__
 from okx_collector.errors import BadInput
+from okx_collector.fsutil import fsync_dir
 from okx_collector.qlib_export import outdir
 from okx_collector.qlib_export.arrays import Funding
 from okx_collector.qlib_export.calendar import LINE_BYTES, calendar_chunks, format_time
 from okx_collector.qlib_export.files import (
     file_size,
-    fsync_dir,
     remove,
     remove_stale_temps,
     rewrite_tail,

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from okx_collector.errors import StorageError
+from okx_collector.fsutil import pid_alive
 from okx_collector.qlib_export.manifest import FileEntry
 
 VALUE_BYTES = 4  # float32
@@ -48,37 +49,14 @@ def temp_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temps(directory: Path) -> None:
     """Delete temp files in `directory` left by exporters that no longer run."""
     with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(directory) as it:
         for entry in it:
             m = _TEMP_RE.fullmatch(entry.name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
                 with contextlib.suppress(OSError):
                     Path(entry.path).unlink()
-
-
-def fsync_dir(directory: Path) -> None:
-    """Persist renames and creations in `directory` (best effort)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_dirs(directory: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from okx_collector.fsutil import fsync_dir
 from okx_collector.qlib_export.arrays import (
     CANDLE_FIELDS,
     FIELDS,
@@ -38,7 +39,6 @@ from okx_collector.qlib_export.files import (
     StreamedFile,
     file_entry,
     file_size,
-    fsync_dir,
     header,
     make_dirs,
     remove,

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from okx_collector.errors import BadInput, EnvironmentProblem
-from okx_collector.qlib_export.files import export_error, fsync_dir, make_dirs, remove, write_atomic
+from okx_collector.fsutil import fsync_dir
+from okx_collector.qlib_export.files import export_error, make_dirs, remove, write_atomic
 from okx_collector.qlib_export.manifest import (
     MANIFEST,
     Manifest,

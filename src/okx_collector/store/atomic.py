@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from okx_collector.errors import StorageError
+from okx_collector.fsutil import fsync_dir
 
 COMPRESSION = "zstd"
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
@@ -66,19 +67,6 @@ def storage_error(path: Path, action: str, exc: OSError) -> StorageError:
     else:
         hint = "check the data directory, or choose another with --data-dir"
     return StorageError(f"cannot {action} {path}: {reason}; {hint}")
-
-
-def fsync_dir(directory: Path) -> None:
-    """Persist a rename or creation in `directory` (best effort on exotic filesystems)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_dirs(directory: Path) -> None:

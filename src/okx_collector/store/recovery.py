@@ -18,6 +18,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from okx_collector.fsutil import pid_alive
 from okx_collector.store.atomic import temp_owner_pid
 
 # A temp file this old is stale even if its pid is alive (pids are reused; writes take seconds).
@@ -46,18 +47,6 @@ class RecoveryNote:
         return f"unreadable file {self.path} ignored ({self.reason})"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return False
-    return True
-
-
 def is_stale_temp(path: Path, now_s: float | None = None) -> bool:
     """True for one of our temp files whose writer is gone (or that is too old to be live)."""
     pid = temp_owner_pid(path.name)
@@ -69,7 +58,7 @@ def is_stale_temp(path: Path, now_s: float | None = None) -> bool:
         return False
     if age > STALE_TEMP_AGE_S:
         return True
-    return pid != os.getpid() and not _pid_alive(pid)
+    return pid != os.getpid() and not pid_alive(pid)
 
 
 def remove_stale_temps(directory: Path) -> list[RecoveryNote]:
