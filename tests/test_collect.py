@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from okx_collector.config import Settings
+from okx_collector.models import Candle
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.timeframes import MINUTE_MS, Timeframe
@@ -45,3 +46,19 @@ async def test_each_mode_stores_exactly_the_market(make_settings: MakeSettings, 
         funding_live = store.read_funding_live("BTC-USDT-SWAP")
         assert len(funding_live) >= 1
         assert collector.writer.stats.dropped == 0
+
+
+async def test_start_up_repairs_holes_in_the_stored_span(make_settings: MakeSettings) -> None:
+    """A hole inside what is stored (a file moved aside, a crash of an older tool) is filled
+    before going live, not only the downtime after the last stored candle."""
+    async with Simulator(seed=12, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+        now = sim.now_ms()
+        first = TF1.floor(now) - 600 * TF1.ms
+        rows = sim.market.candles("BTC-USDT", "1m", first, TF1.floor(now) - 100 * TF1.ms)
+        kept = rows[:200] + rows[260:]  # a 60-candle hole
+        store = Store(make_settings(sim).data_dir)
+        store.write_candles("BTC-USDT", TF1, [Candle(*r, "backfill") for r in kept])
+        settings = make_settings(sim, symbols="BTC/USDT", timeframes="1m", since="5m",
+                                 mode="poll", poll_interval=0.3, funding=False)  # fmt: skip
+        await collect_for(settings, 2.0)
+        assert_exact(store, sim, "BTC-USDT", "1m", first, TF1.floor(now))

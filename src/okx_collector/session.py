@@ -14,6 +14,7 @@ from okx_collector.config import Settings
 from okx_collector.errors import EnvironmentProblem, ExchangeRejected, ExchangeUnavailable
 from okx_collector.exchange import Instrument, OkxExchange
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
+from okx_collector.store import Store
 from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -102,3 +103,17 @@ async def open_session(
         await exchange.close()
         raise
     return Session(exchange, instruments, funding, settings.timeframes, now)
+
+
+def open_store(data_dir: Path) -> Store:
+    """The store, after start-up recovery (stale temp files removed, unreadable files set aside)."""
+    store = Store(data_dir)
+    for note in store.recover():
+        log.warning("%s", note)
+    return store
+
+
+def report_notes(store: Store) -> None:
+    """Log the repairs the store made while the job ran."""
+    for note in store.take_notes():
+        log.warning("%s", note)

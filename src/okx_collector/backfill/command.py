@@ -13,8 +13,7 @@ from okx_collector.backfill.runner import Backfiller, BackfillReport
 from okx_collector.config import Settings, resolve_range
 from okx_collector.errors import unwrap
 from okx_collector.retry import BackoffFactory, backoff_delays
-from okx_collector.session import data_dir_lock, open_session
-from okx_collector.store import Store
+from okx_collector.session import data_dir_lock, open_session, open_store, report_notes
 
 log = logging.getLogger("okx_collector.backfill")
 DEFAULT_SINCE = "30d"
@@ -28,9 +27,7 @@ async def run_backfill_async(
     delays: BackoffFactory = backoff_delays,
 ) -> BackfillReport:
     """Backfill every configured series over [--since, --until); the caller holds the lock."""
-    store = Store(settings.data_dir)
-    for note in store.recover():
-        log.warning("%s", note)
+    store = open_store(settings.data_dir)
     session = await open_session(settings, rate_limit_scale=rate_limit_scale, delays=delays)
     try:
         since, until = resolve_range(settings, session.now, DEFAULT_SINCE)
@@ -38,8 +35,7 @@ async def run_backfill_async(
         report = await backfiller.run(session.series, session.funding, since, until, session.now)
     finally:
         await session.exchange.close()
-    for note in store.take_notes():
-        log.warning("%s", note)
+    report_notes(store)
     return report
 
 

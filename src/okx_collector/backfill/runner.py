@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -97,11 +97,14 @@ class Backfiller:
         since: int,
         until: int,
         now: int,
+        starts: Mapping[tuple[str, str], int] | None = None,
     ) -> list[SeriesJob]:
+        """One job per series: the pages its holes need; `starts` overrides `since` per series."""
         jobs = []
         for inst, tf in series:
             present = self.store.candle_timestamps(inst.inst_id, tf)
-            pages = plan_pages(present, tf, since, until, now)
+            start = (starts or {}).get((inst.inst_id, tf.name), since)
+            pages = plan_pages(present, tf, start, until, now)
             jobs.append(SeriesJob(inst, tf, pages))
         return jobs
 
@@ -112,10 +115,11 @@ class Backfiller:
         since: int,
         until: int,
         now: int,
+        starts: Mapping[tuple[str, str], int] | None = None,
     ) -> BackfillReport:
         started = time.monotonic()
         self.report.requests_start = self.exchange.requests
-        jobs = await asyncio.to_thread(self.plan, series, since, until, now)
+        jobs = await asyncio.to_thread(self.plan, series, since, until, now, starts)
         self.report.series = len(jobs)
         for job in jobs:
             bars = sum(p.bars(job.tf) for p in job.pages)

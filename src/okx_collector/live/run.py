@@ -7,13 +7,15 @@ import logging
 import os
 import signal
 
+from okx_collector.backfill.progress import LogProgress
+from okx_collector.backfill.runner import Backfiller
 from okx_collector.config import Settings, parse_time_spec
 from okx_collector.errors import EnvironmentProblem, unwrap
 from okx_collector.exchange import OkxExchange
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.retry import BackoffFactory, backoff_delays
-from okx_collector.session import data_dir_lock, open_session
+from okx_collector.session import Session, data_dir_lock, open_session, open_store, report_notes
 from okx_collector.store import Store
 
 log = logging.getLogger("okx_collector.collect")
@@ -30,9 +32,7 @@ async def collect_async(
     rate_limit_scale: float = 1.0,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters)."""
-    store = Store(settings.data_dir)
-    for note in store.recover():
-        log.warning("%s", note)
+    store = open_store(settings.data_dir)
     mode = settings.mode
     problem = OkxExchange.websocket_problem()
     if problem and mode == "ws":
@@ -45,6 +45,7 @@ async def collect_async(
     )
     try:
         since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
+        await _repair(store, session, since, delays)
         series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
         funding_last = {i.inst_id: store.last_funding_time(i.inst_id) for i in session.funding}
         options = CollectorOptions(
@@ -66,9 +67,22 @@ async def collect_async(
         log.info("stopped cleanly: %s", collector.totals_line())
     finally:
         await session.exchange.close()
-    for note in store.take_notes():
-        log.warning("%s", note)
+    report_notes(store)
     return collector
+
+
+async def _repair(store: Store, session: Session, since: int, delays: BackoffFactory) -> None:
+    """Before going live, fetch every missing candle of each series' stored span (or since
+    `since` for an empty series), at backfill speed: downtime, and holes such as a file moved
+    aside at start, are filled while OKX still has the data."""
+    starts = {}
+    for inst, tf in session.series:
+        first = store.first_candle_ts(inst.inst_id, tf)
+        starts[(inst.inst_id, tf.name)] = since if first is None else min(first, since)
+    backfiller = Backfiller(session.exchange, store, LogProgress(), delays=delays)
+    report = await backfiller.run(session.series, [], since, session.now, session.now, starts)
+    if report.written:
+        log.info("caught up %d candles in %.1fs before going live", report.written, report.seconds)
 
 
 async def _main(settings: Settings) -> None:
