@@ -63,12 +63,13 @@ def test_render_table(tmp_path: Path) -> None:
     console = Console(record=True, width=160)
     render_status(statuses, console)
     text = console.export_text()
+    assert "times UTC, 2026" in text
     for expected in (
         "series",
         "max gap",
         "BTC-USDT 15m",
-        "BTC-USDT-SWAP funding",
-        "26-01-31 20:00",
+        "BTC-USDT-SWAP fund",
+        "01-31 20:00",
     ):
         assert expected in text
     assert "3h 15m (13)" in text  # BTC's largest gap: 13 candles of 15m

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -85,20 +84,34 @@ def human_duration(ms: int | None) -> str:
     return f"{secs}s" if secs or ms == 0 else f"{ms}ms"
 
 
-def _short_time(ms: int | None) -> str:
+def _time_format(statuses: list[SeriesStatus]) -> tuple[str, str]:
+    """Month-day times when every shown time falls in one year (named in the title)."""
+    times = [t for s in statuses for t in (s.coverage.first, s.coverage.last) if t is not None]
+    years = {datetime.fromtimestamp(t / 1000, tz=UTC).year for t in times}
+    if len(years) == 1:
+        return "%m-%d %H:%M", f"times UTC, {years.pop()}"
+    return "%Y-%m-%d %H:%M", "times UTC"
+
+
+def _short_time(ms: int | None, fmt: str) -> str:
     if ms is None:
         return "—"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime(fmt)
 
 
 def render_status(statuses: list[SeriesStatus], console: Console) -> None:
     """Print one row per series: first, last, rows, gaps, missing, largest gap, age (UTC times)."""
-    # A light box and tight padding keep all eight columns readable on an 80-column terminal.
+    if not statuses:
+        console.print("no series stored yet")
+        return
+    fmt, times = _time_format(statuses)
+    # A light box, tight padding and short times keep every column whole on 80 columns.
     table = Table(
-        title="okx-collector status (times UTC)",
+        title=f"okx-collector status ({times})",
         title_justify="left",
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1),
+        box=None,
+        header_style="bold underline",
+        padding=(0, 1, 0, 0),
         pad_edge=False,
     )
     table.add_column("series", no_wrap=True)
@@ -115,9 +128,9 @@ def render_status(statuses: list[SeriesStatus], console: Console) -> None:
         behind = f" (+{cov.behind} due)" if cov.behind else ""
         style = "red" if cov.gap_count or cov.behind else None
         table.add_row(
-            s.name,
-            _short_time(cov.first),
-            _short_time(cov.last),
+            s.name.replace(" funding", " fund"),
+            _short_time(cov.first, fmt),
+            _short_time(cov.last, fmt),
             f"{cov.rows:,}",
             f"{cov.gap_count:,}",
             f"{cov.missing:,}",
@@ -125,9 +138,6 @@ def render_status(statuses: list[SeriesStatus], console: Console) -> None:
             human_duration(cov.age_ms) + behind,
             style=style,
         )
-    if not statuses:
-        console.print("no series stored yet")
-        return
     console.print(table)
 
 

@@ -111,9 +111,9 @@ async def _serve(sim: Simulator) -> None:
 @click.option(
     "--push-interval",
     type=click.FloatRange(min=0, min_open=True),
-    default=0.5,
-    show_default=True,
-    help="Real seconds between in-progress candle pushes.",
+    default=None,
+    help="Real seconds between in-progress candle pushes per series [default: 0.5, OKX's "
+    "cadence, shortened at high --speed so that pushes stay at most 10 simulated s apart].",
 )
 def simulate(
     host: str,
@@ -123,7 +123,7 @@ def simulate(
     start_ms: int | None,
     rate_limit_scale: float,
     extra_instruments: int,
-    push_interval: float,
+    push_interval: float | None,
 ) -> None:
     """Run the OKX simulator (REST + websockets) until SIGINT/SIGTERM; print its URLs."""
     sim = Simulator(
@@ -134,7 +134,9 @@ def simulate(
         extra_instruments=extra_instruments,
         host=host,
         port=port,
-        push_interval=push_interval,
+        # At --speed 60, OKX's 0.5 s would be 30 simulated s between pushes: as long as a
+        # collector's stale limit for 1m candles. Keep pushes frequent in simulated time too.
+        push_interval=push_interval if push_interval is not None else min(0.5, 10.0 / speed),
     )
     try:
         asyncio.run(_serve(sim))
