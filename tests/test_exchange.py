@@ -9,7 +9,7 @@ import pytest
 
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
 from okx_collector.exchange import Instrument, OkxExchange, classify
-from okx_collector.models import FundingObservation, RawCandle
+from okx_collector.models import Candle, FundingObservation, RawCandle
 from okx_collector.simulator import Simulator
 from okx_collector.timeframes import DAY_MS, Timeframe
 
@@ -93,10 +93,13 @@ async def test_funding_history_and_current(sim: Simulator) -> None:
 async def test_websocket_confirm_flag_is_recovered() -> None:
     async with Simulator(seed=3, speed=60.0, rate_limit_scale=0, push_interval=0.05) as sim:
         ex = await connected(sim)
-        seen: list[tuple[str, RawCandle]] = []
+        seen: list[tuple[str, int, Candle | None]] = []
         funding: list[tuple[str, FundingObservation]] = []
         tf = Timeframe.parse("1m")
-        ex.attach_sinks(lambda i, t, r: seen.append((i, r)), lambda i, o: funding.append((i, o)))
+        ex.attach_sinks(
+            lambda i, t, ts, final: seen.append((i, ts, final)),
+            lambda i, o: funding.append((i, o)),
+        )
         inst = ex.resolve(["BTC/USDT"])[0]
         perp = ex.resolve(["BTC/USDT:USDT"])[0]
 
@@ -112,19 +115,19 @@ async def test_websocket_confirm_flag_is_recovered() -> None:
         try:
             for _ in range(100):
                 await asyncio.sleep(0.05)
-                if sum(r.confirmed for _, r in seen) >= 2 and funding:
+                if sum(final is not None for _, _, final in seen) >= 2 and funding:
                     break
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await ex.close()
-        confirmed = [r.candle for _, r in seen if r.confirmed]
+        confirmed = [final for _, _, final in seen if final is not None]
         assert len(confirmed) >= 2
         for candle in confirmed:
             expected = sim.market.candles("BTC-USDT", "1m", candle.ts, candle.ts + tf.ms)
             assert tuple(candle[:7]) == tuple(expected[0])
-        assert any(not r.confirmed for _, r in seen)  # in-progress pushes exist and are flagged
+        assert any(final is None for _, _, final in seen)  # in-progress pushes exist, unconfirmed
         assert funding[0][0] == "BTC-USDT-SWAP"
 
 

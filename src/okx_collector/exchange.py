@@ -27,6 +27,7 @@ from okx_collector.errors import (
     ExchangeUnavailable,
 )
 from okx_collector.models import (
+    Candle,
     FundingObservation,
     FundingRate,
     RawCandle,
@@ -59,7 +60,7 @@ OKX_BARS = {
 }  # fmt: skip
 # Websocket channels of 6h and longer are UTC+8-aligned on OKX: only these can be streamed as-is.
 WS_TIMEFRAMES = frozenset({"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h"})
-_CHANNEL_TO_TF = {"candle" + OKX_BARS[name]: name for name in WS_TIMEFRAMES}
+_CHANNEL_TO_TF = {"candle" + OKX_BARS[name]: Timeframe.parse(name) for name in WS_TIMEFRAMES}
 
 
 def classify(exc: BaseException) -> ExchangeError:
@@ -104,7 +105,8 @@ class Instrument:
         return not self.is_spot
 
 
-CandleSink = Callable[[str, Timeframe, RawCandle], None]
+# (inst_id, timeframe, open time of the pushed candle, the final candle if OKX confirmed it)
+CandleSink = Callable[[str, Timeframe, int, Candle | None], None]
 FundingSink = Callable[[str, FundingObservation], None]
 
 
@@ -327,19 +329,22 @@ class OkxExchange:
         ws.set_markets(self._rest.markets, self._rest.currencies)
 
         def candle_frame(message: dict[str, Any]) -> None:
+            # Hot path (thousands of pushes a second): in-progress rows only need their ts; the
+            # full parse is done for the confirmed row, about one push in a hundred.
             arg = message.get("arg") or {}
-            tf_name = _CHANNEL_TO_TF.get(arg.get("channel", ""))
+            tf = _CHANNEL_TO_TF.get(arg.get("channel", ""))
             inst = self.by_inst_id.get(arg.get("instId", ""))
-            if tf_name is None or inst is None:
+            if tf is None or inst is None:
                 return
-            tf = Timeframe.parse(tf_name)
             for row in message.get("data") or []:
                 try:
-                    raw = parse_okx_candle(row, inst.is_spot, "ws")
+                    if len(row) > 8 and row[8] == "1":
+                        raw = parse_okx_candle(row, inst.is_spot, "ws")
+                        on_candle(inst.inst_id, tf, raw.candle.ts, raw.candle)
+                    else:
+                        on_candle(inst.inst_id, tf, int(row[0]), None)
                 except (ValueError, IndexError, TypeError):
                     log.warning("ignoring a malformed candle push for %s: %r", inst.inst_id, row)
-                    continue
-                on_candle(inst.inst_id, tf, raw)
 
         def funding_frame(message: dict[str, Any]) -> None:
             for row in message.get("data") or []:

@@ -21,7 +21,7 @@ from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.series import SeriesState
 from okx_collector.live.writer import Item, WritableStore, Writer
-from okx_collector.models import RawCandle, Source, closed_candles
+from okx_collector.models import Candle, Source, closed_candles
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.timeframes import Timeframe
 
@@ -80,7 +80,9 @@ class Collector:
         for state in self.states.values():
             state.polling = not state.streamable
         self.funding = FundingTracker(exchange, self.writer, funding, funding_last, self._now)
-        self._needs_catchup: set[tuple[str, str]] = set(self.states)
+        # Start-up downtime is fetched by the repair pass before the collector starts; what
+        # closes meanwhile is caught up by the overdue rule (streams) or the first poll.
+        self._needs_catchup: set[tuple[str, str]] = set()
         self._missing_since: dict[tuple[str, str], float] = {}  # local time a gap was first seen
         self._started = 0
         self._last_poll = 0.0
@@ -93,26 +95,27 @@ class Collector:
 
     # -- sinks (called by ccxt's message handler on the event loop) ------------------------------
 
-    def on_candle(self, inst_id: str, tf: Timeframe, raw: RawCandle) -> None:
+    def on_candle(self, inst_id: str, tf: Timeframe, ts: int, final: Candle | None) -> None:
+        """A push: `final` is the closed candle when OKX marked it confirm=1, else None."""
         key = (inst_id, tf.name)
         state = self.states.get(key)
         if state is None:
             return
-        ts = raw.candle.ts
-        self.clock.observe(ts + tf.ms if raw.confirmed else ts)
+        self.clock.observe(ts + tf.ms if final is not None else ts)
         state.last_push = self._now()
+        if final is None:
+            return
         due = state.next_due(self.options.since)
-        if raw.confirmed:
-            if ts < due:
-                return  # already stored (REST got there first)
-            if ts > due:  # candles between were missed: REST fetches them, this one included
-                self._needs_catchup.add(key)
-                return
-            if self.writer.offer(Item("candles", inst_id, tf, [raw.candle])):
-                state.stored(ts)
-                self.counters.ws_candles += 1
-            else:
-                self._needs_catchup.add(key)
+        if ts < due:
+            return  # already stored (REST got there first)
+        if ts > due:  # candles between were missed: REST fetches them, this one included
+            self._needs_catchup.add(key)
+            return
+        if self.writer.offer(Item("candles", inst_id, tf, [final])):
+            state.stored(ts)
+            self.counters.ws_candles += 1
+        else:
+            self._needs_catchup.add(key)
 
     # -- the run -----------------------------------------------------------------------------------
 

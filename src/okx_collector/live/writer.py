@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 20_000  # items; a full queue sheds websocket candles (REST catch-up refetches them)
 BATCH_ITEMS = 5_000
-PARALLEL_WRITES = 4  # pyarrow releases the GIL; a few threads overlap fsyncs
+PARALLEL_WRITES = 8  # pyarrow encoding and fsync release the GIL; writes overlap well
 
 
 class WritableStore(Protocol):

@@ -41,7 +41,9 @@ from okx_collector.timeframes import Timeframe
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
-DEFAULT_CACHE_ENTRIES = 512  # series whose newest partition stays decoded in memory
+DEFAULT_CACHE_ENTRIES = (
+    4096  # series whose newest partition stays decoded (a live job has one per series)
+)
 DEFAULT_CACHE_BYTES = 256 * 2**20  # and at most this many bytes of them
 
 
