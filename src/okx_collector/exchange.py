@@ -370,6 +370,13 @@ class OkxExchange:
         with _classified():
             await self._ws.watch_ohlcv_for_symbols([[i.symbol, tf.name] for i, tf in series])
 
+    def candle_connection(self) -> object | None:
+        """An identity for the current candle websocket connection (changes on reconnect)."""
+        if self._ws is None:
+            return None
+        client = self._ws.clients.get(self.ws_url + "/business")
+        return None if client is None or client.closed() else client
+
     async def watch_funding(self, inst: Instrument) -> None:
         """Keep a funding-rate subscription alive; returns on each push (data goes to the sink)."""
         with _classified():

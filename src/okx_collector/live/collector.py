@@ -29,6 +29,7 @@ log = logging.getLogger("okx_collector.collect")
 
 BATCH_SERIES = 100  # series per websocket subscribe request (OKX: 480 subscribe ops/hour/conn)
 TICK_SECONDS = 0.25  # supervisor cadence (real time)
+WATCH_PAUSE = 0.2  # seconds between re-arming a batch's watch call (pushes flow regardless)
 OVERDUE_SECONDS = 2.0  # real time a closed candle may lag before the stream counts as lossy
 CLOCK_SYNC_SECONDS = 5.0
 PAGE_BARS = 300
@@ -154,18 +155,24 @@ class Collector:
             await writer_task
 
     async def _stream(self, batch: list[SeriesState], stop: asyncio.Event) -> None:
-        """Keep one batch subscribed; reconnect with capped jittered backoff; catch up after."""
+        """Keep one batch subscribed; reconnect with capped jittered backoff; catch up after.
+
+        Data arrives through the sink; this loop only keeps the subscription alive and notices
+        connection changes. Each watch call costs ccxt work for every series of the batch, so it
+        is re-armed at most every WATCH_PAUSE seconds rather than after every push.
+        """
         pairs = [(s.inst, s.tf) for s in batch]
+        keys = [(s.inst.inst_id, s.tf.name) for s in batch]
         delays = self.options.delays()
-        connected = False
+        connection: object | None = None
         while not stop.is_set():
             try:
                 await self.exchange.watch_candles(pairs)
             except ExchangeUnavailable as exc:
-                if connected:
+                if connection is not None:
                     self.counters.reconnects += 1
                     log.warning("candle stream lost (%s); reconnecting", exc)
-                connected = False
+                connection = None
                 await asyncio.sleep(next(delays))
                 continue
             except ExchangeRejected as exc:
@@ -174,10 +181,20 @@ class Collector:
                     state.streamable = False
                     state.polling = True
                 return
-            if not connected:
-                connected = True
+            current = self.exchange.candle_connection()
+            if current is not connection:
+                if connection is not None:  # replaced while we paused: a silent reconnect
+                    self.counters.reconnects += 1
+                connection = current
                 delays = self.options.delays()  # a healthy connection resets the backoff
-                self._needs_catchup.update((s.inst.inst_id, s.tf.name) for s in batch)
+                # Catch up what closed while disconnected (only series that miss something).
+                now = self._now()
+                self._needs_catchup.update(
+                    key
+                    for key, state in zip(keys, batch, strict=True)
+                    if state.missing_closed(now, self.options.since)
+                )
+            await asyncio.sleep(WATCH_PAUSE)
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
