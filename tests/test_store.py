@@ -276,3 +276,26 @@ def test_files_describe_themselves_in_other_tools(store: Store) -> None:
     )
     assert table.num_rows == 4
     assert set(table.column("inst_id").to_pylist()) == {"BTC-USDT"}
+
+
+def test_write_candles_many_is_one_group_commit_equal_to_single_writes(tmp_path: Path) -> None:
+    """Many series in one call (the live writer's path) give the same files as one call each."""
+    tf = Timeframe.parse("1h")
+    month_end = 1_769_904_000_000  # 2026-02-01 00:00 UTC: batches straddle two month files
+    def rows(i: int, start: int, n: int) -> list[Candle]:
+        return [
+            Candle(start + k * tf.ms, 1.0 + i, 2.0 + i, 0.5, 1.5 + i, 10.0 * k, 15.0, "ws")
+            for k in range(n)
+        ]
+
+    items = [(f"SIM{i:04d}-USDT", tf, rows(i, month_end - 5 * tf.ms, 10)) for i in range(40)]
+    one, many = Store(tmp_path / "one"), Store(tmp_path / "many")
+    for inst_id, t, candles in items:
+        one.write_candles(inst_id, t, candles)
+    assert many.write_candles_many(items) == 40 * 10
+    again = [(inst_id, t, c[3:7]) for inst_id, t, c in items]
+    assert many.write_candles_many(again) == 0  # nothing changed: nothing rewritten
+    for inst_id, t, _ in items:
+        assert many.read_candles(inst_id, t).equals(one.read_candles(inst_id, t))
+    assert not list((tmp_path / "many").rglob("*.tmp-*"))
+    assert len(list((tmp_path / "many").rglob("*.parquet"))) == 80

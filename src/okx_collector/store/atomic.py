@@ -94,8 +94,8 @@ def _write_options(schema: pa.Schema) -> dict[str, Any]:
     }
 
 
-def write_atomic(path: Path, table: pa.Table) -> None:
-    """Write `table` to `path` atomically: temp file, fsync, `os.replace`, fsync the folder."""
+def write_temp(path: Path, table: pa.Table, *, sync: bool) -> Path:
+    """Write `table` to a fresh temp file beside `path` (fsynced if `sync`); return its path."""
     make_dirs(path.parent)
     tmp = temp_name(path)
     try:
@@ -104,7 +104,23 @@ def write_atomic(path: Path, table: pa.Table) -> None:
                 table, fh, **_write_options(table.schema), row_group_size=max(1, table.num_rows)
             )
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise storage_error(path, "write", exc) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def write_atomic(path: Path, table: pa.Table) -> None:
+    """Write `table` to `path` atomically: temp file, fsync, `os.replace`, fsync the folder."""
+    tmp = write_temp(path, table, sync=True)
+    try:
         tmp.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from okx_collector.store.atomic import (
     read_parquet,
     storage_error,
     write_atomic,
+    write_temp,
 )
 from okx_collector.store.cache import FileSig, TableCache, file_sig
 from okx_collector.store.layout import Partition, Period, list_partitions, overlapping, partition_of
@@ -31,6 +33,18 @@ from okx_collector.store.schema import Kind
 
 LOCK_FILE = ".lock"  # per series directory; hidden and not *.parquet, so readers skip it
 MAX_NOTES = 1000  # notes kept until taken; older ones are dropped (they were logged by then)
+
+
+@dataclass
+class _Staged:
+    """A partition written to its temp file, waiting for the group commit."""
+
+    series: Series
+    path: Path
+    tmp: Path
+    merged: pa.Table
+    count: int
+    replaced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,19 +234,85 @@ class SeriesIO:
 
     def write(self, series: Series, batch: pa.Table) -> int:
         """Merge a validated batch into its partitions; rows added or changed."""
+        return sum(
+            self._write_partition(series, part, rows) for part, rows in self._split(series, batch)
+        )
+
+    def _split(self, series: Series, batch: pa.Table) -> list[tuple[Partition, pa.Table]]:
+        """The batch, deduplicated, cut at partition boundaries."""
         if batch.num_rows == 0:
-            return 0
+            return []
         key = series.kind.key
         batch = dedupe_last(batch, key)
         keys = key_array(batch, key)
-        total = 0
+        out = []
         lo = 0
         while lo < keys.size:
             part = partition_of(int(keys[lo]), series.period)
             hi = int(np.searchsorted(keys, part.end, side="left"))
-            total += self._write_partition(series, part, batch.slice(lo, hi - lo))
+            out.append((part, batch.slice(lo, hi - lo)))
             lo = hi
-        return total
+        return out
+
+    def write_many(self, items: Sequence[tuple[Series, pa.Table]]) -> int:
+        """`write` for many series with one group commit; rows added or changed.
+
+        Every changed partition is written to its temp file, one `os.sync()` makes them all
+        durable, they replace their targets, and
+        one more sync makes the renames durable. N files cost two syncs instead of 2N fsyncs,
+        which is what lets a live job store the candles of a thousand series that close in the
+        same second within about a second.
+        """
+        work = [
+            (series, part, rows)
+            for series, batch in items
+            for part, rows in self._split(series, batch)
+        ]
+        work.sort(key=lambda w: str(w[0].path(w[1])))  # one lock order, no deadlock
+        staged: list[_Staged] = []
+        with contextlib.ExitStack() as locks:
+            held: set[Path] = set()  # series directories whose flock we hold
+            for series, part, _ in work:
+                path = series.path(part)
+                if series.directory in held:  # a second partition: one flock per series
+                    locks.enter_context(self._lock_for(path))
+                else:
+                    locks.enter_context(self.locked(series, path))
+                    held.add(series.directory)
+            try:
+                for item in work:
+                    entry = self._stage(item)
+                    if entry is not None:
+                        staged.append(entry)
+                if staged:
+                    os.sync()
+                for entry in staged:
+                    entry.tmp.replace(entry.path)
+                    entry.replaced = True
+                    self._cache.put(entry.series.directory, entry.path, file_sig(entry.path),
+                                    entry.merged)  # fmt: skip
+                if staged:
+                    os.sync()
+            except OSError as exc:
+                raise storage_error(work[0][0].directory, "write", exc) from exc
+            finally:
+                for entry in staged:  # not replaced: a failure part-way
+                    if not entry.replaced:
+                        with contextlib.suppress(OSError):
+                            entry.tmp.unlink()
+        return sum(entry.count for entry in staged)
+
+    def _stage(self, work: tuple[Series, Partition, pa.Table]) -> _Staged | None:
+        """Merge one partition's rows and write the result to a temp file (not yet synced)."""
+        series, part, rows = work
+        existing = self.read_partition(series, part, locked=True, cache=True)
+        if existing is None:
+            existing = series.kind.schema.empty_table()
+        merged, count = merge(existing, rows, series.kind)
+        if merged is None:
+            return None
+        path = series.path(part)
+        return _Staged(series, path, write_temp(path, merged, sync=False), merged, count)
 
     def _write_partition(self, series: Series, part: Partition, rows: pa.Table) -> int:
         path = series.path(part)
