@@ -1,0 +1,571 @@
+"""Benchmark live collection: 1,000 series of 1m candles pushed at OKX's cadence and at 4x that.
+
+    python benchmarks/live.py [--series 1000] [--seconds 60] [--rates 1,4] [--store-rows 10]
+
+For each rate R (1 = OKX's cadence: an in-progress update every 0.5 s per series), the script
+starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R --speed 1
+--rate-limit-scale 1` in its own process, then runs against it, one after the other:
+
+1. the collector: `python -m okx_collector collect --mode ws --symbols SIM0001/USDT,...
+   --timeframes 1m --no-funding --since 5m --heartbeat 5 --log-format json` into a fresh data
+   dir seeded with `--store-rows` 1m candles per series ending at the last closed minute, early in
+   a minute: its start-up catch-up then has nothing to fetch (an empty store would cost 1,000 REST
+   requests, about 50 s at OKX's pace). `--store-rows 21600` gives mid-month partitions;
+2. the baseline: a bare ccxt.pro consumer, one `watch_ohlcv` task per series, nothing stored.
+
+Each is measured over a window of `--seconds` (stretched so that it holds at least one candle close
+and the 10 s after it) that starts once it holds every subscription and has sent no REST request
+for 3 s: updates/s delivered (the simulator's `ws_pushes` delta), CPU (utime + stime from
+/proc/PID/stat) per 1,000 updates and as a share of a core, the simulator's own CPU, and peak RSS
+(the child's ru_maxrss from wait4: start-up and shutdown count). Close-to-disk latency, in exchange
+time (= real time at speed 1), comes from the collector's heartbeat lines (`close->disk p50 ..
+p99 ..`, per heartbeat: the table shows the worst heartbeat's) and, independently, from the files:
+20 s after each close the script stats every series' partition file, whose mtime is when the
+row landed. The collector is then stopped with SIGTERM and must exit 0 within 30 s. Exit status 1
+if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from okx_collector.store import Store
+from okx_collector.store.schema import CANDLE_SCHEMA
+from okx_collector.timeframes import MINUTE_MS, Timeframe
+
+TF = Timeframe.parse("1m")
+OKX_PUSH_INTERVAL = 0.5  # real seconds between in-progress pushes per series on OKX (2 per s)
+HEARTBEAT = 5.0
+AFTER_CLOSE = 10.0  # real seconds of a window kept after its last close (the write burst)
+SCAN_AFTER = 20.0  # real seconds after a close at which the partition files are stat'ed
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+COLLECTOR = [sys.executable, "-m", "okx_collector"]  # how the collector is started
+HEARTBEAT_RE = re.compile(
+    r"live=(?P<live>\d+) .*rows_written=(?P<rows>\d+) reconnects=(?P<reconnects>\d+) "
+    r"fallbacks=(?P<fallbacks>\d+) catchups=(?P<catchups>\d+) queue=(?P<queue>\d+)"
+    r"(?: close->disk p50 (?P<p50>[\d.]+)s p99 (?P<p99>[\d.]+)s)?"
+)
+BASELINE = r"""
+import asyncio, signal, sys
+import ccxt.pro
+rest, ws, timeframe, symbols = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
+
+async def main():
+    ex = ccxt.pro.okx({"urls": {"api": {"rest": rest, "ws": ws}},
+                       "options": {"fetchMarkets": {"types": ["spot", "swap"]}}})
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await ex.load_markets()
+    updates = 0
+
+    async def watch(symbol):
+        nonlocal updates
+        while True:
+            await ex.watch_ohlcv(symbol, timeframe)
+            updates += 1
+
+    tasks = [asyncio.create_task(watch(s)) for s in symbols]
+    print("ready", flush=True)
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    failed = [r for r in await asyncio.gather(*tasks, return_exceptions=True)
+              if not isinstance(r, asyncio.CancelledError)]
+    await ex.close()
+    print(f"updates {updates} failed {len(failed)} {failed[:1]}", flush=True)
+
+asyncio.run(main())
+"""
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+class Simulator:
+    """`okx-collector simulate` in a child process; its REST and WS URLs from its stdout."""
+
+    def __init__(self, *args: str) -> None:
+        cmd = [sys.executable, "-m", "okx_collector", "simulate", "--port", "0", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        self.rest_url = self.ws_url = ""
+        assert self.proc.stdout is not None
+        while not (self.rest_url and self.ws_url):
+            line = self.proc.stdout.readline()
+            if not line:
+                self.stop()
+                raise RuntimeError("the simulator did not print its URLs")
+            if line.startswith("REST "):
+                self.rest_url = line.split()[1]
+            elif line.startswith("WS "):
+                self.ws_url = line.split()[1]
+        url = urlsplit(self.rest_url)
+        self._conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=30)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def get(self, route: str) -> dict[str, Any]:
+        try:
+            self._conn.request("GET", route)
+            response = self._conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            self._conn.close()  # reconnect once
+            self._conn.request("GET", route)
+            response = self._conn.getresponse()
+        data: dict[str, Any] = json.loads(response.read())
+        return data
+
+    def stats(self) -> dict[str, Any]:
+        return self.get("/_sim/stats")
+
+    def now_ms(self) -> int:
+        return int(self.get("/_sim/clock")["now_ms"])
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def terminate(proc: subprocess.Popen[str], timeout: float) -> tuple[int, float, float]:
+    """SIGTERM, then reap: (exit code, seconds to exit, peak RSS in MB); SIGKILL after timeout."""
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - start > timeout:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.monotonic() - start, usage.ru_maxrss / 1024
+
+
+class LineReader(threading.Thread):
+    """Collects a child's output lines with their arrival time (monotonic)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lines: list[tuple[float, str]] = []
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for _, line in self.lines):
+            if time.monotonic() > deadline or not self.is_alive():
+                tail = "\n".join(line for _, line in self.lines[-5:])
+                raise RuntimeError(f"no {text!r} from the child:\n{tail}")
+            time.sleep(0.1)
+
+
+# -- the store seed and the file-based latency ---------------------------------------------------
+
+
+def month_file(open_ms: int) -> str:
+    return datetime.fromtimestamp(open_ms / 1000, UTC).strftime("%Y-%m") + ".parquet"
+
+
+def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -> None:
+    """`rows` 1m candles per series (within last_open's month) ending at `last_open`."""
+    store = Store(data_dir)
+    month_start = datetime.fromtimestamp(last_open / 1000, UTC).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    first = max(last_open - (rows - 1) * MINUTE_MS, int(month_start.timestamp() * 1000))
+    n = (last_open - first) // MINUTE_MS + 1
+    ts = pa.array(range(first, last_open + MINUTE_MS, MINUTE_MS), pa.int64())
+    price = pa.array([1.0] * n, pa.float64())
+    template = [ts, price, price, price, price, price, price, pa.array(["backfill"] * n)]
+    for inst_id in inst_ids:
+        cols = [*template, pa.array([inst_id] * n), pa.array([TF.name] * n)]
+        directory = store.layout.candle_dir(inst_id, TF)
+        directory.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_arrays(cols, schema=CANDLE_SCHEMA)
+        pq.write_table(table, directory / month_file(first))
+
+
+class FileLatency(threading.Thread):
+    """At each close + SCAN_AFTER, the delay from the close to each series' file mtime."""
+
+    def __init__(self, data_dir: Path, inst_ids: list[str], closes: list[tuple[int, float]]):
+        super().__init__(daemon=True)
+        self.data_dir, self.inst_ids, self.closes = data_dir, inst_ids, closes
+        self.delays: dict[int, list[float]] = {}  # close (exchange ms) -> seconds; inf = not yet
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        for close_ms, close_wall in self.closes:
+            # (before the next close rewrites the files: SCAN_AFTER < 60 s)
+            if self.stop.wait(max(0.0, close_wall + SCAN_AFTER - time.time())):
+                return
+            name = month_file(close_ms - MINUTE_MS)
+            delays = []
+            for inst_id in self.inst_ids:
+                try:
+                    mtime = (self.data_dir / "candles" / inst_id / TF.name / name).stat().st_mtime
+                except FileNotFoundError:
+                    mtime = 0.0
+                delays.append(mtime - close_wall if mtime >= close_wall else float("inf"))
+            self.delays[close_ms] = delays
+
+
+# -- one measured run ----------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    seconds: float = 0.0
+    updates: int = 0
+    cpu: float = 0.0
+    sim_cpu: float = 0.0
+    stats: dict[str, int] = field(default_factory=dict)  # other simulator counter deltas
+
+    @property
+    def rate(self) -> float:
+        return self.updates / self.seconds
+
+    @property
+    def core(self) -> float:
+        return self.cpu / self.seconds
+
+    @property
+    def per_1k(self) -> float:
+        return self.cpu / self.updates * 1000
+
+    @property
+    def sim_core(self) -> float:
+        return self.sim_cpu / self.seconds
+
+
+def wait_settled(sim: Simulator, subscriptions: int, timeout: float = 300.0) -> float:
+    """Wait until the client holds its subscriptions and no REST request came for 3 s."""
+    deadline = time.monotonic() + timeout
+    quiet_since, last_rest = time.monotonic(), -1
+    while time.monotonic() < deadline:
+        stats = sim.stats()
+        rest = stats["rest_requests"]
+        if rest != last_rest:
+            quiet_since, last_rest = time.monotonic(), rest
+        if stats["ws_subscriptions"] >= subscriptions and time.monotonic() - quiet_since >= 3:
+            return time.monotonic()
+        time.sleep(0.5)
+    raise RuntimeError(f"not settled after {timeout:.0f} s: {sim.stats()}")
+
+
+def closes_between(sim: Simulator, start_wall: float, end_wall: float) -> list[tuple[int, float]]:
+    """1m closes (exchange ms, wall time) between two wall times (speed 1: the clocks agree)."""
+    offset = sim.now_ms() / 1000 - time.time()
+    first = TF.ceil(int((start_wall + offset) * 1000))
+    last = int((end_wall + offset) * 1000)
+    return [(c, c / 1000 - offset) for c in range(first, last + 1, MINUTE_MS)]
+
+
+def plan_window(sim: Simulator, seconds: float) -> tuple[float, list[tuple[int, float]]]:
+    """(end wall time, closes in the window): at least one close, and AFTER_CLOSE after the last."""
+    start = time.time()
+    end = start + seconds
+    closes = closes_between(sim, start, end) or closes_between(sim, start, start + 60)[:1]
+    return max(end, closes[-1][1] + AFTER_CLOSE), closes
+
+
+def measure(sim: Simulator, pid: int, end: float) -> Window:
+    """CPU, updates and simulator counters of `pid` from now until wall time `end`."""
+    t0 = time.monotonic()
+    before, cpu0, sim0 = sim.stats(), cpu_seconds(pid), cpu_seconds(sim.pid)
+    time.sleep(max(0.0, end - time.time()))
+    after, cpu1, sim1 = sim.stats(), cpu_seconds(pid), cpu_seconds(sim.pid)
+    window = Window(time.monotonic() - t0, after["ws_pushes"] - before["ws_pushes"], cpu1 - cpu0)
+    window.sim_cpu = sim1 - sim0
+    for key in ("rest_requests", "rate_limited", "ws_dropped", "ws_connections"):
+        window.stats[key] = after[key] - before[key]
+    return window
+
+
+@dataclass
+class Result:
+    rate: int
+    offered: float  # updates/s the simulator schedules
+    collector: Window
+    baseline: Window | None
+    hb_p50: float | None
+    hb_p99: float | None
+    hb_rows: list[str]
+    file_min: float
+    file_p50: float
+    file_p99: float
+    file_max: float
+    collector_rss: float
+    baseline_rss: float | None
+    collector_exit: int
+    collector_exit_s: float
+    startup_s: float
+    notes: list[str]
+
+
+def say(started: float, text: str) -> None:
+    print(f"  {time.monotonic() - started:6.1f} s  {text}", flush=True)
+
+
+def run_rate(args: argparse.Namespace, rate: int) -> Result:
+    t0 = time.monotonic()
+    inst_ids = [f"SIM{i:04d}-USDT" for i in range(1, args.series + 1)]
+    symbols = ",".join(f"SIM{i:04d}/USDT" for i in range(1, args.series + 1))
+    interval = OKX_PUSH_INTERVAL / rate
+    sim = Simulator(
+        "--extra-instruments", str(args.series), "--push-interval", str(interval),
+        "--speed", "1", "--rate-limit-scale", str(args.sim_rate_limit_scale),
+    )  # fmt: skip
+    say(t0, f"simulator up ({args.series} extra instruments, push interval {interval:g} s)")
+    data_dir = Path(tempfile.mkdtemp(prefix="okx-bench-live-"))
+    notes: list[str] = []
+    collector: subprocess.Popen[str] | None = None
+    try:
+        # -- the collector --
+        if args.store_rows > 0:
+            # Seed and start early in a minute, so that no candle closes before the catch-up.
+            left = 60 - (sim.now_ms() % MINUTE_MS) / 1000
+            if left < 30:  # seeding takes up to ~5 s and start-up ~10-13 s
+                time.sleep(left + 0.5)
+            seed_store(data_dir, inst_ids, args.store_rows, TF.floor(sim.now_ms()) - MINUTE_MS)
+        cmd = [
+            *COLLECTOR, "collect", "--mode", "ws",
+            "--symbols", symbols, "--timeframes", TF.name, "--no-funding",
+            "--heartbeat", str(HEARTBEAT), "--log-format", "json", "--data-dir", str(data_dir),
+            "--since", "5m", "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
+        ]  # fmt: skip
+        say(t0, f"store seeded with {args.store_rows} rows/series; starting the collector")
+        started = time.monotonic()
+        collector = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        log = LineReader(collector.stderr)
+        log.start()
+        settled = wait_settled(sim, args.series)
+        startup = settled - started
+        end, closes = plan_window(sim, args.seconds)
+        say(t0, f"collector settled; measuring {end - time.time():.0f} s")
+        scanner = FileLatency(data_dir, inst_ids, closes)
+        scanner.start()
+        window = measure(sim, collector.pid, end)
+        # Let the scan of the last close and the heartbeat that reports its writes happen.
+        tail = max(HEARTBEAT + 1, closes[-1][1] + SCAN_AFTER + 0.5 - time.time())
+        time.sleep(tail)
+        scanner.join(timeout=5)
+        say(t0, "stopping the collector")
+        code, exit_s, rss = terminate(collector, 30)
+        log.join(timeout=5)
+        collector = None
+        if code != 0:
+            notes.append(f"collector exited {code}: {log.lines[-1][1] if log.lines else ''}")
+        hb = heartbeats(log.lines, settled)
+        warnings = [json.loads(x) for _, x in log.lines if '"level": "warning"' in x]
+        notes.extend(f"collector warning: {w.get('message', '')[:120]}" for w in warnings[:3])
+        for key in ("rate_limited", "ws_dropped", "ws_connections"):
+            if window.stats[key]:
+                notes.append(f"simulator {key} during the window: {window.stats[key]}")
+
+        # -- the baseline: a bare ccxt.pro consumer --
+        base: Window | None = None
+        base_rss: float | None = None
+        if not args.no_baseline:
+            cmd = [sys.executable, "-c", BASELINE, sim.rest_url, sim.ws_url, TF.name, symbols]
+            consumer = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            out = LineReader(consumer.stdout)
+            out.start()
+            out.wait_for("ready", 120)
+            wait_settled(sim, args.series)
+            say(t0, f"baseline settled; measuring {window.seconds:.0f} s")
+            base = measure(sim, consumer.pid, time.time() + window.seconds)
+            code_b, _, base_rss = terminate(consumer, 30)
+            out.join(timeout=5)
+            if code_b != 0 or not any(" failed 0 " in line for _, line in out.lines):
+                notes.append(f"baseline exited {code_b}: {[x for _, x in out.lines][-1:]}")
+    finally:
+        if collector is not None:
+            collector.kill()
+            collector.wait()
+        sim.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        say(t0, "done")
+
+    file_delays = sorted(d for ds in scanner.delays.values() for d in ds)
+    offered = args.series / interval
+    return Result(
+        rate=rate,
+        offered=offered,
+        collector=window,
+        baseline=base,
+        hb_p50=max((h["p50"] for h in hb if h["p50"] is not None), default=None),
+        hb_p99=max((h["p99"] for h in hb if h["p99"] is not None), default=None),
+        hb_rows=[h["line"] for h in hb if h["p50"] is not None],
+        file_min=file_delays[0] if file_delays else float("nan"),
+        file_p50=percentile(file_delays, 0.5),
+        file_p99=percentile(file_delays, 0.99),
+        file_max=file_delays[-1] if file_delays else float("nan"),
+        collector_rss=rss,
+        baseline_rss=base_rss,
+        collector_exit=code,
+        collector_exit_s=exit_s,
+        startup_s=startup,
+        notes=notes,
+    )
+
+
+def heartbeats(lines: list[tuple[float, str]], since: float) -> list[dict[str, Any]]:
+    """The heartbeats logged after `since` that report close->disk latencies."""
+    out = []
+    for t, line in lines:
+        if t < since or '"heartbeat ' not in line:
+            continue
+        message = json.loads(line)["message"]
+        match = HEARTBEAT_RE.search(message)
+        if match is None:
+            continue
+        p50, p99 = match["p50"], match["p99"]
+        out.append(
+            {
+                "p50": float(p50) if p50 else None,
+                "p99": float(p99) if p99 else None,
+                "line": message.removeprefix("heartbeat "),
+            }
+        )
+    return out
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace, results: list[Result]) -> bool:
+    def row(name: str, values: list[str]) -> None:
+        print(f"  {name:<38}" + "".join(f"{v:>22}" for v in values))
+
+    def each(fn: Any) -> list[str]:
+        return [fn(r) for r in results]
+
+    def secs(x: float | None) -> str:
+        return "n/a" if x is None else ("> 20 s" if x == float("inf") else f"{x:.2f} s")
+
+    print(
+        f"\nlive: {args.series} series x 1m, simulator speed 1, store seeded with "
+        f"{args.store_rows} rows/series, windows of >= {args.seconds:g} s, {os.cpu_count()} cores"
+    )
+    row("", each(lambda r: f"{r.rate}x ({2 * r.rate} upd/s/series)"))
+    row("updates/s offered", each(lambda r: f"{r.offered:,.0f}"))
+    row("window (s)", each(lambda r: f"{r.collector.seconds:.1f}"))
+    row("collector: updates/s delivered", each(lambda r: f"{r.collector.rate:,.0f}"))
+    row("collector: CPU (share of a core)", each(lambda r: f"{r.collector.core:.3f}"))
+    row("collector: CPU s per 1,000 updates", each(lambda r: f"{r.collector.per_1k:.4f}"))
+    row("collector: close->disk p50 (heartbeat)", each(lambda r: secs(r.hb_p50)))
+    row("collector: close->disk p99 (heartbeat)", each(lambda r: secs(r.hb_p99)))
+    row("collector: close->disk min (files)", each(lambda r: secs(r.file_min)))
+    row("collector: close->disk p50 (files)", each(lambda r: secs(r.file_p50)))
+    row("collector: close->disk p99 (files)", each(lambda r: secs(r.file_p99)))
+    row("collector: close->disk max (files)", each(lambda r: secs(r.file_max)))
+    row("collector: peak RSS (MB)", each(lambda r: f"{r.collector_rss:.0f}"))
+    row("collector: start-up to settled (s)", each(lambda r: f"{r.startup_s:.1f}"))
+    exits = each(lambda r: f"{r.collector_exit} ({r.collector_exit_s:.1f})")
+    row("collector: exit code (s after SIGTERM)", exits)
+    row("simulator CPU, collector window", each(lambda r: f"{r.collector.sim_core:.3f}"))
+    if all(r.baseline for r in results):
+        row("baseline: updates/s delivered", each(lambda r: f"{r.baseline.rate:,.0f}"))
+        row("baseline: CPU (share of a core)", each(lambda r: f"{r.baseline.core:.3f}"))
+        row("baseline: CPU s per 1,000 updates", each(lambda r: f"{r.baseline.per_1k:.4f}"))
+        row("baseline: peak RSS (MB)", each(lambda r: f"{r.baseline_rss:.0f}"))
+        row("simulator CPU, baseline window", each(lambda r: f"{r.baseline.sim_core:.3f}"))
+        row("collector / baseline CPU per update", each(lambda r: f"{ratio(r):.2f}x"))
+
+    print("\n  targets (collector):")
+    ok = True
+    for r in results:
+        checks = [
+            ("CPU <= 1.5x baseline", r.baseline is not None and ratio(r) <= 1.5),
+            ("p99 close->disk < 1 s", max(r.hb_p99 or 0, r.file_p99) < 1.0),
+            ("peak RSS < 250 MB", r.collector_rss < 250),
+            ("keeps up (>= 97% delivered)", r.collector.rate >= 0.97 * r.offered),
+            ("simulator < 0.8 core", max(r.collector.sim_core, _sim_b(r)) < 0.8),
+            ("exit 0 on SIGTERM", r.collector_exit == 0),
+        ]
+        ok &= all(passed for _, passed in checks)
+        marks = ", ".join(f"{name}: {'ok' if passed else 'MISSED'}" for name, passed in checks)
+        print(f"  {r.rate}x  {marks}")
+        for note in r.notes:
+            print(f"      note: {note}")
+        for line in r.hb_rows:
+            print(f"      heartbeat: {line}")
+    return ok
+
+
+def ratio(r: Result) -> float:
+    return r.collector.per_1k / r.baseline.per_1k if r.baseline else float("nan")
+
+
+def _sim_b(r: Result) -> float:
+    return r.baseline.sim_core if r.baseline else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--series", type=int, default=1000, help="synthetic spot series [1000]")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured window [60]")
+    parser.add_argument("--rates", default="1,4", help="push rates, x OKX's cadence [1,4]")
+    parser.add_argument(
+        "--store-rows", type=int, default=10, help="candles seeded per series (0: none) [10]"
+    )
+    parser.add_argument(
+        "--sim-rate-limit-scale", type=float, default=1.0, help="simulator's REST limits [1]"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
+    args = parser.parse_args()
+    results = []
+    for rate in (int(x) for x in args.rates.split(",")):
+        print(f"running {rate}x ...", flush=True)
+        results.append(run_rate(args, rate))
+    return 0 if report(args, results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
