@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,42 +95,38 @@ def _write_options(schema: pa.Schema) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path, path: Path) -> Iterator[None]:
+    """Delete `tmp` if the block fails; an OS error becomes a one-line `StorageError`."""
+    try:
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise storage_error(path, "write", exc) from exc
+        raise
+
+
 def write_temp(path: Path, table: pa.Table, *, sync: bool) -> Path:
     """Write `table` to a fresh temp file beside `path` (fsynced if `sync`); return its path."""
     make_dirs(path.parent)
     tmp = temp_name(path)
-    try:
-        with tmp.open("xb") as fh:
-            pq.write_table(
-                table, fh, **_write_options(table.schema), row_group_size=max(1, table.num_rows)
-            )
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise storage_error(path, "write", exc) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with _removed_on_failure(tmp, path), tmp.open("xb") as fh:
+        pq.write_table(
+            table, fh, **_write_options(table.schema), row_group_size=max(1, table.num_rows)
+        )
+        fh.flush()
+        if sync:
+            os.fsync(fh.fileno())
     return tmp
 
 
 def write_atomic(path: Path, table: pa.Table) -> None:
     """Write `table` to `path` atomically: temp file, fsync, `os.replace`, fsync the folder."""
     tmp = write_temp(path, table, sync=True)
-    try:
+    with _removed_on_failure(tmp, path):
         tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise storage_error(path, "write", exc) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     fsync_dir(path.parent)
 
 
