@@ -50,6 +50,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *
         (["backfill", "--timeframes", "15x"], 2, ["unknown timeframe", "1m, 3m"]),
         (["backfill", "--since", "yesterday"], 2, ["--since", "30d"]),
         (["backfill", "--config", "/nonexistent.toml"], 2, ["does not exist"]),
+        (["backfill", "--since", "2d", "--until", "3d"], 2, ["is not before --until"]),
+        (["backfill", "--symbols", " "], 2, ["--symbols is empty"]),
         (["collect", "--mode", "fast"], 2, ["fast"]),
         (["export-qlib", "--out", "x", "--timeframe", "2m"], 2, ["unknown timeframe"]),
         (["status", "--data-dir", "/nonexistent/data"], 2, ["no dataset"]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -235,4 +236,13 @@ def build_settings(
         merged.update(read_config_file(config_file))
     merged.update(environment_values(environ))
     merged.update({k: v for k, v in flags.items() if v is not None and k in SETTING_NAMES})
-    return Settings(**{name: _convert(name, value) for name, value in merged.items()})
+    settings = Settings(**{name: _convert(name, value) for name, value in merged.items()})
+    if settings.since and settings.until:
+        # Checked again against the exchange's clock later; this catches `--since 2d --until 3d`
+        # before any network call.
+        local_now = int(time.time() * 1000)
+        since = parse_time_spec(settings.since, local_now, "--since")
+        until = parse_time_spec(settings.until, local_now, "--until")
+        if since >= until:
+            raise BadInput(f"--since {_iso(since)} is not before --until {_iso(until)}")
+    return settings
