@@ -282,6 +282,7 @@ def test_write_candles_many_is_one_group_commit_equal_to_single_writes(tmp_path:
     """Many series in one call (the live writer's path) give the same files as one call each."""
     tf = Timeframe.parse("1h")
     month_end = 1_769_904_000_000  # 2026-02-01 00:00 UTC: batches straddle two month files
+
     def rows(i: int, start: int, n: int) -> list[Candle]:
         return [
             Candle(start + k * tf.ms, 1.0 + i, 2.0 + i, 0.5, 1.5 + i, 10.0 * k, 15.0, "ws")
