@@ -148,9 +148,12 @@ class Collector:
                 await stop.wait()
                 for task in tasks:
                     task.cancel()
-                for task in list(self._catchups):
-                    task.cancel()
         finally:
+            # Catch-ups are owned here too: cancel and await them before the writer drains.
+            pending = list(self._catchups)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             await self.writer.stop()
             await writer_task
 
