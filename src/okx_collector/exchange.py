@@ -167,10 +167,9 @@ class OkxExchange:
     # -- markets ---------------------------------------------------------------------------------
 
     async def load_markets(self) -> None:
-        await self.pacer.acquire("instruments", "SPOT")
-        await self.pacer.acquire("instruments", "SWAP")
-        with _classified():
-            markets = await self._rest.load_markets()
+        async with self.pacer.slot("instruments", "SPOT"), self.pacer.slot("instruments", "SWAP"):
+            with _classified():
+                markets = await self._rest.load_markets()
         self.requests += 2
         for market in markets.values():
             if market.get("spot") or market.get("swap"):
@@ -213,9 +212,9 @@ class OkxExchange:
 
     async def fetch_time(self) -> int:
         """The exchange's current time, ms."""
-        await self.pacer.acquire("time")
-        with _classified():
-            response = await self._rest.public_get_public_time()
+        async with self.pacer.slot("time"):
+            with _classified():
+                response = await self._rest.public_get_public_time()
         self.requests += 1
         return int(response["data"][0]["ts"])
 
@@ -245,12 +244,12 @@ class OkxExchange:
             "before": str(start - 1),
             "after": str(end),
         }
-        await self.pacer.acquire(endpoint)
-        with _classified():
-            if recent:
-                response = await self._rest.public_get_market_candles(params)
-            else:
-                response = await self._rest.public_get_market_history_candles(params)
+        async with self.pacer.slot(endpoint):
+            with _classified():
+                if recent:
+                    response = await self._rest.public_get_market_candles(params)
+                else:
+                    response = await self._rest.public_get_market_history_candles(params)
         self.requests += 1
         rows = [parse_okx_candle(r, inst.is_spot, source) for r in response.get("data") or []]
         rows = [r for r in rows if start <= r.candle.ts < end and tf.is_aligned(r.candle.ts)]
@@ -260,9 +259,9 @@ class OkxExchange:
     async def newest_open_before(self, inst: Instrument, tf: Timeframe, ts: int) -> int | None:
         """Open time of the newest candle older than `ts`, or None if OKX has none (pre-listing)."""
         params = {"instId": inst.inst_id, "bar": OKX_BARS[tf.name], "limit": "1", "after": str(ts)}
-        await self.pacer.acquire("history-candles")
-        with _classified():
-            response = await self._rest.public_get_market_history_candles(params)
+        async with self.pacer.slot("history-candles"):
+            with _classified():
+                response = await self._rest.public_get_market_history_candles(params)
         self.requests += 1
         opens = [int(row[0]) for row in response.get("data") or [] if int(row[0]) < ts]
         return max(opens) if opens else None
@@ -280,9 +279,9 @@ class OkxExchange:
                 "before": str(start - 1),
                 "after": str(after),
             }
-            await self.pacer.acquire("funding-rate-history", inst.inst_id)
-            with _classified():
-                response = await self._rest.public_get_public_funding_rate_history(params)
+            async with self.pacer.slot("funding-rate-history", inst.inst_id):
+                with _classified():
+                    response = await self._rest.public_get_public_funding_rate_history(params)
             self.requests += 1
             page = [parse_okx_funding_history(r, source) for r in response.get("data") or []]
             for rate in page:
@@ -299,9 +298,9 @@ class OkxExchange:
     async def fetch_funding_current(
         self, inst: Instrument, source: Source = "poll"
     ) -> FundingObservation:
-        await self.pacer.acquire("funding-rate", inst.inst_id)
-        with _classified():
-            response = await self._rest.public_get_public_funding_rate({"instId": inst.inst_id})
+        async with self.pacer.slot("funding-rate", inst.inst_id):
+            with _classified():
+                response = await self._rest.public_get_public_funding_rate({"instId": inst.inst_id})
         self.requests += 1
         data = response.get("data") or []
         if not data:

@@ -9,8 +9,8 @@ and paces each endpoint with its own sliding window here.
 from __future__ import annotations
 
 import asyncio
-import collections
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 # OKX's documented limits: endpoint key -> (requests, window seconds).
 OKX_LIMITS: dict[str, tuple[int, float]] = {
@@ -21,34 +21,52 @@ OKX_LIMITS: dict[str, tuple[int, float]] = {
     "instruments": (20, 2.0),  # per instType
     "time": (10, 2.0),
 }
-# The window is stretched by this factor so that network jitter between our send time and OKX's
-# receive time cannot push 21 requests into one of OKX's 2 s windows (97% of the ceiling).
-SAFETY_STRETCH = 1.03
+# OKX counts a request when it arrives; we cannot see that moment, but it lies between our send
+# and the response. So a slot is occupied from its grant until its response arrives, and its 2 s
+# window starts then: later than OKX's, hence never overlapping a 21st request into OKX's window,
+# whatever the latency or a GC pause between grant and send. A tiny stretch covers clock rounding.
+SAFETY_STRETCH = 1.005
+_IN_FLIGHT = float("inf")  # a slot whose response has not arrived yet
 
 
 class SlidingWindowLimiter:
-    """At most `count` acquisitions in any `window` seconds, granted first come, first served."""
+    """At most `count` requests in any `window` seconds, counted from their responses; FIFO."""
 
     def __init__(self, count: int, window: float, clock: Callable[[], float] | None = None) -> None:
         self.count = count
         self.window = window
         self._clock = clock
-        self._sent: collections.deque[float] = collections.deque()  # grant times, oldest first
+        self._slots: list[float] = []  # completion time of each slot (in flight: infinity)
         self._lock = asyncio.Lock()  # FIFO among waiters
+        self._freed = asyncio.Event()  # set when an in-flight slot completes
 
     def _now(self) -> float:
         return self._clock() if self._clock else asyncio.get_running_loop().time()
 
     async def acquire(self) -> None:
+        """Wait for a free slot; call `release` once its response has arrived."""
         async with self._lock:
             while True:
                 now = self._now()
-                while self._sent and self._sent[0] <= now - self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.count:
-                    self._sent.append(now)
+                self._slots = [t for t in self._slots if t > now - self.window]
+                if len(self._slots) < self.count:
+                    self._slots.append(_IN_FLIGHT)
                     return
-                await asyncio.sleep(self._sent[0] + self.window - now)
+                oldest = min(self._slots)
+                self._freed.clear()
+                if oldest == _IN_FLIGHT:
+                    await self._freed.wait()  # every slot is in flight: wait for a response
+                else:
+                    await asyncio.sleep(oldest + self.window - now)
+
+    def release(self) -> None:
+        """A request's response arrived (or it failed): its window starts now."""
+        now = self._now()
+        for index, stamp in enumerate(self._slots):
+            if stamp == _IN_FLIGHT:
+                self._slots[index] = now
+                break
+        self._freed.set()
 
 
 class Pacer:
@@ -64,9 +82,9 @@ class Pacer:
         count, window = self._limits[endpoint]
         return count * self.scale / (window * SAFETY_STRETCH)
 
-    async def acquire(self, endpoint: str, key: str = "") -> None:
+    def _limiter(self, endpoint: str, key: str) -> SlidingWindowLimiter | None:
         if self.scale <= 0 or endpoint not in self._limits:
-            return
+            return None
         limiter = self._limiters.get((endpoint, key))
         if limiter is None:
             count, window = self._limits[endpoint]
@@ -74,4 +92,17 @@ class Pacer:
                 max(1, round(count * self.scale)), window * SAFETY_STRETCH
             )
             self._limiters[(endpoint, key)] = limiter
+        return limiter
+
+    @contextlib.asynccontextmanager
+    async def slot(self, endpoint: str, key: str = "") -> AsyncIterator[None]:
+        """Hold one request slot of `endpoint` from grant until the response has arrived."""
+        limiter = self._limiter(endpoint, key)
+        if limiter is None:
+            yield
+            return
         await limiter.acquire()
+        try:
+            yield
+        finally:
+            limiter.release()

@@ -41,11 +41,11 @@ from okx_collector.timeframes import Timeframe
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
-GROUP_COMMIT_SERIES = 256  # series per group commit in write_candles_many
+GROUP_COMMIT_SERIES = 32  # series per group commit: bounds the merged tables held until sync
 DEFAULT_CACHE_ENTRIES = (
     4096  # series whose newest partition stays decoded (a live job has one per series)
 )
-DEFAULT_CACHE_BYTES = 256 * 2**20  # and at most this many bytes of them
+DEFAULT_CACHE_BYTES = 64 * 2**20  # and at most this many bytes of them (a live job's RSS)
 
 
 class Store:
