@@ -20,9 +20,10 @@ for 3 s: updates/s delivered (the simulator's `ws_pushes` delta), CPU (utime + s
 (the child's ru_maxrss from wait4: start-up and shutdown count). Close-to-disk latency, in exchange
 time (= real time at speed 1), comes from the collector's heartbeat lines (`close->disk p50 ..
 p99 ..`, per heartbeat: the table shows the worst heartbeat's) and, independently, from the files:
-20 s after each close the script stats every series' partition file, whose mtime is when the
-row landed. The collector is then stopped with SIGTERM and must exit 0 within 30 s. Exit status 1
-if a target is missed.
+20 s after each close the script stats every series' partition file, whose ctime is when the row
+became visible there (the atomic rename of the file that holds it; the mtime would be earlier, the
+temp file's write, before the store's sync). The collector is then stopped with SIGTERM and must
+exit 0 within 30 s. Exit status 1 if a target is missed.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -
 
 
 class FileLatency(threading.Thread):
-    """At each close + SCAN_AFTER, the delay from the close to each series' file mtime."""
+    """At each close + SCAN_AFTER, the delay from the close to each series' file ctime."""
 
     def __init__(self, data_dir: Path, inst_ids: list[str], closes: list[tuple[int, float]]):
         super().__init__(daemon=True)
@@ -245,10 +246,11 @@ class FileLatency(threading.Thread):
             delays = []
             for inst_id in self.inst_ids:
                 try:
-                    mtime = (self.data_dir / "candles" / inst_id / TF.name / name).stat().st_mtime
+                    # ctime: the rename that made the new file visible (mtime: its write)
+                    at = (self.data_dir / "candles" / inst_id / TF.name / name).stat().st_ctime
                 except FileNotFoundError:
-                    mtime = 0.0
-                delays.append(mtime - close_wall if mtime >= close_wall else float("inf"))
+                    at = 0.0
+                delays.append(at - close_wall if at >= close_wall else float("inf"))
             self.delays[close_ms] = delays
 
 
