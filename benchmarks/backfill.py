@@ -22,20 +22,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
+
+from simproc import Simulator
 
 from okx_collector.backfill import run_backfill_async
 from okx_collector.backfill.progress import SilentProgress
@@ -47,51 +45,6 @@ HISTORY_ROUTE = "market/history-candles"
 OKX_WINDOW_S = 2.0  # OKX: 20 history-candles requests per 2 s per IP (OKX.md §4.1)
 OKX_WINDOW_REQUESTS = 20
 POLL_S = 0.02
-
-
-class Simulator:
-    """`okx-collector simulate` in a child process; its REST and WS URLs from its stdout."""
-
-    def __init__(self, *args: str) -> None:
-        cmd = [sys.executable, "-m", "okx_collector", "simulate", "--port", "0", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        self.rest_url = self.ws_url = ""
-        deadline = time.monotonic() + 60
-        assert self.proc.stdout is not None
-        while not (self.rest_url and self.ws_url):
-            line = self.proc.stdout.readline()
-            if not line or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the simulator did not print its URLs")
-            if line.startswith("REST "):
-                self.rest_url = line.split()[1]
-            elif line.startswith("WS "):
-                self.ws_url = line.split()[1]
-        host = urlsplit(self.rest_url)
-        self._conn = http.client.HTTPConnection(host.hostname or "", host.port, timeout=10)
-
-    def get(self, route: str) -> dict[str, Any]:
-        try:
-            self._conn.request("GET", route)
-            response = self._conn.getresponse()
-        except (OSError, http.client.HTTPException):
-            self._conn.close()  # reconnect once
-            self._conn.request("GET", route)
-            response = self._conn.getresponse()
-        data: dict[str, Any] = json.loads(response.read())
-        return data
-
-    def stop(self) -> int:
-        with contextlib.suppress(Exception):
-            self._conn.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 POLLER = """

@@ -29,8 +29,6 @@ exit 0 within 30 s. Exit status 1 if a target is missed.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
 import os
 import re
@@ -45,10 +43,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from simproc import Simulator
 
 from okx_collector.store import Store
 from okx_collector.store.schema import CANDLE_SCHEMA
@@ -103,59 +101,6 @@ asyncio.run(main())
 
 
 # -- processes -----------------------------------------------------------------------------------
-
-
-class Simulator:
-    """`okx-collector simulate` in a child process; its REST and WS URLs from its stdout."""
-
-    def __init__(self, *args: str) -> None:
-        cmd = [sys.executable, "-m", "okx_collector", "simulate", "--port", "0", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        self.rest_url = self.ws_url = ""
-        assert self.proc.stdout is not None
-        while not (self.rest_url and self.ws_url):
-            line = self.proc.stdout.readline()
-            if not line:
-                self.stop()
-                raise RuntimeError("the simulator did not print its URLs")
-            if line.startswith("REST "):
-                self.rest_url = line.split()[1]
-            elif line.startswith("WS "):
-                self.ws_url = line.split()[1]
-        url = urlsplit(self.rest_url)
-        self._conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=30)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def get(self, route: str) -> dict[str, Any]:
-        try:
-            self._conn.request("GET", route)
-            response = self._conn.getresponse()
-        except (OSError, http.client.HTTPException):
-            self._conn.close()  # reconnect once
-            self._conn.request("GET", route)
-            response = self._conn.getresponse()
-        data: dict[str, Any] = json.loads(response.read())
-        return data
-
-    def stats(self) -> dict[str, Any]:
-        return self.get("/_sim/stats")
-
-    def now_ms(self) -> int:
-        return int(self.get("/_sim/clock")["now_ms"])
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 300  # rows per candle request, OKX's maximum on both endpoints
 FUNDING_PAGE_LIMIT = 400  # rows per funding-history request
-RECENT_BARS = 1440  # market/candles only holds the latest 1,440 bars
 # OKX's REST bar names; 6h and longer ask for the UTC-aligned variants (OKX.md §5).
 OKX_BARS = {
     "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m",

@@ -77,11 +77,6 @@ class Pacer:
         self._limits = limits or OKX_LIMITS
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
 
-    def ceiling(self, endpoint: str) -> float:
-        """Requests per second this pacer allows on `endpoint` (per key)."""
-        count, window = self._limits[endpoint]
-        return count * self.scale / (window * SAFETY_STRETCH)
-
     def _limiter(self, endpoint: str, key: str) -> SlidingWindowLimiter | None:
         if self.scale <= 0 or endpoint not in self._limits:
             return None

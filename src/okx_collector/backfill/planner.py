@@ -32,6 +32,12 @@ class Page:
         return (self.end - self.start) // tf.ms
 
 
+def recent_from(tf: Timeframe, now: int) -> int:
+    """Oldest candle open that `market/candles` still serves (with a margin): pages starting at or
+    after it use that endpoint, whose rate limit is separate and higher."""
+    return tf.floor(now) - RECENT_BARS * tf.ms
+
+
 def closed_end(tf: Timeframe, until: int, now: int) -> int:
     """Exclusive bound on candle opens: before `until`, and closed at exchange time `now`."""
     return min(tf.ceil(until), tf.floor(now))
@@ -50,19 +56,19 @@ def plan_pages(
     if start >= end:
         return []
     first_stored = present[0] if len(present) else None
-    recent_from = tf.floor(now) - RECENT_BARS * tf.ms
+    recent_start = recent_from(tf, now)
     prepend: list[Page] = []
     others: list[Page] = []
     for gap_start, gap_end in missing_ranges(present, start, end, tf):
         cuts = [gap_start]
-        if gap_start < recent_from < gap_end:
-            cuts.append(recent_from)
+        if gap_start < recent_start < gap_end:
+            cuts.append(recent_start)
         cuts.append(gap_end)
         for lo, hi in itertools.pairwise(cuts):
             for page_start in range(lo, hi, PAGE_BARS * tf.ms):
                 page_end = min(hi, page_start + PAGE_BARS * tf.ms)
                 is_prepend = first_stored is None or page_end <= first_stored
-                page = Page(page_start, page_end, page_start >= recent_from, is_prepend)
+                page = Page(page_start, page_end, page_start >= recent_start, is_prepend)
                 (prepend if is_prepend else others).append(page)
     prepend.reverse()
     return prepend + others

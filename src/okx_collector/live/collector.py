@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from okx_collector.backfill.planner import PAGE_BARS, recent_from
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
 from okx_collector.exchange import WS_TIMEFRAMES, Instrument, OkxExchange
 from okx_collector.live.clock import ExchangeClock
@@ -32,8 +33,6 @@ TICK_SECONDS = 0.25  # supervisor cadence (real time)
 WATCH_PAUSE = 0.2  # seconds between re-arming a batch's watch call (pushes flow regardless)
 OVERDUE_SECONDS = 2.0  # real time a closed candle may lag before the stream counts as lossy
 CLOCK_SYNC_SECONDS = 5.0
-PAGE_BARS = 300
-RECENT_BARS = 1400
 
 
 @dataclass
@@ -270,7 +269,7 @@ class Collector:
     async def _catch_up_page(
         self, state: SeriesState, start: int, end: int, now: int, source: Source
     ) -> None:
-        recent = start >= state.tf.floor(now) - RECENT_BARS * state.tf.ms
+        recent = start >= recent_from(state.tf, now)
         rows = await with_retries(
             lambda: self.exchange.fetch_candles(
                 state.inst, state.tf, start, end, recent=recent, source=source

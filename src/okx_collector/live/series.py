@@ -45,11 +45,6 @@ class SeriesState:
         reference = self.last_push if self.last_push is not None else started
         return now - reference > stale_after_ms(self.tf)
 
-    def overdue(self, now: int, since: int, grace_ms: int) -> bool:
-        """A closed candle is missing for longer than `grace_ms`: the stream lost it."""
-        due = self.next_due(since)
-        return now - (due + self.tf.ms) > grace_ms
-
     def stored(self, ts: int) -> None:
         if self.last_closed is None or ts > self.last_closed:
             self.last_closed = ts
