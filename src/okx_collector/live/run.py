@@ -11,12 +11,13 @@ from okx_collector.backfill.progress import LogProgress
 from okx_collector.backfill.runner import Backfiller
 from okx_collector.config import Settings, parse_time_spec
 from okx_collector.errors import EnvironmentProblem, unwrap
-from okx_collector.exchange import OkxExchange
+from okx_collector.exchange import Instrument, OkxExchange
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import Session, data_dir_lock, open_session, open_store, report_notes
 from okx_collector.store import Store
+from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger("okx_collector.collect")
 DEFAULT_SINCE = "1d"  # where an empty store's series start
@@ -32,7 +33,7 @@ async def collect_async(
     rate_limit_scale: float = 1.0,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters)."""
-    store = open_store(settings.data_dir)
+    store = await asyncio.to_thread(open_store, settings.data_dir)
     mode = settings.mode
     problem = OkxExchange.websocket_problem()
     if problem and mode == "ws":
@@ -46,8 +47,7 @@ async def collect_async(
     try:
         since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
         await _repair(store, session, since, delays)
-        series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
-        funding_last = {i.inst_id: store.last_funding_time(i.inst_id) for i in session.funding}
+        series, funding_last = await asyncio.to_thread(_stored_ends, store, session)
         options = CollectorOptions(
             mode=mode,
             poll_interval=settings.poll_interval,
@@ -71,14 +71,25 @@ async def collect_async(
     return collector
 
 
+def _stored_ends(
+    store: Store, session: Session
+) -> tuple[list[tuple[Instrument, Timeframe, int | None]], dict[str, int | None]]:
+    """Newest stored candle per series and newest settled funding per perpetual (file reads)."""
+    series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
+    funding = {inst.inst_id: store.last_funding_time(inst.inst_id) for inst in session.funding}
+    return series, funding
+
+
 async def _repair(store: Store, session: Session, since: int, delays: BackoffFactory) -> None:
     """Before going live, fetch every missing candle of each series' stored span (or since
     `since` for an empty series), at backfill speed: downtime, and holes such as a file moved
     aside at start, are filled while OKX still has the data."""
-    starts = {}
-    for inst, tf in session.series:
-        first = store.first_candle_ts(inst.inst_id, tf)
-        starts[(inst.inst_id, tf.name)] = since if first is None else min(first, since)
+    firsts = await asyncio.to_thread(
+        lambda: {
+            (i.inst_id, tf.name): store.first_candle_ts(i.inst_id, tf) for i, tf in session.series
+        }
+    )
+    starts = {key: since if first is None else min(first, since) for key, first in firsts.items()}
     backfiller = Backfiller(session.exchange, store, LogProgress(), delays=delays)
     report = await backfiller.run(session.series, [], since, session.now, session.now, starts)
     if report.written:
