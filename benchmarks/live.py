@@ -10,7 +10,8 @@ starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R 
    --timeframes 1m --no-funding --since 5m --heartbeat 5 --log-format json` into a fresh data
    dir seeded with `--store-rows` 1m candles per series ending at the last closed minute, early in
    a minute: its start-up catch-up then has nothing to fetch (an empty store would cost 1,000 REST
-   requests, about 50 s at OKX's pace). `--store-rows 21600` gives mid-month partitions;
+   requests, about 50 s at OKX's pace). The store keeps 1m candles in day files: `--late-in-day
+   --store-rows 1440` starts the simulator at 23:30 UTC, the worst case (~1,420 rows per file);
 2. the baseline: a bare ccxt.pro consumer, one `watch_ohlcv` task per series, nothing stored.
 
 Each is measured over a window of `--seconds` (stretched so that it holds at least one candle close
@@ -49,6 +50,7 @@ import pyarrow.parquet as pq
 from simproc import Simulator
 
 from okx_collector.store import Store
+from okx_collector.store.layout import Partition, candle_period, partition_of
 from okx_collector.store.schema import CANDLE_SCHEMA
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 
@@ -150,17 +152,21 @@ class LineReader(threading.Thread):
 # -- the store seed and the file-based latency ---------------------------------------------------
 
 
-def month_file(open_ms: int) -> str:
-    return datetime.fromtimestamp(open_ms / 1000, UTC).strftime("%Y-%m") + ".parquet"
+def late_in_day() -> str:
+    """23:30 UTC of the current day: the run ends before midnight with full day files."""
+    now = datetime.now(UTC)
+    return now.replace(hour=23, minute=30, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def partition(open_ms: int) -> Partition:
+    """The store partition (a UTC day for 1m) holding the candle opening at `open_ms`."""
+    return partition_of(open_ms, candle_period(TF))
 
 
 def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -> None:
-    """`rows` 1m candles per series (within last_open's month) ending at `last_open`."""
+    """`rows` 1m candles per series (within last_open's partition) ending at `last_open`."""
     store = Store(data_dir)
-    month_start = datetime.fromtimestamp(last_open / 1000, UTC).replace(
-        day=1, hour=0, minute=0, second=0, microsecond=0
-    )
-    first = max(last_open - (rows - 1) * MINUTE_MS, int(month_start.timestamp() * 1000))
+    first = max(last_open - (rows - 1) * MINUTE_MS, partition(last_open).start)
     n = (last_open - first) // MINUTE_MS + 1
     ts = pa.array(range(first, last_open + MINUTE_MS, MINUTE_MS), pa.int64())
     price = pa.array([1.0] * n, pa.float64())
@@ -170,7 +176,7 @@ def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -
         directory = store.layout.candle_dir(inst_id, TF)
         directory.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_arrays(cols, schema=CANDLE_SCHEMA)
-        pq.write_table(table, directory / month_file(first))
+        pq.write_table(table, directory / partition(first).filename)
 
 
 class FileLatency(threading.Thread):
@@ -187,7 +193,7 @@ class FileLatency(threading.Thread):
             # (before the next close rewrites the files: SCAN_AFTER < 60 s)
             if self.stop.wait(max(0.0, close_wall + SCAN_AFTER - time.time())):
                 return
-            name = month_file(close_ms - MINUTE_MS)
+            name = partition(close_ms - MINUTE_MS).filename
             delays = []
             for inst_id in self.inst_ids:
                 try:
@@ -304,6 +310,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
     sim = Simulator(
         "--extra-instruments", str(args.series), "--push-interval", str(interval),
         "--speed", "1", "--rate-limit-scale", str(args.sim_rate_limit_scale),
+        *(["--start", late_in_day()] if args.late_in_day else []),
     )  # fmt: skip
     say(t0, f"simulator up ({args.series} extra instruments, push interval {interval:g} s)")
     data_dir = Path(tempfile.mkdtemp(prefix="okx-bench-live-"))
@@ -507,6 +514,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--sim-rate-limit-scale", type=float, default=1.0, help="simulator's REST limits [1]"
+    )
+    parser.add_argument(
+        "--late-in-day",
+        action="store_true",
+        help="start the simulator at 23:30 UTC of today (with --store-rows 1440: the worst case,"
+        " each close rewrites a day file of ~1,420 rows)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
     args = parser.parse_args()

@@ -97,8 +97,8 @@ def reference(bsim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -
         assert funding.column("funding_time").to_pylist() == [
             r[0] for r in bsim.market.funding_history(f"{inst_id}-SWAP", BF_SINCE, BF_UNTIL)
         ]
-    months = {p.name for p in parquet_files(data / "candles")}
-    assert months == {"2026-08.parquet", "2026-09.parquet"}
+    days = {p.name for p in parquet_files(data / "candles")}  # 1m: one file per UTC day
+    assert days == {f"2026-{d}.parquet" for d in ("08-30", "08-31", "09-01", "09-02")}
     assert not temp_files(data)
     return data
 
@@ -151,7 +151,7 @@ def test_truncated_file_is_moved_aside_reported_and_refetched(
 ) -> None:
     data = tmp_path / "data"
     shutil.copytree(reference, data)
-    victims = [data / "candles" / "BTC-USDT" / "1m" / "2026-08.parquet",
+    victims = [data / "candles" / "BTC-USDT" / "1m" / "2026-08-31.parquet",
                data / "funding" / "ETH-USDT-SWAP" / "2026.parquet"]  # fmt: skip
     for path in victims:
         content = path.read_bytes()
@@ -162,8 +162,8 @@ def test_truncated_file_is_moved_aside_reported_and_refetched(
         assert f"moved unreadable file {path} aside" in err, err
         moved = list(path.parent.glob(f".{path.name}.corrupt-*"))
         assert len(moved) == 1 and moved[0].stat().st_size > 0
-    # Only the lost month is fetched again: 36 h of 1m candles = 8 pages of 300.
-    assert 1 <= candle_requests(bsim) - before <= 9
+    # Only the lost day is fetched again: 24 h of 1m candles = 5 pages of 300.
+    assert 1 <= candle_requests(bsim) - before <= 6
     assert not temp_files(data)
     assert_same_dataset(data, reference)
 

@@ -356,26 +356,37 @@ def _age(root: Path) -> None:
         os.utime(p, (past, past))
 
 
-def test_unchanged_partitions_are_not_read_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tf", [M15, M1], ids=["15m-month-files", "1m-day-files"])
+def test_unchanged_partitions_are_not_read_again(tmp_path: Path, tf: Timeframe) -> None:
     root = tmp_path / "data"
     store = Store(root)
-    ts = grid(M15, T0 - 70 * 24 * 4 * M15.ms, 80 * 24 * 4)  # Nov 2023 .. Feb 2024
-    store.write_candles("BTC-USDT", M15, make(ts, 1))
+    days = 80 if tf == M15 else 75
+    ts = grid(tf, T0 - 70 * 24 * HOUR_MS, days * 24 * HOUR_MS // tf.ms)  # Nov 2023 .. Jan/Feb 2024
+    day = 24 * HOUR_MS // tf.ms
+    lost_day = ts[40 * day : 41 * day]  # a whole UTC day in December, fetched late below
+    ts = np.concatenate([ts[: 40 * day], ts[41 * day :]])
+    store.write_candles("BTC-USDT", tf, make(ts, 1))
     _age(root)
     out = tmp_path / "qlib"
-    export_qlib(store, out, M15)
+    export_qlib(store, out, tf)
     counting = CountingStore(root)
     counting.reads = []
-    store.write_candles("BTC-USDT", M15, make(grid(M15, int(ts[-1]) + M15.ms, 4), 2))
-    r = export_qlib(counting, out, M15)
+    store.write_candles("BTC-USDT", tf, make(grid(tf, int(ts[-1]) + tf.ms, 4), 2))
+    r = export_qlib(counting, out, tf)
     assert r.slots_written == 4
     assert len(counting.reads) == 1  # the last month only; Nov, Dec, Jan skipped unread
     # A partition that did change is read and compared, even though it is "old".
-    store.write_candles("BTC-USDT", M15, make([int(ts[5])], 3))
+    store.write_candles("BTC-USDT", tf, make([int(ts[5])], 3))
     counting.reads = []
-    r = export_qlib(counting, out, M15)
+    r = export_qlib(counting, out, tf)
     assert len(counting.reads) == 2 and r.slots_written > 0
-    assert tree(out) == tree(_fresh(store, tmp_path / "fresh", M15))
+    # So is an old month that gained a partition file (1m: the lost day's file).
+    store.write_candles("BTC-USDT", tf, make(lost_day, 4))
+    counting.reads = []
+    r = export_qlib(counting, out, tf)
+    assert day <= r.slots_written <= 31 * day  # a changed month is rewritten whole
+    assert any(lo <= lost_day[0] < hi for lo, hi in counting.reads if lo is not None and hi)
+    assert tree(out) == tree(_fresh(store, tmp_path / "fresh", tf))
 
 
 # -- crashes ------------------------------------------------------------------------------------

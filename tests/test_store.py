@@ -63,6 +63,35 @@ def test_layout_and_schema(store: Store) -> None:
     assert meta.row_group(0).column(0).compression in ("ZSTD", "SNAPPY")
 
 
+@pytest.mark.parametrize(
+    ("tf", "files"),
+    [
+        ("1m", ["2026-01-31.parquet", "2026-02-01.parquet"]),
+        ("5m", ["2026-01-31.parquet", "2026-02-01.parquet"]),
+        ("15m", ["2026-01.parquet", "2026-02.parquet"]),
+        ("1d", ["2026-01.parquet", "2026-02.parquet"]),
+    ],
+)
+def test_short_timeframes_are_stored_in_day_files(store: Store, tf: str, files: list[str]) -> None:
+    """A close rewrites its partition, so 1m-5m use day files (<= 1,440 rows), longer months."""
+    frame = Timeframe.parse(tf)
+    start = ms("2026-02-01T00:00:00") - 2 * frame.ms
+    candles = series(start, 4, frame)
+    assert store.write_candles("BTC-USDT", frame, candles) == 4
+    root = store.data_dir / "candles" / "BTC-USDT" / tf
+    assert sorted(p.name for p in root.glob("*.parquet")) == files
+    assert store.read_candles("BTC-USDT", frame).column("ts").to_pylist() == [c.ts for c in candles]
+    assert store.list_candle_series() == [("BTC-USDT", tf)]
+    assert [p.name for p in store.candle_partition_files("BTC-USDT", frame)] == files
+    assert [
+        p.name for p in store.candle_partition_files("BTC-USDT", frame, start + 2 * frame.ms)
+    ] == files[1:]
+    assert store.last_candle_ts("BTC-USDT", frame) == candles[-1].ts
+    assert store.first_candle_ts("BTC-USDT", frame) == candles[0].ts
+    assert sorted(p.name for p in store.dataset_files()) == files
+    assert store.recover(deep=True) == []
+
+
 def test_funding_layouts(store: Store) -> None:
     rates = [
         FundingRate(ms("2025-12-31T16:00:00"), 0.0001, 0.00011, "backfill"),
@@ -95,7 +124,7 @@ def test_funding_layouts(store: Store) -> None:
     live = store.read_funding_live("BTC-USDT-SWAP")
     assert live.schema.equals(FUNDING_LIVE_SCHEMA)
     assert live.column("next_funding_time").to_pylist() == [None, ms("2026-01-01T16:00:00")]
-    assert (store.data_dir / "funding_live" / "BTC-USDT-SWAP" / "2026-01.parquet").is_file()
+    assert (store.data_dir / "funding_live" / "BTC-USDT-SWAP" / "2026-01-01.parquet").is_file()
     assert store.list_funding_live_series() == ["BTC-USDT-SWAP"]
     assert store.write_funding_live("BTC-USDT-SWAP", obs) == 0
 

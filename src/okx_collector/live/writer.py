@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 QUEUE_SIZE = 20_000  # items; a full queue sheds websocket candles (REST catch-up refetches them)
 BATCH_ITEMS = 5_000
 COMMIT_SERIES = 32  # series per group commit: early chunks reach the disk sooner
+WRITE_LANES = 2  # group commits in flight at once: encoding, open and rename release the GIL
 PARALLEL_WRITES = 4  # funding files written at once (candles go in one group commit)
 
 
@@ -117,15 +118,23 @@ class Writer:
                     group.create_task(self._write_funding(items))
 
     async def _write_candles(self, groups: list[list[Item]]) -> None:
-        """The batch's candles in group commits of a few dozen series (two syncs each)."""
+        """The batch's candles in group commits of a few dozen series (two syncs each), two
+        commits at a time: when a thousand series close together, about half of each file's
+        cost (Parquet encoding, open, rename, sync) runs outside the GIL, so two threads store
+        them in a little over half the time of one."""
         work = []
         for items in groups:
             first = items[0]
             assert first.tf is not None
             rows = cast(list[Candle], [row for item in items for row in item.rows])
             work.append((first.inst_id, first.tf, rows))
-        for i in range(0, len(work), COMMIT_SERIES):
-            chunk = work[i : i + COMMIT_SERIES]
+        chunks = [work[i : i + COMMIT_SERIES] for i in range(0, len(work), COMMIT_SERIES)]
+        async with asyncio.TaskGroup() as lanes:
+            for lane in range(min(WRITE_LANES, len(chunks))):
+                lanes.create_task(self._write_lane(chunks[lane::WRITE_LANES]))
+
+    async def _write_lane(self, chunks: list[list[tuple[str, Timeframe, list[Candle]]]]) -> None:
+        for chunk in chunks:
             written = await asyncio.to_thread(self.store.write_candles_many, chunk)
             for _, tf, rows in chunk:  # each row's delay is measured when its chunk is durable
                 self._record_delays(rows, tf)

@@ -72,7 +72,7 @@ def calendar_bytes(first: int, count: int, step: int) -> bytes:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Month:
-    """One UTC calendar month, the store's candle partition (`candles/.../{YYYY-MM}.parquet`)."""
+    """One UTC calendar month: the unit the exporter reads, checks and remembers."""
 
     start: int  # first ms inside
     end: int  # first ms after

@@ -1,11 +1,11 @@
 """Exporting one instrument of one timeframe: in full (streamed), or incrementally in place.
 
-Both read the store one UTC month (one candle partition) at a time, so memory is bounded by a
-month of candles whatever the history's length. A bar's place in a feature file is explicit:
-the value of the bar opening at `ts` is at byte `4 * (1 + (ts - first) / step)`, whatever came
-before it; the header (value 0) is the calendar slot of `first`. So an incremental export can
-write any run of slots where it belongs, padding missing bars with NaN, and the result is the
-same bytes as a full export.
+Both read the store one UTC month (one partition file, or one per day for 1m/3m/5m) at a time,
+so memory is bounded by a month of candles whatever the history's length. A bar's place in a
+feature file is explicit: the value of the bar opening at `ts` is at byte
+`4 * (1 + (ts - first) / step)`, whatever came before it; the header (value 0) is the calendar
+slot of `first`. So an incremental export can write any run of slots where it belongs, padding
+missing bars with NaN, and the result is the same bytes as a full export.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from okx_collector.qlib_export.manifest import (
     InstrumentEntry,
     feature_path,
 )
-from okx_collector.qlib_export.sources import SourceCache, file_sig
+from okx_collector.qlib_export.sources import Sig, SourceCache, files_sig
 from okx_collector.store.store import Store
 from okx_collector.timeframes import Timeframe
 
@@ -101,24 +101,29 @@ class InstrumentWriter:
         hi = min(self._tf.ceil(month.end), t.last + self._tf.ms)
         return lo, hi
 
+    def _month_sig(self, t: Target, month: Month) -> tuple[str, Sig | None]:
+        """The month's key in the source cache, and the identity of the files holding it now."""
+        paths = self._store.candle_partition_files(t.inst_id, self._tf, month.start, month.end)
+        key = f"{t.inst_id}/{month.key}"
+        return key, files_sig(paths)
+
     def _read(self, t: Target, month: Month, lo: int, hi: int) -> Candles:
-        """The stored candles of [lo, hi) in `month`; remembers the partition if read whole."""
-        path = self._store.layout.candle_dir(t.inst_id, self._tf) / f"{month.key}.parquet"
-        before = file_sig(path)
+        """The stored candles of [lo, hi) in `month`; remembers the month if read whole."""
+        key, before = self._month_sig(t, month)
         table = self._store.read_candles(t.inst_id, self._tf, lo, hi)
-        after = file_sig(path)
+        after = self._month_sig(t, month)[1]
         candles = Candles(
             np.asarray(table.column("ts").to_numpy(), dtype=np.int64),
             {f: np.asarray(table.column(f).to_numpy(), dtype=np.float64) for f in CANDLE_FIELDS},
         )
         if hi >= month.end:  # the whole partition: nothing before `first`, nothing after `hi`
             summary = summarize(candles, self._tf.ms)
-            self._sources.remember(path, before, after, summary.sha256 if summary else "")
+            self._sources.remember(key, before, after, summary.sha256 if summary else "")
         return candles
 
     def _unchanged(self, t: Target, month: Month, summary: MonthSummary | None) -> bool:
-        path = self._store.layout.candle_dir(t.inst_id, self._tf) / f"{month.key}.parquet"
-        return self._sources.unchanged(path, summary.sha256 if summary else "")
+        key, now = self._month_sig(t, month)
+        return self._sources.unchanged(key, now, summary.sha256 if summary else "")
 
     def _entry(
         self,

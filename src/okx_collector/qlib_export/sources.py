@@ -1,11 +1,12 @@
-"""Which store partitions are known unchanged since the last export, without reading them.
+"""Which store months are known unchanged since the last export, without reading them.
 
 An incremental export must notice data that changed inside the range it already exported (a
 repaired gap, a revised candle), but reading every month back from Parquet would make its cost
 grow with the history instead of the new bars. So, like `make` and git's index, it remembers
-each partition file's identity (inode, size, mtime, ctime) next to the checksum of the candles
-it held. A partition whose identity is unchanged and whose remembered checksum is the one in the
-manifest is skipped; any other is read and compared.
+the identity (name, inode, size, mtime, ctime) of each partition file holding a month (one file,
+or one per day for 1m/3m/5m) next to the checksum of the month's candles. A month whose files are
+unchanged and whose remembered checksum is the one in the manifest is skipped; any other is read
+and compared.
 
 The store replaces a partition by `os.replace` of a new file, so every write changes the inode
 and the times. A file modified within `RACY_NS` of the moment its identity was taken might
@@ -24,25 +25,29 @@ from pathlib import Path
 SOURCES_FILE = ".okx-collector-sources.json"
 RACY_NS = 2_000_000_000  # 2 s: far above any file system's timestamp granularity
 
-Sig = tuple[int, int, int, int]  # (st_ino, st_size, st_mtime_ns, st_ctime_ns)
+FileSig = tuple[str, int, int, int, int]  # (name, st_ino, st_size, st_mtime_ns, st_ctime_ns)
+Sig = tuple[FileSig, ...]  # the files holding one month of a series (1m: a file per day)
 
 
-def file_sig(path: Path) -> Sig | None:
-    """The identity of the file at `path` now, None if there is none."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def files_sig(paths: list[Path]) -> Sig | None:
+    """The identity of the files at `paths` now, None if one of them is gone."""
+    sig = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        sig.append((path.name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(sig)
 
 
 class SourceCache:
-    """Partition identities -> candle checksums, for one timeframe of one export directory."""
+    """Month identities -> candle checksums, for one timeframe of one export directory."""
 
     def __init__(self, timeframe: str, others: dict[str, object], known: dict[str, object]) -> None:
         self.timeframe = timeframe
         self._others = others  # other timeframes' entries, kept as they are
-        self._known = known  # path -> [ino, size, mtime_ns, ctime_ns, sha256] from the file
+        self._known = known  # month key -> [[file sig, ...], sha256] from the file
         self._now = time.time_ns()  # wall time of this export's start, for the racy rule
         self._kept: dict[str, list[object]] = {}  # entries confirmed or learned in this run
 
@@ -56,26 +61,24 @@ class SourceCache:
         mine = groups.pop(timeframe, {})
         return cls(timeframe, groups, mine if isinstance(mine, dict) else {})
 
-    def unchanged(self, path: Path, sha256: str) -> bool:
-        """True if the file at `path` is the one whose candles had checksum `sha256`."""
-        entry = self._known.get(str(path))
-        sig = file_sig(path)
-        if (
-            sig is None
-            or not isinstance(entry, list)
-            or len(entry) != 5
-            or tuple(entry[:4]) != sig
-            or entry[4] != sha256
-        ):
+    def unchanged(self, key: str, now: Sig | None, sha256: str) -> bool:
+        """True if the month `key`, whose files have identity `now`, held checksum `sha256`."""
+        entry = self._known.get(key)
+        if now is None or not isinstance(entry, list) or len(entry) != 2 or entry[1] != sha256:
             return False
-        self._kept[str(path)] = entry
+        if entry[0] != [list(f) for f in now]:
+            return False
+        self._kept[key] = entry
         return True
 
-    def remember(self, path: Path, before: Sig | None, after: Sig | None, sha256: str) -> None:
-        """Record that the file read between identities `before` and `after` held `sha256`."""
-        if before is None or before != after or before[2] > self._now - RACY_NS:
+    def remember(self, key: str, before: Sig | None, after: Sig | None, sha256: str) -> None:
+        """Record that the month `key`, read between identities `before` and `after`, held
+        `sha256` (not if a file changed meanwhile or too recently to trust its times)."""
+        if before is None or before != after:
             return
-        self._kept[str(path)] = [*before, sha256]
+        if any(f[3] > self._now - RACY_NS for f in before):
+            return
+        self._kept[key] = [[list(f) for f in before], sha256]
 
     def dumps(self) -> bytes:
         groups = dict(self._others)

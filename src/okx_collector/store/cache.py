@@ -32,6 +32,7 @@ class _Entry:
     path: Path  # the partition file the table was read from or written to
     sig: FileSig  # its identity at that moment
     table: pa.Table  # immutable, so it is safe to hand out
+    nbytes: int  # table.nbytes, which is not free to compute
 
 
 class TableCache:
@@ -62,7 +63,7 @@ class TableCache:
             size = int(table.nbytes)
             if sig is None or self._max_entries <= 0 or size > self._max_bytes:
                 return
-            self._entries[series] = _Entry(path, sig, table)
+            self._entries[series] = _Entry(path, sig, table, size)
             self._bytes += size
             while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
                 oldest = next(iter(self._entries))
@@ -75,7 +76,7 @@ class TableCache:
     def _drop(self, series: Path) -> None:
         entry = self._entries.pop(series, None)
         if entry is not None:
-            self._bytes -= int(entry.table.nbytes)
+            self._bytes -= entry.nbytes
 
     def __len__(self) -> int:
         with self._lock:

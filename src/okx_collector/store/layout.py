@@ -1,12 +1,19 @@
 """Where each series lives on disk: validated path components and time partitions.
 
-    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM}.parquet
+    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM}.parquet      15m and longer
+    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}.parquet   1m, 3m, 5m
     DATA_DIR/funding/{instId}/{YYYY}.parquet
-    DATA_DIR/funding_live/{instId}/{YYYY-MM}.parquet
+    DATA_DIR/funding_live/{instId}/{YYYY-MM-DD}.parquet
 
 Only validated OKX instrument ids and known timeframe names become path components, so nothing a
-user types reaches the filesystem unchecked. Partitions are UTC calendar months (years for settled
-funding, which is sparse: 3 rows a day).
+user types reaches the filesystem unchecked.
+
+Partitions are UTC calendar spans sized so that no file holds more than about 3,000 rows. A live
+job rewrites a series' newest partition at every close (Parquet cannot be appended to in place),
+so the cost of a close is the size of that partition: with month files a 1m close at the end of a
+month would rewrite 44,640 rows (1,000 series: 3 GB and ~20 s of encoding per minute). Days for
+1m/3m/5m (at most 1,440 rows) and for live funding (one row per push, every 30-90 s); months for
+15m and longer (at most 2,976); years for settled funding (3 rows a day).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 
 # OKX instIds: BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-100000-C.
 INST_ID_RE = re.compile(r"^[A-Z0-9]+(-[A-Z0-9]+){1,3}$")
+_DAY_FILE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.parquet$")
 _MONTH_FILE_RE = re.compile(r"^(\d{4})-(\d{2})\.parquet$")
 _YEAR_FILE_RE = re.compile(r"^(\d{4})\.parquet$")
 PARQUET_SUFFIX = ".parquet"
@@ -58,8 +66,17 @@ def validate_timeframe(tf: Timeframe) -> Timeframe:
 class Period(Enum):
     """The calendar span of one partition file."""
 
+    DAY = "day"
     MONTH = "month"
     YEAR = "year"
+
+
+DAY_FILES_BELOW_MS = 15 * 60_000  # timeframes shorter than 15m are stored in day files
+
+
+def candle_period(tf: Timeframe) -> Period:
+    """The partition span of a candle series: at most ~3,000 rows per file (see above)."""
+    return Period.DAY if tf.ms < DAY_FILES_BELOW_MS else Period.MONTH
 
 
 def _utc(ts: int) -> datetime:
@@ -72,7 +89,7 @@ def _ms(dt: datetime) -> int:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Partition:
-    """One partition: a calendar month or year, named `YYYY-MM` or `YYYY`."""
+    """One partition: a calendar day, month or year, named `YYYY-MM-DD`, `YYYY-MM` or `YYYY`."""
 
     start: int  # first ms inside, UTC
     end: int  # first ms after
@@ -88,7 +105,14 @@ def partition_of(ts: int, period: Period) -> Partition:
     dt = _utc(ts)
     if period is Period.YEAR:
         return year_partition(dt.year)
+    if period is Period.DAY:
+        return day_partition(dt.year, dt.month, dt.day)
     return month_partition(dt.year, dt.month)
+
+
+def day_partition(year: int, month: int, day: int) -> Partition:
+    start = datetime(year, month, day, tzinfo=UTC)
+    return Partition(_ms(start), _ms(start) + 86_400_000, f"{year:04d}-{month:02d}-{day:02d}")
 
 
 def month_partition(year: int, month: int) -> Partition:
@@ -108,7 +132,16 @@ def year_partition(year: int) -> Partition:
 
 
 def partition_from_filename(name: str, period: Period) -> Partition | None:
-    """Parse a partition file name (`2026-11.parquet`, `2026.parquet`); None for anything else."""
+    """Parse a partition file name (`2026-11-21.parquet`, `2026-11.parquet`, `2026.parquet`) of
+    the given period; None for anything else."""
+    if period is Period.DAY:
+        d = _DAY_FILE_RE.fullmatch(name)
+        if d is None:
+            return None
+        try:
+            return day_partition(int(d.group(1)), int(d.group(2)), int(d.group(3)))
+        except ValueError:  # 2026-02-30
+            return None
     if period is Period.MONTH:
         m = _MONTH_FILE_RE.fullmatch(name)
         if m is None or not 1 <= int(m.group(2)) <= 12:
@@ -171,7 +204,9 @@ class Layout:
             if not INST_ID_RE.fullmatch(inst_dir.name):
                 continue
             for tf_dir in _subdirs(inst_dir):
-                if tf_dir.name in VALID_TIMEFRAMES and list_partitions(tf_dir, Period.MONTH):
+                if tf_dir.name not in VALID_TIMEFRAMES:
+                    continue
+                if list_partitions(tf_dir, candle_period(Timeframe.parse(tf_dir.name))):
                     yield inst_dir.name, tf_dir.name
 
     def instrument_series(self, root: Path, period: Period) -> Iterator[str]:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from okx_collector.store.arrow import Int64Array, int64s, present, to_float64, to_int64
 from okx_collector.store.schema import Kind
-
-Int64Array = npt.NDArray[np.int64]
 
 
 def key_array(table: pa.Table, key: str) -> Int64Array:
-    """The key column as a contiguous int64 numpy array (zero-copy for a single chunk)."""
-    col = table.column(key)
-    if col.num_chunks == 1:
-        return np.asarray(col.chunk(0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return np.asarray(col.to_numpy(), dtype=np.int64)
+    """The key column as an int64 numpy array (zero-copy for a single chunk)."""
+    return to_int64(table.column(key))
 
 
 def dedupe_last(table: pa.Table, key: str) -> pa.Table:
@@ -32,21 +25,21 @@ def dedupe_last(table: pa.Table, key: str) -> pa.Table:
     order = np.argsort(keys, kind="stable")
     sk = keys[order]
     last_of_run = np.append(sk[1:] != sk[:-1], True)
-    return table.take(pa.array(order[last_of_run]))
+    return table.take(int64s(order[last_of_run]))
 
 
 def _rows_equal(old: pa.Table, new: pa.Table, columns: tuple[str, ...]) -> npt.NDArray[np.bool_]:
     """Row-wise equality of two equally long tables over `columns` (null == null, NaN == NaN)."""
     same: npt.NDArray[np.bool_] = np.ones(old.num_rows, dtype=np.bool_)
     for name in columns:
-        a = old.column(name)
-        b = new.column(name)
-        eq: Any = pc.fill_null(pc.equal(a, b), False)
-        both_null: Any = pc.and_(pc.is_null(a), pc.is_null(b))
-        eq = pc.or_(eq, both_null)
+        a, b = old.column(name), new.column(name)
+        has_a, has_b = present(a), present(b)
         if pa.types.is_floating(a.type):
-            eq = pc.or_(eq, pc.and_kleene(pc.is_nan(a), pc.is_nan(b)).fill_null(False))
-        same &= np.asarray(eq.to_numpy(zero_copy_only=False), dtype=np.bool_)
+            x, y = to_float64(a), to_float64(b)
+            eq = (x == y) | (np.isnan(x) & np.isnan(y))
+        else:
+            eq = to_int64(a) == to_int64(b)
+        same &= (has_a & has_b & eq) | (~has_a & ~has_b)
     return same
 
 
@@ -71,8 +64,8 @@ def merge(existing: pa.Table, new: pa.Table, kind: Kind) -> tuple[pa.Table | Non
     changed = np.zeros(n.size, dtype=np.bool_)
     if found.any():
         found_idx = np.flatnonzero(found)
-        old_rows = existing.take(pa.array(pos[found_idx]))
-        new_rows = new.take(pa.array(found_idx))
+        old_rows = existing.take(int64s(pos[found_idx]))
+        new_rows = new.take(int64s(found_idx))
         changed[found_idx] = ~_rows_equal(old_rows, new_rows, kind.value_columns)
     take_new = ~found | changed
     count = int(take_new.sum())
@@ -81,7 +74,10 @@ def merge(existing: pa.Table, new: pa.Table, kind: Kind) -> tuple[pa.Table | Non
     keep_old = np.ones(e.size, dtype=np.bool_)
     keep_old[pos[changed]] = False
     merged = pa.concat_tables(
-        [existing.filter(pa.array(keep_old)), new.filter(pa.array(take_new))]
+        [
+            existing.take(int64s(np.flatnonzero(keep_old))),
+            new.take(int64s(np.flatnonzero(take_new))),
+        ]
     ).combine_chunks()
     order = np.argsort(key_array(merged, kind.key), kind="stable")
-    return merged.take(pa.array(order)), count
+    return merged.take(int64s(order)), count

@@ -84,7 +84,9 @@ def check_readable(path: Path, schema: pa.Schema, deep: bool) -> str | None:
     """
     try:
         if deep:
-            table = pq.read_table(path, columns=schema.names, use_threads=False)
+            # (ParquetFile, not read_table: that imports pyarrow.dataset, and with it pandas)
+            with pq.ParquetFile(path) as pf:
+                table = pf.read(columns=schema.names, use_threads=False)
             table.cast(schema)
             return None
         meta = pq.read_metadata(path)

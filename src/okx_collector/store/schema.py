@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from okx_collector.models import Candle, FundingObservation, FundingRate
+from okx_collector.store.arrow import float64s, int64s, repeated, strings
 
 CANDLE_SCHEMA = pa.schema(
     [
@@ -78,8 +80,12 @@ FUNDING_LIVE = Kind(
 )
 
 
-def _const(value: str, n: int) -> pa.Array:
-    return pa.array([value] * n, type=pa.string())
+def _ints(values: Sequence[int]) -> pa.Array:
+    return int64s(np.array(values, dtype=np.int64))
+
+
+def _floats(values: Sequence[float]) -> pa.Array:
+    return float64s(np.array(values, dtype=np.float64))
 
 
 def candles_table(inst_id: str, timeframe: str, candles: Sequence[Candle]) -> pa.Table:
@@ -88,11 +94,11 @@ def candles_table(inst_id: str, timeframe: str, candles: Sequence[Candle]) -> pa
     cols = list(zip(*candles, strict=True)) if n else [()] * 8
     return pa.Table.from_arrays(
         [
-            pa.array(cols[0], type=pa.int64()),
-            *(pa.array(cols[i], type=pa.float64()) for i in range(1, 7)),
-            pa.array(cols[7], type=pa.string()),
-            _const(inst_id, n),
-            _const(timeframe, n),
+            _ints(cols[0]),
+            *(_floats(cols[i]) for i in range(1, 7)),
+            strings(cols[7]),
+            repeated(inst_id, n),
+            repeated(timeframe, n),
         ],
         schema=CANDLE_SCHEMA,
     )
@@ -104,29 +110,29 @@ def funding_table(inst_id: str, rates: Sequence[FundingRate]) -> pa.Table:
     cols = list(zip(*rates, strict=True)) if n else [()] * 4
     return pa.Table.from_arrays(
         [
-            pa.array(cols[0], type=pa.int64()),
-            pa.array(cols[1], type=pa.float64()),
-            pa.array(cols[2], type=pa.float64()),
-            pa.array(cols[3], type=pa.string()),
-            _const(inst_id, n),
+            _ints(cols[0]),
+            _floats(cols[1]),
+            _floats(cols[2]),
+            strings(cols[3]),
+            repeated(inst_id, n),
         ],
         schema=FUNDING_SCHEMA,
     )
 
 
 def funding_live_table(inst_id: str, obs: Sequence[FundingObservation]) -> pa.Table:
-    """Build a live-funding table from records."""
+    """Build a live-funding table from records (the next funding time and rate may be None)."""
     n = len(obs)
     cols = list(zip(*obs, strict=True)) if n else [()] * 6
     return pa.Table.from_arrays(
         [
-            pa.array(cols[0], type=pa.int64()),
-            pa.array(cols[1], type=pa.int64()),
-            pa.array(cols[2], type=pa.float64()),
-            pa.array(cols[3], type=pa.int64()),
-            pa.array(cols[4], type=pa.float64()),
-            pa.array(cols[5], type=pa.string()),
-            _const(inst_id, n),
+            _ints(cols[0]),
+            _ints(cols[1]),
+            _floats(cols[2]),
+            int64s(cols[3]),
+            float64s(cols[4]),
+            strings(cols[5]),
+            repeated(inst_id, n),
         ],
         schema=FUNDING_LIVE_SCHEMA,
     )

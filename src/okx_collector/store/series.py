@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from okx_collector.errors import StorageError
+from okx_collector.store.arrow import empty_table
 from okx_collector.store.atomic import (
     UnreadableFile,
     make_dirs,
@@ -190,7 +191,7 @@ class SeriesIO:
             if hi > lo:
                 tables.append(table.slice(lo, hi - lo).select(wanted.names))
         if not tables:
-            return wanted.empty_table()
+            return empty_table(wanted)
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def _partition_edge(self, series: Series, part: Partition, newest: bool) -> int | None:
@@ -307,7 +308,7 @@ class SeriesIO:
         series, part, rows = work
         existing = self.read_partition(series, part, locked=True, cache=True)
         if existing is None:
-            existing = series.kind.schema.empty_table()
+            existing = empty_table(series.kind.schema)
         merged, count = merge(existing, rows, series.kind)
         if merged is None:
             return None
@@ -319,7 +320,7 @@ class SeriesIO:
         with self.locked(series, path):
             existing = self.read_partition(series, part, locked=True, cache=True)
             if existing is None:
-                existing = series.kind.schema.empty_table()
+                existing = empty_table(series.kind.schema)
             merged, count = merge(existing, rows, series.kind)
             if merged is None:
                 return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,9 +13,17 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from okx_collector.models import Candle, FundingObservation, FundingRate
+from okx_collector.store.arrow import to_int64
 from okx_collector.store.atomic import make_dirs, storage_error, temp_name
 from okx_collector.store.cache import TableCache, file_sig
-from okx_collector.store.layout import Layout, Period, list_partitions, validate_timeframe
+from okx_collector.store.layout import (
+    Layout,
+    Period,
+    candle_period,
+    list_partitions,
+    overlapping,
+    validate_timeframe,
+)
 from okx_collector.store.recovery import (
     RecoveryNote,
     check_readable,
@@ -36,7 +44,7 @@ from okx_collector.store.validate import (
     validate_funding,
     validate_funding_live,
 )
-from okx_collector.timeframes import Timeframe
+from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
@@ -75,7 +83,10 @@ class Store:
     def _candles(self, inst_id: str, tf: Timeframe) -> Series:
         tf = validate_timeframe(tf)
         return Series(
-            self.layout.candle_dir(inst_id, tf), CANDLES, Period.MONTH, f"candles {inst_id} {tf}"
+            self.layout.candle_dir(inst_id, tf),
+            CANDLES,
+            candle_period(tf),
+            f"candles {inst_id} {tf}",
         )
 
     def _funding(self, inst_id: str) -> Series:
@@ -85,7 +96,7 @@ class Store:
         return Series(
             self.layout.funding_live_dir(inst_id),
             FUNDING_LIVE,
-            Period.MONTH,
+            Period.DAY,
             f"funding_live {inst_id}",
         )
 
@@ -176,14 +187,22 @@ class Store:
     ) -> npt.NDArray[np.int64]:
         """Stored candle open times in [start, end): int64, sorted, unique."""
         table = self._io.read_range(self._candles(inst_id, tf), start, end, ["ts"])
-        return np.asarray(table.column("ts").to_numpy(), dtype=np.int64)
+        return to_int64(table.column("ts"))
 
     def funding_times(
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> npt.NDArray[np.int64]:
         """Stored settled funding times in [start, end): int64, sorted, unique."""
         table = self._io.read_range(self._funding(inst_id), start, end, ["funding_time"])
-        return np.asarray(table.column("funding_time").to_numpy(), dtype=np.int64)
+        return to_int64(table.column("funding_time"))
+
+    def candle_partition_files(
+        self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
+    ) -> list[Path]:
+        """The partition files that may hold candles with open time in [start, end), sorted."""
+        series = self._candles(inst_id, tf)
+        parts = overlapping(list_partitions(series.directory, series.period), start, end)
+        return [series.path(p) for p in parts]
 
     def last_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the newest stored candle (reads only the newest partition's `ts`)."""
@@ -207,7 +226,7 @@ class Store:
 
     def list_funding_live_series(self) -> list[str]:
         """inst_ids with stored live funding observations, sorted."""
-        return sorted(self.layout.instrument_series(self.layout.funding_live_root, Period.MONTH))
+        return sorted(self.layout.instrument_series(self.layout.funding_live_root, Period.DAY))
 
     # -- repair --------------------------------------------------------------------------------
 
@@ -222,32 +241,31 @@ class Store:
         `deep=True` decodes every file too.
         """
         notes: list[RecoveryNote] = []
-        groups = (
-            (self.layout.candles_root, 2, CANDLES, Period.MONTH),
-            (self.layout.funding_root, 1, FUNDING, Period.YEAR),
-            (self.layout.funding_live_root, 1, FUNDING_LIVE, Period.MONTH),
-        )
-        for root, depth, kind, period in groups:
-            for directory in walk_dirs(root, depth):
-                notes.extend(remove_stale_temps(directory))
-                series = Series(directory, kind, period, f"{kind.name} {directory}")
-                for part in list_partitions(directory, period):
-                    path = series.path(part)
-                    reason = check_readable(path, kind.schema, deep)
-                    if reason is not None:
-                        note = self._io.quarantine(series, path, reason, file_sig(path))
-                        if note is not None:
-                            notes.append(note)
+        for series in self._series_dirs():
+            notes.extend(remove_stale_temps(series.directory))
+            for part in list_partitions(series.directory, series.period):
+                path = series.path(part)
+                reason = check_readable(path, series.kind.schema, deep)
+                if reason is not None:
+                    note = self._io.quarantine(series, path, reason, file_sig(path))
+                    if note is not None:
+                        notes.append(note)
         return notes
 
     def dataset_files(self) -> list[Path]:
         """Every partition file of the dataset (for manifests and checksums), sorted."""
         found: list[Path] = []
-        for root, depth, period in (
-            (self.layout.candles_root, 2, Period.MONTH),
-            (self.layout.funding_root, 1, Period.YEAR),
-            (self.layout.funding_live_root, 1, Period.MONTH),
-        ):
-            for directory in walk_dirs(root, depth):
-                found.extend(directory / p.filename for p in list_partitions(directory, period))
+        for series in self._series_dirs():
+            found.extend(series.path(p) for p in list_partitions(series.directory, series.period))
         return sorted(found, key=os.fspath)
+
+    def _series_dirs(self) -> Iterator[Series]:
+        """Every series directory present on disk, with what it holds and how it is split."""
+        for directory in walk_dirs(self.layout.candles_root, 2):
+            if directory.name in VALID_TIMEFRAMES:
+                period = candle_period(Timeframe.parse(directory.name))
+                yield Series(directory, CANDLES, period, f"candles {directory}")
+        for directory in walk_dirs(self.layout.funding_root, 1):
+            yield Series(directory, FUNDING, Period.YEAR, f"funding {directory}")
+        for directory in walk_dirs(self.layout.funding_live_root, 1):
+            yield Series(directory, FUNDING_LIVE, Period.DAY, f"funding_live {directory}")

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from okx_collector.errors import CollectorError
 from okx_collector.models import SOURCES
+from okx_collector.store.arrow import present, to_float64, to_int64
 from okx_collector.timeframes import Timeframe
 
 
@@ -36,7 +37,7 @@ def _iso(ms: int) -> str:
 
 
 def _floats(table: pa.Table, name: str) -> npt.NDArray[np.float64]:
-    return np.asarray(table.column(name).to_numpy(), dtype=np.float64)
+    return to_float64(table.column(name))
 
 
 def _first_bad(
@@ -48,7 +49,7 @@ def _first_bad(
         bad_any |= ~good
     if not bad_any.any():
         return
-    keys = np.asarray(table.column(key).to_numpy(), dtype=np.int64)
+    keys = to_int64(table.column(key))
     row = int(np.flatnonzero(bad_any)[0])
     problem = next(msg for good, msg in checks if not good[row])
     raise InvalidRecords(series, key, int(keys[row]), problem, int(bad_any.sum()))
@@ -61,7 +62,7 @@ def _sources_ok(table: pa.Table) -> npt.NDArray[np.bool_]:
 
 def validate_candles(table: pa.Table, series: str, tf: Timeframe) -> None:
     """Aligned open times, finite prices, high/low bracketing open and close, volumes >= 0."""
-    ts = np.asarray(table.column("ts").to_numpy(), dtype=np.int64)
+    ts = to_int64(table.column("ts"))
     o, h, lo, c = (_floats(table, n) for n in ("open", "high", "low", "close"))
     v, qv = _floats(table, "volume"), _floats(table, "quote_volume")
     with np.errstate(invalid="ignore"):
@@ -96,7 +97,7 @@ def validate_funding_live(table: pa.Table, series: str) -> None:
     """Finite rates (the predicted next rate may be absent) and a known source."""
     fr = _floats(table, "funding_rate")
     nxt = table.column("next_funding_rate")
-    nxt_vals = np.asarray(nxt.fill_null(0.0).to_numpy(), dtype=np.float64)
+    nxt_vals = np.where(present(nxt), to_float64(nxt), 0.0)  # absent is fine, NaN is not
     checks = [
         (np.isfinite(fr), "the funding rate is not a finite number"),
         (np.isfinite(nxt_vals), "the next funding rate is not a finite number"),
