@@ -348,6 +348,9 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
         scanner.join(timeout=5)
         say(t0, "stopping the collector")
         code, exit_s, rss = terminate(collector, 30)
+        if args.keep_log:
+            lines = "".join(f"{at:.3f} {line}\n" for at, line in log.lines)
+            Path(f"{args.keep_log}.{rate}x").write_text(lines)
         log.join(timeout=5)
         collector = None
         if code != 0:
@@ -522,6 +525,9 @@ def main() -> int:
         " each close rewrites a day file of ~1,420 rows)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
+    parser.add_argument(
+        "--keep-log", metavar="PATH", help="save the collector's log lines to PATH.<rate>x"
+    )
     args = parser.parse_args()
     results = []
     for rate in (int(x) for x in args.rates.split(",")):

@@ -74,7 +74,10 @@ async def collect_async(
 def _stored_ends(
     store: Store, session: Session
 ) -> tuple[list[tuple[Instrument, Timeframe, int | None]], dict[str, int | None]]:
-    """Newest stored candle per series and newest settled funding per perpetual (file reads)."""
+    """Newest stored candle per series and newest settled funding per perpetual (file reads);
+    each series' newest partition is left decoded in the store's cache for the first close."""
+    for inst, tf in session.series:
+        store.prime_candles(inst.inst_id, tf)
     series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
     funding = {inst.inst_id: store.last_funding_time(inst.inst_id) for inst in session.funding}
     return series, funding

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,7 +104,14 @@ class Writer:
                     continue
                 batch.append(item)
             if batch:
+                started = time.monotonic()
                 await self._write(batch)
+                log.debug(
+                    "wrote %d items in %.3f s (%d still queued)",
+                    len(batch),
+                    time.monotonic() - started,
+                    self._queue.qsize(),
+                )
 
     async def _write(self, batch: list[Item]) -> None:
         groups: dict[tuple[Kind, str, str], list[Item]] = defaultdict(list)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import secrets
@@ -78,6 +79,7 @@ def make_dirs(directory: Path) -> None:
         raise storage_error(directory, "create directory", exc) from exc
 
 
+@functools.lru_cache(maxsize=16)
 def _write_options(schema: pa.Schema) -> dict[str, Any]:
     """Encodings that keep a month of 1m candles small and quick to rewrite.
 
@@ -110,9 +112,18 @@ def _removed_on_failure(tmp: Path, path: Path) -> Iterator[None]:
         raise
 
 
+def _create(path: Path) -> int:
+    """Create `path` (and its folder when missing: rare, so not checked before every write)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        make_dirs(path.parent)
+        return os.open(path, flags, 0o666)
+
+
 def write_temp(path: Path, table: pa.Table, *, sync: bool) -> Path:
     """Write `table` to a fresh temp file beside `path` (fsynced if `sync`); return its path."""
-    make_dirs(path.parent)
     tmp = temp_name(path)
     # Encoded in memory, then written with one call: pyarrow writing through a Python file
     # object crosses into Python for every page, which made a small file cost 3x its encoding.
@@ -122,7 +133,7 @@ def write_temp(path: Path, table: pa.Table, *, sync: bool) -> Path:
     )
     data = memoryview(sink.getvalue())
     with _removed_on_failure(tmp, path):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = _create(tmp)
         try:
             while data:
                 data = data[os.write(fd, data) :]

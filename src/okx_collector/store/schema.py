@@ -104,6 +104,23 @@ def candles_table(inst_id: str, timeframe: str, candles: Sequence[Candle]) -> pa
     )
 
 
+def candles_tables(items: Sequence[tuple[str, str, Sequence[Candle]]]) -> list[pa.Table]:
+    """`candles_table` of each (inst_id, timeframe, candles), built from one set of arrays:
+    a live job's batch of a thousand one-row tables costs a tenth of building each alone."""
+    rows = [c for _, _, candles in items for c in candles]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+    shared = [_ints(cols[0]), *(_floats(cols[i]) for i in range(1, 7)), strings(cols[7])]
+    tables = []
+    lo = 0
+    for inst_id, timeframe, candles in items:
+        n = len(candles)
+        arrays = [a.slice(lo, n) for a in shared]
+        arrays += [repeated(inst_id, n), repeated(timeframe, n)]
+        tables.append(pa.Table.from_arrays(arrays, schema=CANDLE_SCHEMA))
+        lo += n
+    return tables
+
+
 def funding_table(inst_id: str, rates: Sequence[FundingRate]) -> pa.Table:
     """Build a settled-funding table from records."""
     n = len(rates)

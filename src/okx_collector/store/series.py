@@ -99,11 +99,14 @@ class SeriesIO:
         The `flock` keeps a `backfill` and a `collect` running on one data dir from losing each
         other's rows in a read-merge-write race.
         """
-        make_dirs(series.directory)
         with self._lock_for(path):
             lock_path = series.directory / LOCK_FILE
             try:
-                fh = lock_path.open("a+b")
+                try:
+                    fh = lock_path.open("a+b")
+                except FileNotFoundError:  # a new series: its folder does not exist yet
+                    make_dirs(series.directory)
+                    fh = lock_path.open("a+b")
             except OSError as exc:
                 raise storage_error(lock_path, "open lock file", exc) from exc
             with fh:
@@ -230,6 +233,12 @@ class SeriesIO:
             if value is not None:
                 return value
         return None
+
+    def prime(self, series: Series) -> None:
+        """Decode the newest partition into the cache (the one the next live write rewrites)."""
+        parts = list_partitions(series.directory, series.period)
+        if parts:
+            self.read_partition(series, parts[-1], cache=True)
 
     # -- writing -----------------------------------------------------------------------------
 

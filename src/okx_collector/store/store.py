@@ -35,11 +35,13 @@ from okx_collector.store.schema import (
     FUNDING,
     FUNDING_LIVE,
     candles_table,
+    candles_tables,
     funding_live_table,
     funding_table,
 )
 from okx_collector.store.series import Series, SeriesIO
 from okx_collector.store.validate import (
+    InvalidRecords,
     validate_candles,
     validate_funding,
     validate_funding_live,
@@ -74,6 +76,8 @@ class Store:
         self.data_dir = Path(data_dir)  # the dataset root (DATA_DIR)
         self.layout = Layout(self.data_dir)  # path arithmetic under it
         self._io = SeriesIO(TableCache(cache_entries, cache_bytes))  # locks, cache, notes
+        # Validated series descriptors, by (inst_id, timeframe): as many as the series touched.
+        self._candle_series: dict[tuple[str, Timeframe], Series] = {}
 
     def __repr__(self) -> str:
         return f"Store({str(self.data_dir)!r})"
@@ -118,12 +122,17 @@ class Store:
         Every batch is validated before anything is written. Chunks bound the lock files held
         open at once (one per series) well below the usual limit of 1,024 open files.
         """
-        prepared = []
-        for inst_id, tf, candles in items:
-            series = self._candles(inst_id, tf)
-            table = candles_table(inst_id, tf.name, candles)
-            validate_candles(table, series.label, tf)
-            prepared.append((series, table))
+        series = [self._candles(inst_id, tf) for inst_id, tf, _ in items]
+        tables = candles_tables([(inst_id, tf.name, rows) for inst_id, tf, rows in items])
+        timeframes = {tf for _, tf, _ in items}
+        try:  # all at once (a live batch is one timeframe), one by one to name a bad series
+            if len(timeframes) != 1:
+                raise InvalidRecords("", "", 0, "", 0)
+            validate_candles(pa.concat_tables(tables), "", timeframes.pop())
+        except InvalidRecords:
+            for one, table, (_, tf, _) in zip(series, tables, items, strict=True):
+                validate_candles(table, one.label, tf)
+        prepared = list(zip(series, tables, strict=True))
         return sum(
             self._io.write_many(prepared[i : i + GROUP_COMMIT_SERIES])
             for i in range(0, len(prepared), GROUP_COMMIT_SERIES)
@@ -207,6 +216,11 @@ class Store:
     def last_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the newest stored candle (reads only the newest partition's `ts`)."""
         return self._io.edge(self._candles(inst_id, tf), newest=True)
+
+    def prime_candles(self, inst_id: str, tf: Timeframe) -> None:
+        """Load the series' newest partition into the cache, so that the first live close after
+        a start costs what every later one does (no read of the file it rewrites)."""
+        self._io.prime(self._candles(inst_id, tf))
 
     def first_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the oldest stored candle."""
