@@ -1,10 +1,11 @@
 """The exchange layer: the only module that imports ccxt.
 
-REST goes through `ccxt.async_support.okx`, websockets through a `ccxt.pro.okx` subclass that hands
-OKX's raw candle rows (with the `confirm` flag and `volCcyQuote` that ccxt's parser drops, OKX.md
-§2.8) to a sink. History is read through ccxt's implicit endpoint methods with explicit, exclusive
-`before`/`after` bounds, so that one page is exactly the candles of one window (OKX.md §1.3
-gotchas 4-6 do not apply). ccxt's exceptions are classified in one place, `classify`.
+REST and websockets go through one `ccxt.pro.okx` subclass (plain `ccxt.async_support.okx`, REST
+only, when ccxt.pro cannot be imported) that also hands OKX's raw candle rows (with the `confirm`
+flag and `volCcyQuote` that ccxt's parser drops, OKX.md §2.8) to a sink. History is read through
+ccxt's implicit endpoint methods with explicit, exclusive `before`/`after` bounds, so that one page
+is exactly the candles of one window (OKX.md §1.3 gotchas 4-6 do not apply). ccxt's exceptions are
+classified in one place, `classify`.
 """
 
 from __future__ import annotations
@@ -156,9 +157,17 @@ class OkxExchange:
             "timeout": timeout_ms,
             "options": {"fetchMarkets": {"types": ["spot", "swap"]}},
         }
-        self._rest = ccxt_async.okx(config)
-        self._ws_config = {**config, "streaming": {"keepAlive": keepalive_ms}}
-        self._ws: Any = None
+        if _WS_CLASS is None:  # no ccxt.pro: REST only (`collect --mode poll`)
+            self._rest = ccxt_async.okx(config)
+        else:
+            # One client for REST and websockets (a ccxt.pro client is a REST client too): the
+            # markets of a thousand instruments are held once, not twice (~20 MB).
+            config["streaming"] = {"keepAlive": keepalive_ms}
+            # ccxt keeps the last OHLCVLimit candles of every watched series (1,000 by default:
+            # ~200 MB after 17 hours of 1,000 series of 1m). The collector never reads them.
+            config["options"]["OHLCVLimit"] = 1
+            self._rest = _WS_CLASS(config)
+        self._ws: Any = None  # the same client, once `attach_sinks` has armed it
         self.instruments: dict[str, Instrument] = {}  # by ccxt symbol
         self.by_inst_id: dict[str, Instrument] = {}
         self.requests = 0  # REST requests sent, for benchmarks and heartbeats
@@ -323,8 +332,7 @@ class OkxExchange:
         problem = self.websocket_problem()
         if problem:
             raise EnvironmentProblem(problem)
-        ws = _WS_CLASS(self._ws_config)
-        ws.set_markets(self._rest.markets, self._rest.currencies)
+        ws = self._rest
 
         def candle_frame(message: dict[str, Any]) -> None:
             # Hot path (thousands of pushes a second): in-progress rows only need their ts; the
@@ -382,10 +390,7 @@ class OkxExchange:
 
     async def close(self) -> None:
         """Close REST sessions and websocket connections; never raises."""
-        for client in (self._ws, self._rest):
-            if client is None:
-                continue
-            try:
-                await client.close()
-            except Exception as exc:
-                log.debug("closing the exchange client failed: %s", exc)
+        try:
+            await self._rest.close()
+        except Exception as exc:
+            log.debug("closing the exchange client failed: %s", exc)
