@@ -134,12 +134,10 @@ def _make_ws_class() -> Any:
         def _feed_ccxt(self, message: dict[str, Any]) -> bool:
             """Whether ccxt should parse this push too. The sink has the row; ccxt's parse and
             cache of it are work nobody reads, needed only to resolve the watch calls (which
-            surface connection changes). So ccxt gets every confirmed row, and an in-progress
-            one at most every FEED_EVERY_S per series: at OKX's cadence of 2-8 pushes a second
-            this halves to eighths ccxt's share of the collector's CPU."""
-            data = message.get("data")
-            if isinstance(data, list) and any(len(r) > 8 and r[8] == "1" for r in data):
-                return True
+            surface connection changes). So ccxt gets a push at most every FEED_EVERY_S per
+            series: at OKX's cadence of 2-8 pushes a second this halves to eighths ccxt's share
+            of the collector's CPU, and at a candle close, when a thousand confirmed rows arrive
+            together, ccxt does not parse them while the writer needs the interpreter."""
             arg = message.get("arg") or {}
             key = (str(arg.get("channel")), str(arg.get("instId")))
             now = time.monotonic()

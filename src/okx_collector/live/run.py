@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -59,6 +60,11 @@ async def collect_async(
         collector = Collector(
             session.exchange, store, series, session.funding, funding_last, options, clock
         )
+        # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
+        # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with
+        # 2,000 instruments, a stall that lands on the candle-close write burst.
+        gc.collect()
+        gc.freeze()
         log.info(
             "collecting %d series and %d funding streams in %s mode into %s",
             len(series), len(session.funding), mode, settings.data_dir,

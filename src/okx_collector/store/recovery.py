@@ -24,7 +24,7 @@ from okx_collector.store.atomic import temp_owner_pid
 # A temp file this old is stale even if its pid is alive (pids are reused; writes take seconds).
 STALE_TEMP_AGE_S = 3600.0
 
-NoteAction = Literal["removed_temp", "moved_aside", "unreadable"]
+NoteAction = Literal["removed_temp", "moved_aside", "unreadable", "split"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class RecoveryNote:
     """One repair the store made (or could not make) to the dataset."""
 
     path: Path  # the file concerned
-    action: NoteAction  # removed_temp | moved_aside | unreadable (could not be moved)
+    action: NoteAction  # removed_temp | moved_aside | unreadable (could not be moved) | split
     reason: str  # why, in a few words
     moved_to: Path | None = None  # where a moved-aside file now is
 
@@ -44,6 +44,8 @@ class RecoveryNote:
                 f"moved unreadable file {self.path} aside to {self.moved_to} ({self.reason}); "
                 "its range will be re-fetched"
             )
+        if self.action == "split":
+            return f"split {self.path} into day files ({self.reason})"
         return f"unreadable file {self.path} ignored ({self.reason})"
 
 

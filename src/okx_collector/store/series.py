@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from okx_collector.errors import StorageError
+from okx_collector.fsutil import fsync_dir
 from okx_collector.store.arrow import empty_table
 from okx_collector.store.atomic import (
     UnreadableFile,
@@ -233,6 +234,29 @@ class SeriesIO:
             if value is not None:
                 return value
         return None
+
+    def split_month_files(self, series: Series) -> list[RecoveryNote]:
+        """Month files in a day-partitioned series (written before 1m/3m/5m candles and live
+        funding moved to day files): their rows are merged into day files, then the month file
+        is removed. Interrupted, it is redone at the next start; the merge makes that harmless."""
+        notes = []
+        months = Series(series.directory, series.kind, Period.MONTH, series.label)
+        for part in list_partitions(series.directory, Period.MONTH):
+            path = months.path(part)
+            table = self.read_partition(months, part)  # moves an unreadable one aside
+            if table is None:
+                continue
+            self.write(series, table)
+            with self.locked(series, path):
+                try:
+                    path.unlink()
+                    fsync_dir(series.directory)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise storage_error(path, "remove", exc) from exc
+            notes.append(RecoveryNote(path, "split", f"{table.num_rows} rows"))
+        return notes
 
     def prime(self, series: Series) -> None:
         """Decode the newest partition into the cache (the one the next live write rewrites)."""

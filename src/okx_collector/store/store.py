@@ -257,6 +257,8 @@ class Store:
         notes: list[RecoveryNote] = []
         for series in self._series_dirs():
             notes.extend(remove_stale_temps(series.directory))
+            if series.period is Period.DAY:
+                notes.extend(self._io.split_month_files(series))
             for part in list_partitions(series.directory, series.period):
                 path = series.path(part)
                 reason = check_readable(path, series.kind.schema, deep)
