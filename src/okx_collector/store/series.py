@@ -298,16 +298,15 @@ class SeriesIO:
         same second within about a second.
         """
         work = [
-            (series, part, rows)
+            (series, part, rows, series.path(part))
             for series, batch in items
             for part, rows in self._split(series, batch)
         ]
-        work.sort(key=lambda w: str(w[0].path(w[1])))  # one lock order, no deadlock
+        work.sort(key=lambda w: w[3])  # one lock order, no deadlock
         staged: list[_Staged] = []
         with contextlib.ExitStack() as locks:
             held: set[Path] = set()  # series directories whose flock we hold
-            for series, part, _ in work:
-                path = series.path(part)
+            for series, _, _, path in work:
                 if series.directory in held:  # a second partition: one flock per series
                     locks.enter_context(self._lock_for(path))
                 else:
@@ -336,16 +335,15 @@ class SeriesIO:
                             entry.tmp.unlink()
         return sum(entry.count for entry in staged)
 
-    def _stage(self, work: tuple[Series, Partition, pa.Table]) -> _Staged | None:
+    def _stage(self, work: tuple[Series, Partition, pa.Table, Path]) -> _Staged | None:
         """Merge one partition's rows and write the result to a temp file (not yet synced)."""
-        series, part, rows = work
+        series, part, rows, path = work
         existing = self.read_partition(series, part, locked=True, cache=True)
         if existing is None:
             existing = empty_table(series.kind.schema)
         merged, count = merge(existing, rows, series.kind)
         if merged is None:
             return None
-        path = series.path(part)
         return _Staged(series, path, write_temp(path, merged, sync=False), merged, count)
 
     def _write_partition(self, series: Series, part: Partition, rows: pa.Table) -> int:

@@ -85,13 +85,17 @@ class Store:
     # -- series descriptors --------------------------------------------------------------------
 
     def _candles(self, inst_id: str, tf: Timeframe) -> Series:
-        tf = validate_timeframe(tf)
-        return Series(
-            self.layout.candle_dir(inst_id, tf),
-            CANDLES,
-            candle_period(tf),
-            f"candles {inst_id} {tf}",
-        )
+        found = self._candle_series.get((inst_id, tf))
+        if found is None:
+            tf = validate_timeframe(tf)
+            found = Series(
+                self.layout.candle_dir(inst_id, tf),
+                CANDLES,
+                candle_period(tf),
+                f"candles {inst_id} {tf}",
+            )
+            self._candle_series[(inst_id, tf)] = found
+        return found
 
     def _funding(self, inst_id: str) -> Series:
         return Series(self.layout.funding_dir(inst_id), FUNDING, Period.YEAR, f"funding {inst_id}")
