@@ -96,7 +96,7 @@ def build(cache: Path, name: str) -> Path:
     """The cached base store of a scenario (built on first use)."""
     tf_name, pairs = SCENARIOS[name]
     root = cache / f"store-{name}"
-    done = root / ".complete"
+    done = root / ".complete-v2"  # v2: 1m candles in day files (a v1 store is rebuilt)
     if done.exists():
         return root
     shutil.rmtree(root, ignore_errors=True)
