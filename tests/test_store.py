@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -329,3 +330,13 @@ def test_write_candles_many_is_one_group_commit_equal_to_single_writes(tmp_path:
         assert many.read_candles(inst_id, t).equals(one.read_candles(inst_id, t))
     assert not list((tmp_path / "many").rglob("*.tmp-*"))
     assert len(list((tmp_path / "many").rglob("*.parquet"))) == 80
+
+
+def test_open_partitions_favour_speed_and_ended_ones_size(store: Store) -> None:
+    """Today's 1m file is rewritten at every close (snappy); a past day's is final (zstd)."""
+    m1 = Timeframe.parse("1m")
+    now = int(time.time() * 1000) // m1.ms * m1.ms
+    store.write_candles("BTC-USDT", m1, series(now - 2 * 86_400_000, 2, m1) + series(now, 1, m1))
+    files = sorted((store.data_dir / "candles" / "BTC-USDT" / "1m").glob("*.parquet"))
+    codecs = [pq.read_metadata(p).row_group(0).column(1).compression for p in files]
+    assert codecs == ["ZSTD", "SNAPPY"]

@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from okx_collector.errors import StorageError
 from okx_collector.fsutil import fsync_dir
 
-COMPRESSION = "zstd"
+COMPRESSION = "zstd"  # sealed partitions: ~25% smaller than snappy on real prices
+HOT_COMPRESSION = "snappy"  # the partition still being written: half zstd's cost per rewrite
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
 
 
@@ -122,15 +123,16 @@ def _create(path: Path) -> int:
         return os.open(path, flags, 0o666)
 
 
-def write_temp(path: Path, table: pa.Table, *, sync: bool) -> Path:
+def write_temp(path: Path, table: pa.Table, *, sync: bool, hot: bool = False) -> Path:
     """Write `table` to a fresh temp file beside `path` (fsynced if `sync`); return its path."""
     tmp = temp_name(path)
     # Encoded in memory, then written with one call: pyarrow writing through a Python file
     # object crosses into Python for every page, which made a small file cost 3x its encoding.
     sink = pa.BufferOutputStream()
-    pq.write_table(
-        table, sink, **_write_options(table.schema), row_group_size=max(1, table.num_rows)
-    )
+    options = _write_options(table.schema)
+    if hot:
+        options = {**options, "compression": HOT_COMPRESSION}
+    pq.write_table(table, sink, **options, row_group_size=max(1, table.num_rows))
     data = memoryview(sink.getvalue())
     with _removed_on_failure(tmp, path):
         fd = _create(tmp)
@@ -144,9 +146,9 @@ def write_temp(path: Path, table: pa.Table, *, sync: bool) -> Path:
     return tmp
 
 
-def write_atomic(path: Path, table: pa.Table) -> None:
+def write_atomic(path: Path, table: pa.Table, *, hot: bool = False) -> None:
     """Write `table` to `path` atomically: temp file, fsync, `os.replace`, fsync the folder."""
-    tmp = write_temp(path, table, sync=True)
+    tmp = write_temp(path, table, sync=True, hot=hot)
     with _removed_on_failure(tmp, path):
         tmp.replace(path)
     fsync_dir(path.parent)

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,13 @@ from okx_collector.store.schema import Kind
 
 LOCK_FILE = ".lock"  # per series directory; hidden and not *.parquet, so readers skip it
 MAX_NOTES = 1000  # notes kept until taken; older ones are dropped (they were logged by then)
+
+
+def _is_open(part: Partition) -> bool:
+    """Whether the partition's span has not ended yet (by this machine's clock): it will be
+    rewritten at every close until it does, so it is compressed for speed (snappy: a 1m day file
+    in 0.22 ms instead of 0.41 ms); a partition that has ended is compressed for size (zstd)."""
+    return part.end > time.time() * 1000
 
 
 @dataclass
@@ -344,7 +352,8 @@ class SeriesIO:
         merged, count = merge(existing, rows, series.kind)
         if merged is None:
             return None
-        return _Staged(series, path, write_temp(path, merged, sync=False), merged, count)
+        tmp = write_temp(path, merged, sync=False, hot=_is_open(part))
+        return _Staged(series, path, tmp, merged, count)
 
     def _write_partition(self, series: Series, part: Partition, rows: pa.Table) -> int:
         path = series.path(part)
@@ -355,6 +364,6 @@ class SeriesIO:
             merged, count = merge(existing, rows, series.kind)
             if merged is None:
                 return 0
-            write_atomic(path, merged)
+            write_atomic(path, merged, hot=_is_open(part))
             self._cache.put(series.directory, path, file_sig(path), merged)
             return count
