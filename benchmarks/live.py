@@ -481,16 +481,17 @@ def report(args: argparse.Namespace, results: list[Result]) -> bool:
     print("\n  targets (collector):")
     ok = True
     for r in results:
-        checks = [
-            ("CPU <= 1.5x baseline", r.baseline is not None and ratio(r) <= 1.5),
+        checks: list[tuple[str, bool | None]] = [  # None: not measured (--no-baseline)
+            ("CPU <= 1.5x baseline", None if r.baseline is None else ratio(r) <= 1.5),
             ("p99 close->disk < 1 s", max(r.hb_p99 or 0, r.file_p99) < 1.0),
             ("peak RSS < 250 MB", r.collector_rss < 250),
             ("keeps up (>= 97% delivered)", r.collector.rate >= 0.97 * r.offered),
             ("simulator < 0.8 core", max(r.collector.sim_core, _sim_b(r)) < 0.8),
             ("exit 0 on SIGTERM", r.collector_exit == 0),
         ]
-        ok &= all(passed for _, passed in checks)
-        marks = ", ".join(f"{name}: {'ok' if passed else 'MISSED'}" for name, passed in checks)
+        ok &= all(passed is not False for _, passed in checks)
+        word = {True: "ok", False: "MISSED", None: "n/a"}
+        marks = ", ".join(f"{name}: {word[passed]}" for name, passed in checks)
         print(f"  {r.rate}x  {marks}")
         for note in r.notes:
             print(f"      note: {note}")

@@ -213,6 +213,19 @@ def test_invalid_batches_write_nothing(store: Store, bad: Candle, words: str) ->
     assert store.read_candles("BTC-USDT", M15).num_rows == 0
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["one-timeframe", "two-timeframes"])
+def test_a_bad_series_in_a_batch_is_named_and_nothing_is_written(store: Store, mixed: bool) -> None:
+    """The batch is checked as a whole; a failure names the series that holds the bad row."""
+    start = ms("2026-01-01T01:00:00")
+    items = [(f"S{i}-USDT", M15, series(start, 3, M15)) for i in range(5)]
+    if mixed:
+        items.append(("S9-USDT", H1, series(start, 3, H1)))
+    items[3] = ("S3-USDT", M15, [*items[3][2], candle(start + 4 * M15.ms)._replace(low=999.0)])
+    with pytest.raises(InvalidRecords, match=r"candles S3-USDT 15m.*low is above"):
+        store.write_candles_many(items)
+    assert store.list_candle_series() == []
+
+
 def test_invalid_funding_rejected(store: Store) -> None:
     with pytest.raises(InvalidRecords, match="funding BTC-USDT-SWAP"):
         store.write_funding("BTC-USDT-SWAP", [FundingRate(0, float("inf"), 0.0, "backfill")])
@@ -333,10 +346,13 @@ def test_write_candles_many_is_one_group_commit_equal_to_single_writes(tmp_path:
 
 
 def test_open_partitions_favour_speed_and_ended_ones_size(store: Store) -> None:
-    """Today's 1m file is rewritten at every close (snappy); a past day's is final (zstd)."""
+    """An open day file is rewritten at every close (snappy); an ended day's is final (zstd)."""
     m1 = Timeframe.parse("1m")
     now = int(time.time() * 1000) // m1.ms * m1.ms
-    store.write_candles("BTC-USDT", m1, series(now - 2 * 86_400_000, 2, m1) + series(now, 1, m1))
+    # two days back (ended) and one day ahead (open: no midnight can pass during the test)
+    store.write_candles(
+        "BTC-USDT", m1, series(now - 2 * 86_400_000, 2, m1) + series(now + 86_400_000, 1, m1)
+    )
     files = sorted((store.data_dir / "candles" / "BTC-USDT" / "1m").glob("*.parquet"))
     codecs = [pq.read_metadata(p).row_group(0).column(1).compression for p in files]
     assert codecs == ["ZSTD", "SNAPPY"]

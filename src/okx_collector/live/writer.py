@@ -2,7 +2,7 @@
 
 Producers (websocket sinks, REST catch-ups, funding) never touch files. The writer drains whatever
 is queued, groups it per series and writes each group in a worker thread, so a closed candle is on
-disk well within a second of being known closed, and the file count grows with months, not writes.
+disk about a second after it is known closed, and the file count grows with time, not writes.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def make_dirs(directory: Path) -> None:
 
 @functools.lru_cache(maxsize=16)
 def _write_options(schema: pa.Schema) -> dict[str, Any]:
-    """Encodings that keep a month of 1m candles small and quick to rewrite.
+    """Encodings that keep a partition small and quick to rewrite.
 
     Dictionaries only for the low-cardinality strings (floats are nearly all distinct, and a
     dictionary there costs time and space); delta encoding for the int64 times (sorted, so

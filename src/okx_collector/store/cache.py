@@ -1,9 +1,9 @@
 """A bounded cache of each series' most recently used partition table.
 
-The live collector appends a few candles to the current month every flush; without this every
-flush would re-read and decode the whole month file. An entry is only used while the file on disk
-still has the identity it had when cached (inode, size, mtime), so a write by another process, a
-recovery, or a user's edit is never masked.
+The live collector appends a few candles to each series' current partition at every close;
+without this every close would re-read and decode the whole file. An entry is only used while the
+file on disk still has the identity it had when cached (inode, size, mtime), so a write by another
+process, a recovery, or a user's edit is never masked.
 """
 
 from __future__ import annotations

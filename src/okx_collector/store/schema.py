@@ -90,18 +90,7 @@ def _floats(values: Sequence[float]) -> pa.Array:
 
 def candles_table(inst_id: str, timeframe: str, candles: Sequence[Candle]) -> pa.Table:
     """Build a candle table (in the given order) from records."""
-    n = len(candles)
-    cols = list(zip(*candles, strict=True)) if n else [()] * 8
-    return pa.Table.from_arrays(
-        [
-            _ints(cols[0]),
-            *(_floats(cols[i]) for i in range(1, 7)),
-            strings(cols[7]),
-            repeated(inst_id, n),
-            repeated(timeframe, n),
-        ],
-        schema=CANDLE_SCHEMA,
-    )
+    return candles_tables([(inst_id, timeframe, candles)])[0]
 
 
 def candles_tables(items: Sequence[tuple[str, str, Sequence[Candle]]]) -> list[pa.Table]:

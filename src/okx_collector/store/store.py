@@ -128,14 +128,9 @@ class Store:
         """
         series = [self._candles(inst_id, tf) for inst_id, tf, _ in items]
         tables = candles_tables([(inst_id, tf.name, rows) for inst_id, tf, rows in items])
-        timeframes = {tf for _, tf, _ in items}
-        try:  # all at once (a live batch is one timeframe), one by one to name a bad series
-            if len(timeframes) != 1:
-                raise InvalidRecords("", "", 0, "", 0)
-            validate_candles(pa.concat_tables(tables), "", timeframes.pop())
-        except InvalidRecords:
+        if not _valid_together(tables, {tf for _, tf, _ in items}):
             for one, table, (_, tf, _) in zip(series, tables, items, strict=True):
-                validate_candles(table, one.label, tf)
+                validate_candles(table, one.label, tf)  # raises, naming the bad series
         prepared = list(zip(series, tables, strict=True))
         return sum(
             self._io.write_many(prepared[i : i + GROUP_COMMIT_SERIES])
@@ -289,3 +284,15 @@ class Store:
             yield Series(directory, FUNDING, Period.YEAR, f"funding {directory}")
         for directory in walk_dirs(self.layout.funding_live_root, 1):
             yield Series(directory, FUNDING_LIVE, Period.DAY, f"funding_live {directory}")
+
+
+def _valid_together(tables: list[pa.Table], timeframes: set[Timeframe]) -> bool:
+    """Whether a batch of one timeframe (a live batch) passes validation as a whole: one check
+    for a thousand one-row tables. False also when it cannot be checked that way."""
+    if len(timeframes) != 1 or not tables:
+        return False
+    try:
+        validate_candles(pa.concat_tables(tables), "", next(iter(timeframes)))
+    except InvalidRecords:
+        return False
+    return True
