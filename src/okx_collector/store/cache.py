@@ -1,21 +1,30 @@
-"""A bounded cache of each series' most recently used partition table.
+"""A bounded cache of each series' most recently written partition (its varying columns).
 
 The live collector appends a few candles to each series' current partition at every close;
 without this every close would re-read and decode the whole file. An entry is only used while the
 file on disk still has the identity it had when cached (inode, size, mtime), so a write by another
 process, a recovery, or a user's edit is never masked.
+
+Eviction is not plain LRU. A live job touches every series once per close, always in the same
+order; when their files outgrow the cache, LRU evicts each entry just before it is needed again
+and nothing ever hits. Here the series already cached keep their place (an entry that outgrows the
+room left is dropped, not its neighbours), and a newcomer only displaces entries that have not been
+used for `IDLE_S`: when the working set is too large, a stable part of it still hits.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 FileSig = tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
+IDLE_S = 600.0  # an entry unused this long may be evicted for a newcomer (a 1m series: 1 min)
 
 
 def file_sig(path: Path) -> FileSig | None:
@@ -27,18 +36,22 @@ def file_sig(path: Path) -> FileSig | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     path: Path  # the partition file the table was read from or written to
     sig: FileSig  # its identity at that moment
     table: pa.Table  # immutable, so it is safe to hand out
     nbytes: int  # table.nbytes, which is not free to compute
+    used: float  # monotonic time of the last get or put
 
 
 class TableCache:
     """LRU of one partition table per series directory, bounded by entries and bytes."""
 
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
+    def __init__(
+        self, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock  # for idleness
         self._max_entries = max_entries  # series kept at most
         self._max_bytes = max_bytes  # sum of cached tables' nbytes kept at most
         self._entries: OrderedDict[Path, _Entry] = OrderedDict()  # series dir -> entry, LRU first
@@ -53,6 +66,7 @@ class TableCache:
             entry = self._entries.get(series)
             if entry is None or entry.path != path or entry.sig != sig:
                 return None
+            entry.used = self._clock()
             self._entries.move_to_end(series)
             return entry.table
 
@@ -63,11 +77,18 @@ class TableCache:
             size = table.get_total_buffer_size()  # (nbytes walks every column: 40x slower)
             if sig is None or self._max_entries <= 0 or size > self._max_bytes:
                 return
-            self._entries[series] = _Entry(path, sig, table, size)
-            self._bytes += size
-            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            now = self._clock()
+            while self._entries and not self._has_room(size):
                 oldest = next(iter(self._entries))
+                if self._entries[oldest].used > now - IDLE_S:
+                    return  # every other entry is in use: this one stays out
                 self._drop(oldest)
+            if self._has_room(size):
+                self._entries[series] = _Entry(path, sig, table, size, now)
+                self._bytes += size
+
+    def _has_room(self, size: int) -> bool:
+        return len(self._entries) < self._max_entries and self._bytes + size <= self._max_bytes
 
     def invalidate(self, series: Path) -> None:
         with self._lock:
