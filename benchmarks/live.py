@@ -329,6 +329,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
             "--symbols", symbols, "--timeframes", TF.name, "--no-funding",
             "--heartbeat", str(HEARTBEAT), "--log-format", "json", "--data-dir", str(data_dir),
             "--since", "5m", "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
+            *(["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []),
         ]  # fmt: skip
         say(t0, f"store seeded with {args.store_rows} rows/series; starting the collector")
         started = time.monotonic()
@@ -451,7 +452,9 @@ def report(args: argparse.Namespace, results: list[Result]) -> bool:
 
     print(
         f"\nlive: {args.series} series x 1m, simulator speed 1, store seeded with "
-        f"{args.store_rows} rows/series, windows of >= {args.seconds:g} s, {os.cpu_count()} cores"
+        f"{args.store_rows} rows/series{' late in the day' if args.late_in_day else ''}, "
+        f"cache {'64 (default)' if args.cache_mb is None else f'{args.cache_mb:g}'} MB, "
+        f"windows of >= {args.seconds:g} s, {os.cpu_count()} cores"
     )
     row("", each(lambda r: f"{r.rate}x ({2 * r.rate} upd/s/series)"))
     row("updates/s offered", each(lambda r: f"{r.offered:,.0f}"))
@@ -524,6 +527,9 @@ def main() -> int:
         action="store_true",
         help="start the simulator at 23:30 UTC of today (with --store-rows 1440: the worst case,"
         " each close rewrites a day file of ~1,420 rows)",
+    )
+    parser.add_argument(
+        "--cache-mb", type=float, help="the collector's --cache-mb [its default, 64]"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
     parser.add_argument(

@@ -41,6 +41,8 @@ def test_precedence_flag_env_file(tmp_path: Path) -> None:
         ({"timeframes": "1M"}, "unknown timeframe"),
         ({"mode": "fast"}, "--mode must be one of"),
         ({"poll_interval": "-1"}, "greater than 0"),
+        ({"cache_mb": "-1"}, "must be between 0"),
+        ({"cache_mb": "lots"}, "--cache-mb must be a number of megabytes"),
         ({"rest_url": "ftp://x"}, "http://"),
         ({"symbols": " , "}, "is empty"),
     ],
@@ -48,6 +50,12 @@ def test_precedence_flag_env_file(tmp_path: Path) -> None:
 def test_bad_values_are_bad_input(flags: dict[str, str], fragment: str) -> None:
     with pytest.raises(BadInput, match=fragment.replace("(", r"\(")):
         build_settings(flags, env={})
+
+
+def test_cache_size_from_flag_env_or_default() -> None:
+    assert build_settings({}, env={}).cache_mb == 64.0
+    assert build_settings({}, env={"OKX_COLLECTOR_CACHE_MB": "0"}).cache_mb == 0.0
+    assert build_settings({"cache_mb": 16}, env={"OKX_COLLECTOR_CACHE_MB": "0"}).cache_mb == 16.0
 
 
 def test_bad_config_files(tmp_path: Path) -> None:

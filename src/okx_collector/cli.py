@@ -132,6 +132,8 @@ def backfill(**kwargs: Any) -> None:
 @click.option("--poll-interval", type=float, help="Seconds between REST polls [env POLL_INTERVAL; "
               "default 60].")  # fmt: skip
 @click.option("--heartbeat", type=float, help="Seconds between heartbeat log lines [default 60].")
+@click.option("--cache-mb", type=float, help="Memory for decoded newest partitions, which a close "
+              "then rewrites without reading them back; 0 = none [default 64].")  # fmt: skip
 @reports_errors
 def collect(**kwargs: Any) -> None:
     """Catch up from the last stored candle, then stay live until SIGINT/SIGTERM."""

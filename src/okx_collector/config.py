@@ -52,6 +52,9 @@ class Settings:
     mode: str = "auto"
     poll_interval: float = 60.0
     heartbeat: float = 60.0
+    # Decoded newest partitions kept in memory (MB): a live close rewrites each series' file,
+    # and a cached one need not be read back first. Trades memory for close->disk latency.
+    cache_mb: float = 64.0
     log_level: str = "INFO"
     log_format: str = "text"
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys kept for error messages
@@ -134,6 +137,16 @@ def _positive(value: Any, name: str) -> float:
     return number
 
 
+def _megabytes(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name} must be a number of megabytes, got {value!r}") from None
+    if not 0 <= number <= 1_000_000:
+        raise BadInput(f"{name} must be between 0 (no cache) and 1000000 MB, got {value!r}")
+    return number
+
+
 def _choice(value: Any, name: str, choices: tuple[str, ...], upper: bool = False) -> str:
     text = str(value).strip()
     text = text.upper() if upper else text.lower()
@@ -149,6 +162,20 @@ def _url(value: Any, name: str, schemes: tuple[str, ...]) -> str:
     return text
 
 
+def _timeframes(value: Any, flag: str) -> tuple[Timeframe, ...]:
+    try:
+        return tuple(Timeframe.parse(t) for t in _split_list(value, flag))
+    except UnknownTimeframe as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _time_spec(value: Any, flag: str) -> str | None:
+    if value in (None, ""):
+        return None
+    parse_time_spec(str(value), 0, flag)  # fail on bad syntax now, before any network call
+    return str(value)
+
+
 def _convert(name: str, value: Any) -> Any:
     flag = "--" + name.replace("_", "-")
     if name == "data_dir":
@@ -156,17 +183,11 @@ def _convert(name: str, value: Any) -> Any:
     if name == "symbols":
         return tuple(s.upper() for s in _split_list(value, flag))
     if name == "timeframes":
-        try:
-            return tuple(Timeframe.parse(t) for t in _split_list(value, flag))
-        except UnknownTimeframe as exc:
-            raise BadInput(str(exc)) from None
+        return _timeframes(value, flag)
     if name == "funding":
         return _bool(value, flag)
     if name in ("since", "until"):
-        if value in (None, ""):
-            return None
-        parse_time_spec(str(value), 0, flag)  # fail on bad syntax now, before any network call
-        return str(value)
+        return _time_spec(value, flag)
     if name == "rest_url":
         return _url(value, flag, ("http://", "https://"))
     if name == "ws_url":
@@ -175,6 +196,8 @@ def _convert(name: str, value: Any) -> Any:
         return _choice(value, flag, MODES)
     if name in ("poll_interval", "heartbeat"):
         return _positive(value, flag)
+    if name == "cache_mb":
+        return _megabytes(value, flag)
     if name == "log_level":
         return _choice(value, flag, LOG_LEVELS, upper=True)
     if name == "log_format":

@@ -105,9 +105,9 @@ async def open_session(
     return Session(exchange, instruments, funding, settings.timeframes, now)
 
 
-def open_store(data_dir: Path) -> Store:
+def open_store(data_dir: Path, cache_mb: float = 64.0) -> Store:
     """The store, after start-up recovery (stale temp files removed, unreadable files set aside)."""
-    store = Store(data_dir)
+    store = Store(data_dir, cache_bytes=int(cache_mb * 2**20))
     for note in store.recover():
         log.warning("%s", note)
     return store

@@ -27,7 +27,7 @@ async def run_backfill_async(
     delays: BackoffFactory = backoff_delays,
 ) -> BackfillReport:
     """Backfill every configured series over [--since, --until); the caller holds the lock."""
-    store = await asyncio.to_thread(open_store, settings.data_dir)
+    store = await asyncio.to_thread(open_store, settings.data_dir, settings.cache_mb)
     session = await open_session(settings, rate_limit_scale=rate_limit_scale, delays=delays)
     try:
         since, until = resolve_range(settings, session.now, DEFAULT_SINCE)

@@ -34,7 +34,7 @@ async def collect_async(
     rate_limit_scale: float = 1.0,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters)."""
-    store = await asyncio.to_thread(open_store, settings.data_dir)
+    store = await asyncio.to_thread(open_store, settings.data_dir, settings.cache_mb)
     mode = settings.mode
     problem = OkxExchange.websocket_problem()
     if problem and mode == "ws":
