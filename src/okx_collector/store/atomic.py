@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import os
 import re
 import secrets
@@ -43,9 +44,13 @@ class UnreadableFile(Exception):
         super().__init__(f"{path}: {reason}")
 
 
+_TEMP_TOKEN = secrets.token_hex(3)  # with a counter: unique in this process without a syscall
+_temp_counter = itertools.count()  # (next() on it is atomic under the GIL)
+
+
 def temp_name(final: Path) -> Path:
     """A fresh temp path beside `final`, carrying our pid so that recovery can tell it is ours."""
-    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{_TEMP_TOKEN}{next(_temp_counter):x}")
 
 
 def temp_owner_pid(name: str) -> int | None:
