@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 import click
 
 from okx_collector import __version__
-from okx_collector.config import LOG_FORMATS, LOG_LEVELS, MODES, Settings, build_settings
+from okx_collector.config import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MODES,
+    WRITER_PROCESS,
+    Settings,
+    build_settings,
+)
 from okx_collector.errors import BadInput, CollectorError
 from okx_collector.logsetup import configure_logging
 from okx_collector.simulator.cli import simulate
@@ -134,6 +141,9 @@ def backfill(**kwargs: Any) -> None:
 @click.option("--heartbeat", type=float, help="Seconds between heartbeat log lines [default 60].")
 @click.option("--cache-mb", type=float, help="Memory for decoded newest partitions, which a close "
               "then rewrites without reading them back; 0 = none [default 64].")  # fmt: skip
+@click.option("--writer-process", type=click.Choice(WRITER_PROCESS), help="Write Parquet in a "
+              "child process with its own interpreter lock: on, off, or auto = from 100 series "
+              "[default auto].")  # fmt: skip
 @reports_errors
 def collect(**kwargs: Any) -> None:
     """Catch up from the last stored candle, then stay live until SIGINT/SIGTERM."""

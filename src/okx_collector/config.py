@@ -30,6 +30,7 @@ DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT")
 OKX_REST_URL = "https://www.okx.com"
 OKX_WS_URL = "wss://ws.okx.com:8443/ws/v5"
 MODES = ("auto", "ws", "poll")
+WRITER_PROCESS = ("auto", "on", "off")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -55,6 +56,8 @@ class Settings:
     # Decoded newest partitions kept in memory (MB): a live close rewrites each series' file,
     # and a cached one need not be read back first. Trades memory for close->disk latency.
     cache_mb: float = 64.0
+    # Live writes in a child process with its own interpreter lock; auto: from 100 series.
+    writer_process: str = "auto"
     log_level: str = "INFO"
     log_format: str = "text"
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys kept for error messages
@@ -194,6 +197,8 @@ def _convert(name: str, value: Any) -> Any:
         return _url(value, flag, ("ws://", "wss://"))
     if name == "mode":
         return _choice(value, flag, MODES)
+    if name == "writer_process":
+        return _choice(value, flag, WRITER_PROCESS)
     if name in ("poll_interval", "heartbeat"):
         return _positive(value, flag)
     if name == "cache_mb":

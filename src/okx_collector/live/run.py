@@ -15,6 +15,8 @@ from okx_collector.errors import EnvironmentProblem, unwrap
 from okx_collector.exchange import Instrument, OkxExchange
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
+from okx_collector.live.writer import WritableStore
+from okx_collector.live.writer_process import WriterProcess
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import Session, data_dir_lock, open_session, open_store, report_notes
 from okx_collector.store import Store
@@ -22,6 +24,7 @@ from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger("okx_collector.collect")
 DEFAULT_SINCE = "1d"  # where an empty store's series start
+WRITER_PROCESS_SERIES = 100  # from this many series (symbols x timeframes) the writes get a process
 
 
 async def collect_async(
@@ -32,9 +35,16 @@ async def collect_async(
     delays: BackoffFactory = backoff_delays,
     keepalive_ms: int = 18_000,
     rate_limit_scale: float = 1.0,
+    writes: WriterProcess | None = None,
 ) -> Collector:
-    """Collect until `stop` is set; returns the finished collector (for its counters)."""
-    store = await asyncio.to_thread(open_store, settings.data_dir, settings.cache_mb)
+    """Collect until `stop` is set; returns the finished collector (for its counters).
+
+    `writes`: a writer process to do the live writes (it owns the partition cache); without it
+    they run in this process's threads.
+    """
+    cache_mb = 0.0 if writes is not None else settings.cache_mb  # the cache lives where writes go
+    store = await asyncio.to_thread(open_store, settings.data_dir, cache_mb)
+    writer_store: WritableStore = store if writes is None else writes
     mode = settings.mode
     problem = OkxExchange.websocket_problem()
     if problem and mode == "ws":
@@ -48,7 +58,7 @@ async def collect_async(
     try:
         since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
         await _repair(store, session, since, delays)
-        series, funding_last = await asyncio.to_thread(_stored_ends, store, session)
+        series, funding_last = await asyncio.to_thread(_stored_ends, store, writer_store, session)
         options = CollectorOptions(
             mode=mode,
             poll_interval=settings.poll_interval,
@@ -58,7 +68,7 @@ async def collect_async(
         )
         clock = clock or ExchangeClock()  # synced afresh when the collector starts
         collector = Collector(
-            session.exchange, store, series, session.funding, funding_last, options, clock
+            session.exchange, writer_store, series, session.funding, funding_last, options, clock
         )
         # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
         # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with
@@ -74,16 +84,19 @@ async def collect_async(
     finally:
         await session.exchange.close()
     report_notes(store)
+    if writes is not None:
+        for note in await asyncio.to_thread(writes.take_notes):
+            log.warning("%s", note)
     return collector
 
 
 def _stored_ends(
-    store: Store, session: Session
+    store: Store, writer_store: WritableStore, session: Session
 ) -> tuple[list[tuple[Instrument, Timeframe, int | None]], dict[str, int | None]]:
     """Newest stored candle per series and newest settled funding per perpetual (file reads);
-    each series' newest partition is left decoded in the store's cache for the first close."""
+    each series' newest partition is left decoded in the writer's cache for the first close."""
     for inst, tf in session.series:
-        store.prime_candles(inst.inst_id, tf)
+        writer_store.prime_candles(inst.inst_id, tf)
     series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
     funding = {inst.inst_id: store.last_funding_time(inst.inst_id) for inst in session.funding}
     return series, funding
@@ -105,7 +118,7 @@ async def _repair(store: Store, session: Session, since: int, delays: BackoffFac
         log.info("caught up %d candles in %.1fs before going live", report.written, report.seconds)
 
 
-async def _main(settings: Settings) -> None:
+async def _main(settings: Settings, writes: WriterProcess | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -118,12 +131,25 @@ async def _main(settings: Settings) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    await collect_async(settings, stop)
+    await collect_async(settings, stop, writes=writes)
+
+
+def _wants_writer_process(settings: Settings) -> bool:
+    if settings.writer_process == "auto":
+        return len(settings.symbols) * len(settings.timeframes) >= WRITER_PROCESS_SERIES
+    return settings.writer_process == "on"
 
 
 def run_collect(settings: Settings) -> None:
     with data_dir_lock(settings.data_dir):
+        writes = None
+        if _wants_writer_process(settings):
+            # Forked here, before the event loop starts any thread (see WriterProcess).
+            writes = WriterProcess(settings.data_dir, int(settings.cache_mb * 2**20))
         try:
-            asyncio.run(_main(settings))
+            asyncio.run(_main(settings, writes))
         except BaseExceptionGroup as group:
             raise unwrap(group) from None
+        finally:
+            if writes is not None:
+                writes.close()
