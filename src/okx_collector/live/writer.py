@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 20_000  # items; a full queue sheds websocket candles (REST catch-up refetches them)
 BATCH_ITEMS = 5_000
-COMMIT_SERIES = 100  # series per group commit: fewer syncs, yet early chunks reach disk first
+COMMIT_SERIES = 100  # series per store call (to the writer process: fewer round trips)
 WRITE_LANES = 2  # group commits in flight at once: encoding, open and rename release the GIL
 PARALLEL_WRITES = 4  # funding files written at once (candles go in one group commit)
 
@@ -127,7 +127,7 @@ class Writer:
                     group.create_task(self._write_funding(items))
 
     async def _write_candles(self, groups: list[list[Item]]) -> None:
-        """The batch's candles in group commits of 100 series (two syncs each), two
+        """The batch's candles in calls of 100 series (group commits of 32, two syncs each), two
         commits at a time: when a thousand series close together, about half of each file's
         cost (Parquet encoding, open, rename, sync) runs outside the GIL, so two threads store
         them in a little over half the time of one."""
