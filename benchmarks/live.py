@@ -381,6 +381,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
             "--heartbeat", str(HEARTBEAT), "--log-format", "json", "--data-dir", str(data_dir),
             "--since", "5m", "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
             *(["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []),
+            *(["--writer-process", args.writer_process] if args.writer_process else []),
         ]  # fmt: skip
         say(t0, f"store seeded with {args.store_rows} rows/series; starting the collector")
         started = time.monotonic()
@@ -511,6 +512,7 @@ def report(args: argparse.Namespace, results: list[Result]) -> bool:
         f"\nlive: {args.series} series x 1m, simulator speed 1, store seeded with "
         f"{args.store_rows} rows/series{' late in the day' if args.late_in_day else ''}, "
         f"cache {'64 (default)' if args.cache_mb is None else f'{args.cache_mb:g}'} MB, "
+        f"writer process {args.writer_process or 'auto'}, "
         f"windows of >= {args.seconds:g} s, {os.cpu_count()} cores"
     )
     row("", each(lambda r: f"{r.rate}x ({2 * r.rate} upd/s/series)"))
@@ -589,6 +591,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--cache-mb", type=float, help="the collector's --cache-mb [its default, 64]"
+    )
+    parser.add_argument(
+        "--writer-process", choices=("auto", "on", "off"), help="the collector's --writer-process"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
     parser.add_argument(
