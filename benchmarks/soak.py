@@ -3,18 +3,19 @@
     python benchmarks/soak.py [--series 100] [--speed 240] [--minutes 13] [--start 00:00]
 
 Runs `okx-collector simulate --extra-instruments SERIES --speed SPEED` (its clock SPEED times
-faster than real time, from `--start` UTC today) and `okx-collector collect --mode ws` of SERIES
-1m series against it, from an empty store, for `--minutes` real minutes (= minutes x SPEED / 60
+faster than real time, from `--start` UTC today) and `okx-collector collect --mode ws` of SERIES 1m
+series against it, from an empty store, for `--minutes` real minutes (= minutes x SPEED / 60
 simulated hours: 13 x 240 = 52 h, two whole UTC days, 3,120 candles per series). Every 10 s it
-samples the collector's RSS (/proc/PID/status VmRSS). At the end: SIGTERM (must exit 0), then
-`okx-collector status --json` (every series complete from its first stored candle to the last
-closed one: no gap), and the RSS figures: the first sample, the mean and peak of each simulated
-UTC day, and the growth from the first whole day's mean to the second's. Within a day RSS rises
-with the day files the store keeps decoded for the next close (1,440 rows each by midnight) and
-falls when the partitions roll over, so "flat" means: the second day looks like the first (a
-single sample's peak is noisy; the day's mean is not). Exit status 1 if the collector did not exit
-0, a series has a gap or is not fresh, or the second day's mean exceeds the first's by more than
-`--max-growth` MB.
+samples the collector's memory: its RSS plus the private pages of its writer process (the child
+that writes Parquet from 100 series on; what it shares with the parent is counted once). At the
+end: SIGTERM (must exit 0), then `okx-collector status --json` (every series complete from its
+first stored candle to the last closed one: no gap), and the memory figures: the first sample, the
+mean and peak of each simulated UTC day, and the growth from the first whole day's mean to the
+second's. Within a day RSS rises with the day files the store keeps decoded for the next close
+(1,440 rows each by midnight) and falls when the partitions roll over, so "flat" means: the second
+day looks like the first (a single sample's peak is noisy; the day's mean is not). Exit status 1 if
+the collector did not exit 0, a series has a gap or is not fresh, or the second day's mean exceeds
+the first's by more than `--max-growth` MB.
 """
 
 from __future__ import annotations
@@ -36,11 +37,28 @@ COLLECTOR = [sys.executable, "-m", "okx_collector"]
 SAMPLE_S = 10.0
 
 
+def _rollup(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value, *_ = line.split()
+        out[key.rstrip(":")] = int(value)
+    return out
+
+
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """RSS of `pid` plus the private pages of its children, in MB."""
+    total = _rollup(pid)["Rss"]
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    for kid in kids:
+        try:
+            r = _rollup(int(kid))
+        except OSError:
+            continue
+        total += r["Private_Clean"] + r["Private_Dirty"]
+    return total / 1024
 
 
 def start_time(hhmm: str) -> str:
