@@ -1,6 +1,7 @@
 """Benchmark live collection: 1,000 series of 1m candles pushed at OKX's cadence and at 4x that.
 
     python benchmarks/live.py [--series 1000] [--seconds 60] [--rates 1,4] [--store-rows 10]
+        [--late-in-day] [--cache-mb MB] [--writer-process auto|on|off] [--no-baseline]
 
 For each rate R (1 = OKX's cadence: an in-progress update every 0.5 s per series), the script
 starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R --speed 1
@@ -17,8 +18,10 @@ starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R 
 Each is measured over a window of `--seconds` (stretched so that it holds at least one candle close
 and the 10 s after it) that starts once it holds every subscription and has sent no REST request
 for 3 s: updates/s delivered (the simulator's `ws_pushes` delta), CPU (utime + stime from
-/proc/PID/stat) per 1,000 updates and as a share of a core, the simulator's own CPU, and peak RSS
-(the child's ru_maxrss from wait4: start-up and shutdown count). Close-to-disk latency, in exchange
+/proc/PID/stat, the collector's writer process included) per 1,000 updates and as a share of a
+core, the simulator's own CPU, and peak memory (ru_maxrss of the main process from wait4, and,
+sampled every 0.25 s, its RSS plus the writer process's private pages: the target is checked on
+the larger of the two; start-up and shutdown count). Close-to-disk latency, in exchange
 time (= real time at speed 1), comes from the collector's heartbeat lines (`close->disk p50 ..
 p99 ..`, per heartbeat: the table shows the worst heartbeat's) and, independently, from the files:
 20 s after each close the script stats every series' partition file, whose ctime is when the row
