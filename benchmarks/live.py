@@ -50,6 +50,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from procstat import cpu_seconds, memory_mb
 from simproc import Simulator
 
 from okx_collector.store import Store
@@ -62,7 +63,6 @@ OKX_PUSH_INTERVAL = 0.5  # real seconds between in-progress pushes per series on
 HEARTBEAT = 5.0
 AFTER_CLOSE = 10.0  # real seconds of a window kept after its last close (the write burst)
 SCAN_AFTER = 20.0  # real seconds after a close at which the partition files are stat'ed
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 COLLECTOR = [sys.executable, "-m", "okx_collector"]  # how the collector is started
 HEARTBEAT_RE = re.compile(
     r"live=(?P<live>\d+) .*rows_written=(?P<rows>\d+) reconnects=(?P<reconnects>\d+) "
@@ -108,39 +108,8 @@ asyncio.run(main())
 # -- processes -----------------------------------------------------------------------------------
 
 
-def children(pid: int) -> list[int]:
-    """The live child processes of `pid` (the collector's writer process)."""
-    try:
-        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process and of its live children."""
-    total = 0.0
-    for one in (pid, *children(pid)):
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
-def rollup(pid: int) -> dict[str, int]:
-    """/proc/PID/smaps_rollup in kB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, value, *_ = line.split()
-        out[key.rstrip(":")] = int(value)
-    return out
-
-
 class Footprint(threading.Thread):
-    """Peak memory of a process and its children, sampled every 0.25 s: the process's RSS plus
-    each child's private pages (a forked child shares the rest with its parent, and counting
-    those twice would overstate what the machine spends)."""
+    """Peak memory of a process and its children (procstat.memory_mb), sampled every 0.25 s."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -152,15 +121,11 @@ class Footprint(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(0.25):
             try:
-                rss = rollup(self.pid)["Rss"]
-                extra = 0
-                for child in children(self.pid):
-                    r = rollup(child)
-                    extra += r["Private_Clean"] + r["Private_Dirty"]
+                total, children = memory_mb(self.pid)
             except (OSError, KeyError):
                 continue
-            self.peak_mb = max(self.peak_mb, (rss + extra) / 1024)
-            self.peak_children_mb = max(self.peak_children_mb, extra / 1024)
+            self.peak_mb = max(self.peak_mb, total)
+            self.peak_children_mb = max(self.peak_children_mb, children)
 
 
 def terminate(proc: subprocess.Popen[str], timeout: float) -> tuple[int, float, float]:

@@ -31,34 +31,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from procstat import memory_mb
 from simproc import Simulator
 
 COLLECTOR = [sys.executable, "-m", "okx_collector"]
 SAMPLE_S = 10.0
-
-
-def _rollup(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, value, *_ = line.split()
-        out[key.rstrip(":")] = int(value)
-    return out
-
-
-def rss_mb(pid: int) -> float:
-    """RSS of `pid` plus the private pages of its children, in MB."""
-    total = _rollup(pid)["Rss"]
-    try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        kids = []
-    for kid in kids:
-        try:
-            r = _rollup(int(kid))
-        except OSError:
-            continue
-        total += r["Private_Clean"] + r["Private_Dirty"]
-    return total / 1024
 
 
 def start_time(hhmm: str) -> str:
@@ -101,7 +78,7 @@ def main() -> int:
                 print(f"collector exited early with {collector.returncode}")
                 return 1
             hours = (sim.now_ms() - sim_start) / 3_600_000
-            samples.append((hours, rss_mb(collector.pid)))
+            samples.append((hours, memory_mb(collector.pid)[0]))
             print(f"  {hours:5.1f} h simulated  RSS {samples[-1][1]:6.1f} MB", flush=True)
         collector.send_signal(signal.SIGTERM)
         code = collector.wait(30)
