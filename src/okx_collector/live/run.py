@@ -144,7 +144,7 @@ def run_collect(settings: Settings) -> None:
     with data_dir_lock(settings.data_dir):
         writes = None
         if _wants_writer_process(settings):
-            # Forked here, before the event loop starts any thread (see WriterProcess).
+            # From the main thread, which lives as long as the process (see WriterProcess).
             writes = WriterProcess(settings.data_dir, int(settings.cache_mb * 2**20))
         try:
             asyncio.run(_main(settings, writes))
