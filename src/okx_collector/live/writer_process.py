@@ -154,22 +154,23 @@ def _serve(data_dir: Path, cache_bytes: int, parent_pid: int, fds: list[int]) ->
 
 
 def _lane(store: Store, conn: Connection) -> None:
-    while True:
-        try:
-            method, args = conn.recv()
-        except (EOFError, OSError):
-            return
-        if method not in _METHODS:
-            reply: tuple[str, Any] = ("failed", ("ValueError", f"no store call {method!r}", 1))
-        else:
+    with conn:  # closed however this ends, so that the parent's call sees EOF, never hangs
+        while True:
             try:
-                reply = ("ok", getattr(store, method)(*args))
-            except Exception as exc:  # every failure goes back to the caller
-                reply = _error_reply(exc)
-        try:
-            conn.send(reply)
-        except (EOFError, OSError):
-            return
+                method, args = conn.recv()
+            except (EOFError, OSError):
+                return
+            if method not in _METHODS:
+                reply: tuple[str, Any] = ("failed", ("ValueError", f"no store call {method!r}", 1))
+            else:
+                try:
+                    reply = ("ok", getattr(store, method)(*args))
+                except Exception as exc:  # every failure goes back to the caller
+                    reply = _error_reply(exc)
+            try:
+                conn.send(reply)
+            except (EOFError, OSError):
+                return
 
 
 def _error_reply(exc: Exception) -> tuple[str, Any]:
@@ -191,5 +192,14 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def main(argv: list[str]) -> int:
+    try:
+        _serve(Path(argv[0]), int(argv[1]), int(argv[2]), [int(a) for a in argv[3:]])
+    except Exception as exc:  # one line for the user; the parent then reports the exit
+        print(f"okx-collector: writer process: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    _serve(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), [int(a) for a in sys.argv[4:]])
+    sys.exit(main(sys.argv[1:]))
