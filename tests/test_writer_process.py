@@ -118,3 +118,16 @@ def test_the_child_dies_with_its_parent_even_by_sigkill(tmp_path: Path) -> None:
         while _alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(child)
+
+
+def test_auto_starts_the_writer_process_from_500_series() -> None:
+    from okx_collector.config import Settings
+    from okx_collector.live.run import _wants_writer_process
+
+    m1, m5 = Timeframe.parse("1m"), Timeframe.parse("5m")
+    symbols = tuple(f"S{i}/USDT" for i in range(250))
+    assert _wants_writer_process(Settings(symbols=symbols, timeframes=(m1, m5)))
+    assert not _wants_writer_process(Settings(symbols=symbols[:249], timeframes=(m1, m5)))
+    assert _wants_writer_process(Settings(symbols=symbols[:1], writer_process="on"))
+    assert not _wants_writer_process(Settings(symbols=symbols, timeframes=(m1, m5),
+                                              writer_process="off"))  # fmt: skip

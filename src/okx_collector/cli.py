@@ -142,7 +142,7 @@ def backfill(**kwargs: Any) -> None:
 @click.option("--cache-mb", type=float, help="Memory for decoded newest partitions, which a close "
               "then rewrites without reading them back; 0 = none [default 64].")  # fmt: skip
 @click.option("--writer-process", type=click.Choice(WRITER_PROCESS), help="Write Parquet in a "
-              "child process with its own interpreter lock: on, off, or auto = from 100 series "
+              "child process with its own interpreter lock: on, off, or auto = from 500 series "
               "[default auto].")  # fmt: skip
 @reports_errors
 def collect(**kwargs: Any) -> None:

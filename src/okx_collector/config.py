@@ -56,7 +56,7 @@ class Settings:
     # Decoded newest partitions kept in memory (MB): a live close rewrites each series' file,
     # and a cached one need not be read back first. Trades memory for close->disk latency.
     cache_mb: float = 64.0
-    # Live writes in a child process with its own interpreter lock; auto: from 100 series.
+    # Live writes in a child process with its own interpreter lock; auto: from 500 series.
     writer_process: str = "auto"
     log_level: str = "INFO"
     log_format: str = "text"
