@@ -64,7 +64,12 @@ class WriterProcess:
         args = [str(Path(data_dir)), str(cache_bytes), str(os.getpid()), *map(str, theirs)]
         try:
             self._process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
-                [sys.executable, "-m", __name__, *args], pass_fds=theirs, stdin=subprocess.DEVNULL
+                [sys.executable, "-m", __name__, *args],
+                pass_fds=theirs,
+                stdin=subprocess.DEVNULL,
+                # Its own process group: a Ctrl-C at the terminal goes to the parent only, even
+                # while the child is still importing (before it can ignore SIGINT itself).
+                start_new_session=True,
             )
         finally:
             for fd in theirs:
@@ -142,7 +147,7 @@ class WriterProcess:
 def _serve(data_dir: Path, cache_bytes: int, parent_pid: int, fds: list[int]) -> None:
     """The child: one thread per connection, each running the store calls it receives."""
     _die_with_parent(parent_pid)
-    # Ctrl-C reaches the whole process group; the parent decides when writing stops.
+    # The parent decides when writing stops (it closes the pipes), whoever signals this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     store = Store(data_dir, cache_bytes=cache_bytes)
