@@ -53,7 +53,7 @@ def test_bad_values_are_bad_input(flags: dict[str, str], fragment: str) -> None:
 
 
 def test_cache_size_from_flag_env_or_default() -> None:
-    assert build_settings({}, env={}).cache_mb == 64.0
+    assert build_settings({}, env={}).cache_mb is None  # the store's default
     assert build_settings({}, env={"OKX_COLLECTOR_CACHE_MB": "0"}).cache_mb == 0.0
     assert build_settings({"cache_mb": 16}, env={"OKX_COLLECTOR_CACHE_MB": "0"}).cache_mb == 16.0
 

@@ -31,7 +31,7 @@ start = 1_763_683_200_000  # 2025-11-21 00:00 UTC
 def candle(i, close=100.5):
     return Candle(start + i * m1.ms, 100.0 + i, 101.0 + i, 99.0, close, 1.5 * i, 150.0, "ws")
 
-writes = WriterProcess(data, cache_bytes=1 << 20)
+writes = WriterProcess(data, cache_mb=1)
 out = {"child": writes.pid}
 out["written"] = writes.write_candles_many(
     [("BTC-USDT", m1, [candle(i) for i in range(5)]), ("ETH-USDT", m1, [candle(0)])]
@@ -59,7 +59,7 @@ ORPHAN = """
 import sys, time
 from pathlib import Path
 from okx_collector.live.writer_process import WriterProcess
-writes = WriterProcess(Path(sys.argv[1]), cache_bytes=0)
+writes = WriterProcess(Path(sys.argv[1]), cache_mb=0)
 print(writes.pid, flush=True)
 time.sleep(60)
 """

@@ -55,7 +55,8 @@ class Settings:
     heartbeat: float = 60.0
     # Decoded newest partitions kept in memory (MB): a live close rewrites each series' file,
     # and a cached one need not be read back first. Trades memory for close->disk latency.
-    cache_mb: float = 64.0
+    # None: the store's own default (64 MB).
+    cache_mb: float | None = None
     # Live writes in a child process with its own interpreter lock; auto: from 500 series.
     writer_process: str = "auto"
     log_level: str = "INFO"
@@ -130,21 +131,24 @@ def _bool(value: Any, name: str) -> bool:
     raise BadInput(f"{name} must be true or false, got {value!r}")
 
 
-def _positive(value: Any, name: str) -> float:
+def _number(value: Any, name: str, unit: str) -> float:
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        raise BadInput(f"{name} must be a number of seconds, got {value!r}") from None
+        raise BadInput(f"{name} must be a number of {unit}, got {value!r}") from None
+
+
+def _positive(value: Any, name: str) -> float:
+    number = _number(value, name, "seconds")
     if not number > 0:
         raise BadInput(f"{name} must be greater than 0, got {value!r}")
     return number
 
 
-def _megabytes(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{name} must be a number of megabytes, got {value!r}") from None
+def _megabytes(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    number = _number(value, name, "megabytes")
     if not 0 <= number <= 1_000_000:
         raise BadInput(f"{name} must be between 0 (no cache) and 1000000 MB, got {value!r}")
     return number

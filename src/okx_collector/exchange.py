@@ -122,7 +122,7 @@ def _make_ws_class() -> Any:
     class OkxWithRawPushes(ccxt_pro.okx):  # type: ignore[misc]
         candle_sink: Callable[[dict[str, Any]], None] | None = None
         funding_sink: Callable[[dict[str, Any]], None] | None = None
-        fed: dict[tuple[str, str], float] | None = None  # (channel, instId) -> last fed to ccxt
+        fed: dict[tuple[str, str], float]  # (channel, instId) -> last fed to ccxt; attach_sinks
 
         def handle_ohlcv(self, client: Any, message: dict[str, Any]) -> Any:
             if self.candle_sink is not None:
@@ -141,8 +141,6 @@ def _make_ws_class() -> Any:
             arg = message.get("arg") or {}
             key = (str(arg.get("channel")), str(arg.get("instId")))
             now = time.monotonic()
-            if self.fed is None:
-                self.fed = {}
             if now - self.fed.get(key, -FEED_EVERY_S) < FEED_EVERY_S:
                 return False
             self.fed[key] = now
@@ -385,6 +383,7 @@ class OkxExchange:
                     continue
                 on_funding(str(row.get("instId", "")), obs)
 
+        ws.fed = {}
         ws.candle_sink = candle_frame
         ws.funding_sink = funding_frame
         self._ws = ws

@@ -15,6 +15,7 @@ from okx_collector.errors import EnvironmentProblem, ExchangeRejected, ExchangeU
 from okx_collector.exchange import Instrument, OkxExchange
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store import Store
+from okx_collector.store.store import cache_bytes
 from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,10 @@ async def open_session(
     return Session(exchange, instruments, funding, settings.timeframes, now)
 
 
-def open_store(data_dir: Path, cache_mb: float = 64.0) -> Store:
-    """The store, after start-up recovery (stale temp files removed, unreadable files set aside)."""
-    store = Store(data_dir, cache_bytes=int(cache_mb * 2**20))
+def open_store(data_dir: Path, cache_mb: float | None = None) -> Store:
+    """The store, after start-up recovery (stale temp files removed, unreadable files set aside);
+    `cache_mb`: its partition cache (None: the store's default)."""
+    store = Store(data_dir, cache_bytes=cache_bytes(cache_mb))
     for note in store.recover():
         log.warning("%s", note)
     return store

@@ -148,7 +148,7 @@ def run_collect(settings: Settings) -> None:
         writes = None
         if _wants_writer_process(settings):
             # From the main thread, which lives as long as the process (see WriterProcess).
-            writes = WriterProcess(settings.data_dir, int(settings.cache_mb * 2**20))
+            writes = WriterProcess(settings.data_dir, settings.cache_mb)
         try:
             asyncio.run(_main(settings, writes))
         except BaseExceptionGroup as group:

@@ -38,6 +38,7 @@ from okx_collector.errors import CollectorError, StorageError
 from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.store import Store
 from okx_collector.store.recovery import RecoveryNote
+from okx_collector.store.store import cache_bytes
 from okx_collector.timeframes import Timeframe
 
 LANES = 2  # requests served at once (the live writer runs two group commits at a time)
@@ -54,14 +55,15 @@ class WriterProcess:
     exits (PR_SET_PDEATHSIG), which for the main thread means when the process does.
     """
 
-    def __init__(self, data_dir: Path, cache_bytes: int, lanes: int = LANES) -> None:
+    def __init__(self, data_dir: Path, cache_mb: float | None, lanes: int = LANES) -> None:
         mine: list[Connection] = []
         theirs: list[int] = []
         for _ in range(lanes):
             parent, child = socket.socketpair()
             mine.append(Connection(parent.detach()))
             theirs.append(child.detach())
-        args = [str(Path(data_dir)), str(cache_bytes), str(os.getpid()), *map(str, theirs)]
+        size = cache_bytes(cache_mb)
+        args = [str(Path(data_dir)), str(size), str(os.getpid()), *map(str, theirs)]
         try:
             self._process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
                 [sys.executable, "-m", __name__, *args],
@@ -144,13 +146,13 @@ class WriterProcess:
         return value
 
 
-def _serve(data_dir: Path, cache_bytes: int, parent_pid: int, fds: list[int]) -> None:
+def _serve(data_dir: Path, cache_size: int, parent_pid: int, fds: list[int]) -> None:
     """The child: one thread per connection, each running the store calls it receives."""
     _die_with_parent(parent_pid)
     # The parent decides when writing stops (it closes the pipes), whoever signals this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    store = Store(data_dir, cache_bytes=cache_bytes)
+    store = Store(data_dir, cache_bytes=cache_size)
     lanes = [threading.Thread(target=_lane, args=(store, Connection(fd))) for fd in fds]
     for lane in lanes:
         lane.start()

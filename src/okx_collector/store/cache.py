@@ -1,4 +1,4 @@
-"""A bounded cache of each series' most recently written partition (its varying columns).
+"""A bounded cache of each series' most recently written partition, decoded.
 
 The live collector appends a few candles to each series' current partition at every close;
 without this every close would re-read and decode the whole file. An entry is only used while the
@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 FileSig = tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
-IDLE_S = 600.0  # an entry unused this long may be evicted for a newcomer (a 1m series: 1 min)
+IDLE_S = 600.0  # an entry unused this long may be evicted for a newcomer (live 1m: used each min)
 
 
 def file_sig(path: Path) -> FileSig | None:
@@ -46,7 +46,8 @@ class _Entry:
 
 
 class TableCache:
-    """LRU of one partition table per series directory, bounded by entries and bytes."""
+    """One partition table per series directory, bounded by entries and bytes (eviction: see
+    the module's docstring)."""
 
     def __init__(
         self, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.monotonic

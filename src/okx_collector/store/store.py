@@ -58,6 +58,11 @@ DEFAULT_CACHE_ENTRIES = (
 DEFAULT_CACHE_BYTES = 64 * 2**20  # and at most this many bytes of them (a live job's RSS)
 
 
+def cache_bytes(cache_mb: float | None) -> int:
+    """The cache size for a user's `--cache-mb` (None: the default)."""
+    return DEFAULT_CACHE_BYTES if cache_mb is None else int(cache_mb * 2**20)
+
+
 class Store:
     """Candles, settled funding and live funding observations, as partitioned Parquet files.
 
