@@ -11,8 +11,10 @@ starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R 
    --timeframes 1m --no-funding --since 5m --heartbeat 5 --log-format json` into a fresh data
    dir seeded with `--store-rows` 1m candles per series ending at the last closed minute, early in
    a minute: its start-up catch-up then has nothing to fetch (an empty store would cost 1,000 REST
-   requests, about 50 s at OKX's pace). The store keeps 1m candles in day files: `--late-in-day
-   --store-rows 1440` starts the simulator at 23:30 UTC, the worst case (~1,420 rows per file);
+   requests, about 50 s at OKX's pace). A live job keeps 1m candles of the current day in hour
+   files, and the seed is laid out the same way. `--late-in-day --store-rows 1440` seeds a full
+   day and starts the simulator at 23:57 UTC: the worst case, with the hour file at 58-60 rows
+   before midnight, and 1,000 ended days merged into day files by the writer after it;
 2. the baseline: a bare ccxt.pro consumer, one `watch_ohlcv` task per series, nothing stored.
 
 Each is measured over a window of `--seconds` (stretched so that it holds at least one candle close
@@ -54,7 +56,7 @@ from procstat import cpu_seconds, memory_mb
 from simproc import Simulator
 
 from okx_collector.store import Store
-from okx_collector.store.layout import Partition, candle_period, partition_of
+from okx_collector.store.layout import HOUR_MS, Period, hour_partition, partition_of
 from okx_collector.store.schema import CANDLE_SCHEMA
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 
@@ -169,31 +171,40 @@ class LineReader(threading.Thread):
 # -- the store seed and the file-based latency ---------------------------------------------------
 
 
-def late_in_day() -> str:
-    """23:30 UTC of the current day: the run ends before midnight with full day files."""
-    now = datetime.now(UTC)
-    return now.replace(hour=23, minute=30, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%S")
+def late_in_day() -> int:
+    """23:57 UTC of the current day: the hour file is at its fullest (58-60 rows) at the closes
+    before midnight, and after midnight the writer merges every series' ended day (24 hour files,
+    1,440 rows) into its day file between closes."""
+    now = datetime.now(UTC).replace(hour=23, minute=57, second=0, microsecond=0)
+    return int(now.timestamp() * 1000)
 
 
-def partition(open_ms: int) -> Partition:
-    """The store partition (a UTC day for 1m) holding the candle opening at `open_ms`."""
-    return partition_of(open_ms, candle_period(TF))
+def live_file(open_ms: int) -> str:
+    """The file a live write of the candle opening at `open_ms` goes to: its hour file."""
+    return hour_partition(open_ms).filename
 
 
 def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -> None:
-    """`rows` 1m candles per series (within last_open's partition) ending at `last_open`."""
+    """`rows` 1m candles per series (within last_open's day) ending at `last_open`, in the hour
+    files a live job would have left."""
     store = Store(data_dir)
-    first = max(last_open - (rows - 1) * MINUTE_MS, partition(last_open).start)
-    n = (last_open - first) // MINUTE_MS + 1
-    ts = pa.array(range(first, last_open + MINUTE_MS, MINUTE_MS), pa.int64())
-    price = pa.array([1.0] * n, pa.float64())
-    template = [ts, price, price, price, price, price, price, pa.array(["backfill"] * n)]
+    first = max(last_open - (rows - 1) * MINUTE_MS, partition_of(last_open, Period.DAY).start)
+    hours = range(first - first % HOUR_MS, last_open + 1, HOUR_MS)
+    spans = [(max(h, first), min(h + HOUR_MS, last_open + MINUTE_MS)) for h in hours]
+    templates = []
+    for lo, hi in spans:
+        n = (hi - lo) // MINUTE_MS
+        price = pa.array([1.0] * n, pa.float64())
+        ts = pa.array(range(lo, hi, MINUTE_MS), pa.int64())
+        templates.append((lo, [ts, price, price, price, price, price, price, pa.array(["ws"] * n)]))
     for inst_id in inst_ids:
-        cols = [*template, pa.array([inst_id] * n), pa.array([TF.name] * n)]
         directory = store.layout.candle_dir(inst_id, TF)
         directory.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_arrays(cols, schema=CANDLE_SCHEMA)
-        pq.write_table(table, directory / partition(first).filename)
+        for lo, template in templates:
+            n = len(template[0])
+            cols = [*template, pa.array([inst_id] * n), pa.array([TF.name] * n)]
+            table = pa.Table.from_arrays(cols, schema=CANDLE_SCHEMA)
+            pq.write_table(table, directory / live_file(lo))
 
 
 class FileLatency(threading.Thread):
@@ -210,7 +221,7 @@ class FileLatency(threading.Thread):
             # (before the next close rewrites the files: SCAN_AFTER < 60 s)
             if self.stop.wait(max(0.0, close_wall + SCAN_AFTER - time.time())):
                 return
-            name = partition(close_ms - MINUTE_MS).filename
+            name = live_file(close_ms - MINUTE_MS)
             delays = []
             for inst_id in self.inst_ids:
                 try:
@@ -326,18 +337,22 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
     inst_ids = [f"SIM{i:04d}-USDT" for i in range(1, args.series + 1)]
     symbols = ",".join(f"SIM{i:04d}/USDT" for i in range(1, args.series + 1))
     interval = OKX_PUSH_INTERVAL / rate
+    data_dir = Path(tempfile.mkdtemp(prefix="okx-bench-live-"))
+    start = late_in_day() if args.late_in_day else None
+    if start is not None and args.store_rows > 0:  # seeded up to the simulator's start
+        seed_store(data_dir, inst_ids, args.store_rows, start - MINUTE_MS)
     sim = Simulator(
         "--extra-instruments", str(args.series), "--push-interval", str(interval),
         "--speed", "1", "--rate-limit-scale", str(args.sim_rate_limit_scale),
-        *(["--start", late_in_day()] if args.late_in_day else []),
+        *(["--start", datetime.fromtimestamp(start / 1000, UTC).isoformat()[:19]]
+          if start is not None else []),
     )  # fmt: skip
     say(t0, f"simulator up ({args.series} extra instruments, push interval {interval:g} s)")
-    data_dir = Path(tempfile.mkdtemp(prefix="okx-bench-live-"))
     notes: list[str] = []
     collector: subprocess.Popen[str] | None = None
     try:
         # -- the collector --
-        if args.store_rows > 0:
+        if args.store_rows > 0 and start is None:
             # Seed and start early in a minute, so that no candle closes before the catch-up.
             left = 60 - (sim.now_ms() % MINUTE_MS) / 1000
             if left < 30:  # seeding takes up to ~5 s and start-up ~10-13 s
@@ -554,8 +569,8 @@ def main() -> int:
     parser.add_argument(
         "--late-in-day",
         action="store_true",
-        help="start the simulator at 23:30 UTC of today (with --store-rows 1440: the worst case,"
-        " each close rewrites a day file of ~1,420 rows)",
+        help="start the simulator at 23:57 UTC of today (with --store-rows 1440: the worst case,"
+        " full hour files before midnight, then the merge of every ended day)",
     )
     parser.add_argument(
         "--cache-mb", type=float, help="the collector's --cache-mb [its default, 64]"

@@ -62,3 +62,25 @@ async def test_start_up_repairs_holes_in_the_stored_span(make_settings: MakeSett
                                  mode="poll", poll_interval=0.3, funding=False)  # fmt: skip
         await collect_for(settings, 2.0)
         assert_exact(store, sim, "BTC-USDT", "1m", first, TF1.floor(now))
+
+
+async def test_a_day_that_ends_while_live_is_merged_into_its_day_file(
+    make_settings: MakeSettings,
+) -> None:
+    """1m candles are written to hour files while their day is live; once the day has ended the
+    idle writer merges them into the day file, with the data still exact."""
+    midnight = 1_790_000_000_000 - 1_790_000_000_000 % (24 * 60 * MINUTE_MS) + 24 * 60 * MINUTE_MS
+    start = midnight - 90 * 1000  # 23:58:30: a 1m close every 2 s at speed 30, midnight at 3 s
+    async with Simulator(seed=13, speed=30.0, start_ms=start, rate_limit_scale=0,
+                         push_interval=0.05) as sim:  # fmt: skip
+        since = TF1.floor(start) - 30 * TF1.ms
+        settings = make_settings(sim, symbols="BTC/USDT", timeframes="1m", since=iso(since),
+                                 mode="ws", funding=False, heartbeat=1)  # fmt: skip
+        await collect_for(settings, 9.0)
+        store = Store(settings.data_dir)
+        assert_exact(store, sim, "BTC-USDT", "1m", since, midnight + TF1.ms)
+        names = sorted(p.name for p in (settings.data_dir / "candles/BTC-USDT/1m").glob("*"))
+        day = iso(since)[:10]
+        assert f"{day}.parquet" in names
+        assert not [n for n in names if n.startswith(f"{day}T")], names  # merged, then removed
+        assert [n for n in names if n.startswith(f"{iso(midnight)[:10]}T00")], names

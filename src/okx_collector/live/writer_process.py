@@ -43,7 +43,14 @@ from okx_collector.timeframes import Timeframe
 
 LANES = 2  # requests served at once (the live writer runs two group commits at a time)
 _METHODS = frozenset(
-    {"write_candles_many", "write_funding", "write_funding_live", "prime_candles", "take_notes"}
+    {
+        "write_candles_many",
+        "write_funding",
+        "write_funding_live",
+        "prime_candles",
+        "compact_pending",
+        "take_notes",
+    }
 )
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -101,6 +108,9 @@ class WriterProcess:
 
     def prime_candles(self, inst_id: str, tf: Timeframe) -> None:
         self._call("prime_candles", inst_id, tf)
+
+    def compact_pending(self, limit: int) -> int:
+        return int(self._call("compact_pending", limit))
 
     def take_notes(self) -> list[RecoveryNote]:
         notes: list[RecoveryNote] = self._call("take_notes")

@@ -2,6 +2,7 @@
 
     DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM}.parquet      15m and longer
     DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}.parquet   1m, 3m, 5m
+    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}T{HH}.parquet   1m, 3m, 5m: the live day
     DATA_DIR/funding/{instId}/{YYYY}.parquet
     DATA_DIR/funding_live/{instId}/{YYYY-MM-DD}.parquet
 
@@ -14,6 +15,12 @@ so the cost of a close is the size of that partition: with month files a 1m clos
 month would rewrite 44,640 rows (1,000 series: 3 GB and ~20 s of encoding per minute). Days for
 1m/3m/5m (at most 1,440 rows) and for live funding (one row per push, every 30-90 s); months for
 15m and longer (at most 2,976); years for settled funding (3 rows a day).
+
+A live job keeps the day it is writing in hour files (`2026-11-21T13.parquet`, at most 60 rows),
+so that a close late in the day rewrites 60 rows, not 1,440. Once the series has data in a later
+day, the hour files of the ended day are merged into its day file and removed (`SeriesIO`). An
+hour file never holds a row its day file also holds, except for the moment between those two steps
+(or after a crash between them): readers going through the store drop such duplicates.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 # OKX instIds: BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-100000-C.
 INST_ID_RE = re.compile(r"^[A-Z0-9]+(-[A-Z0-9]+){1,3}$")
 _DAY_FILE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.parquet$")
+_HOUR_FILE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})\.parquet$")
 _MONTH_FILE_RE = re.compile(r"^(\d{4})-(\d{2})\.parquet$")
 _YEAR_FILE_RE = re.compile(r"^(\d{4})\.parquet$")
 PARQUET_SUFFIX = ".parquet"
@@ -102,6 +110,7 @@ class Partition:
 
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 
 def partition_of(ts: int, period: Period) -> Partition:
@@ -125,6 +134,23 @@ def day_partition(year: int, month: int, day: int) -> Partition:
     return Partition(_ms(start), _ms(start) + DAY_MS, f"{year:04d}-{month:02d}-{day:02d}")
 
 
+def hour_partition(ts: int) -> Partition:
+    """The hour file holding timestamp `ts` (a live day's sub-partition: see the module doc)."""
+    return _hour_partition(ts // HOUR_MS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_partition(hour: int) -> Partition:
+    day = _partition_of_day(hour * HOUR_MS // DAY_MS, Period.DAY)
+    start = hour * HOUR_MS
+    return Partition(start, start + HOUR_MS, f"{day.key}T{(start - day.start) // HOUR_MS:02d}")
+
+
+def is_hour(part: Partition) -> bool:
+    """Whether `part` is an hour file (inside a day partition) rather than a whole span."""
+    return part.end - part.start == HOUR_MS
+
+
 def month_partition(year: int, month: int) -> Partition:
     start = datetime(year, month, 1, tzinfo=UTC)
     nxt = (
@@ -142,16 +168,20 @@ def year_partition(year: int) -> Partition:
 
 
 def partition_from_filename(name: str, period: Period) -> Partition | None:
-    """Parse a partition file name (`2026-11-21.parquet`, `2026-11.parquet`, `2026.parquet`) of
-    the given period; None for anything else."""
+    """Parse a partition file name (`2026-11-21.parquet` or its hour `2026-11-21T13.parquet`,
+    `2026-11.parquet`, `2026.parquet`) of the given period; None for anything else."""
     if period is Period.DAY:
-        d = _DAY_FILE_RE.fullmatch(name)
+        d = _DAY_FILE_RE.fullmatch(name) or _HOUR_FILE_RE.fullmatch(name)
         if d is None:
             return None
         try:
-            return day_partition(int(d.group(1)), int(d.group(2)), int(d.group(3)))
+            day = day_partition(int(d.group(1)), int(d.group(2)), int(d.group(3)))
         except ValueError:  # 2026-02-30
             return None
+        if d.re is _DAY_FILE_RE:
+            return day
+        hour = int(d.group(4))
+        return hour_partition(day.start + hour * HOUR_MS) if hour < 24 else None
     if period is Period.MONTH:
         m = _MONTH_FILE_RE.fullmatch(name)
         if m is None or not 1 <= int(m.group(2)) <= 12:
@@ -162,7 +192,8 @@ def partition_from_filename(name: str, period: Period) -> Partition | None:
 
 
 def list_partitions(directory: Path, period: Period) -> list[Partition]:
-    """The partitions present in `directory`, oldest first (empty if it does not exist)."""
+    """The partitions present in `directory`, oldest first (empty if it does not exist); a day
+    file comes before its hour files (which hold the day's newer rows)."""
     found: list[Partition] = []
     try:
         with os.scandir(directory) as entries:
@@ -172,7 +203,7 @@ def list_partitions(directory: Path, period: Period) -> list[Partition]:
                     found.append(part)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    found.sort()
+    found.sort(key=lambda p: (p.start, -p.end))
     return found
 
 

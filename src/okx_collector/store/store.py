@@ -126,7 +126,9 @@ class Store:
         return self._io.write(series, table)
 
     def write_candles_many(self, items: Sequence[tuple[str, Timeframe, Sequence[Candle]]]) -> int:
-        """`write_candles` for many series at once, durable with one group commit per chunk.
+        """`write_candles` for many series at once, durable with one group commit per chunk: the
+        live writer's call. A 1m/3m/5m series' newest day goes to hour files (see `layout`), so a
+        close late in the day rewrites an hour of rows; `compact_pending` merges them later.
 
         Every batch is validated before anything is written. Chunks bound the lock files held
         open at once (one per series) well below the usual limit of 1,024 open files.
@@ -138,7 +140,7 @@ class Store:
                 validate_candles(table, one.label, tf)  # raises, naming the bad series
         prepared = list(zip(series, tables, strict=True))
         return sum(
-            self._io.write_many(prepared[i : i + GROUP_COMMIT_SERIES])
+            self._io.write_many(prepared[i : i + GROUP_COMMIT_SERIES], hours=True)
             for i in range(0, len(prepared), GROUP_COMMIT_SERIES)
         )
 
@@ -155,6 +157,12 @@ class Store:
         table = funding_live_table(inst_id, obs)
         validate_funding_live(table, series.label)
         return self._io.write(series, table)
+
+    def compact_pending(self, limit: int) -> int:
+        """Merge the hour files of days that have ended into their day files, for up to `limit`
+        series that `write_candles_many` saw move to a new day; how many still wait. Cheap when
+        none does: a live writer calls it whenever it is idle."""
+        return self._io.compact_pending(limit)
 
     def check_writable(self) -> None:
         """Raise `StorageError` (one line, naming the path) unless files can be created here."""
@@ -253,7 +261,8 @@ class Store:
         return self._io.take_notes()
 
     def recover(self, *, deep: bool = False) -> list[RecoveryNote]:
-        """At start: delete stale temp files, move unreadable partitions aside; report both.
+        """At start: delete stale temp files, merge the hour files of ended days into their day
+        files, move unreadable partitions aside; report what was deleted or moved.
 
         The default check reads each partition's footer and column names (what a crash can tear);
         `deep=True` decodes every file too.
@@ -263,6 +272,7 @@ class Store:
             notes.extend(remove_stale_temps(series.directory))
             if series.period is Period.DAY:
                 notes.extend(self._io.split_month_files(series))
+                self._io.compact_ended(series)  # hour files a stopped live job left behind
             for part in list_partitions(series.directory, series.period):
                 path = series.path(part)
                 reason = check_readable(path, series.kind.schema, deep)
