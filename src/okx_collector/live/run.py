@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import gc
 import logging
 import os
 import signal
+import sys
+
+import pyarrow as pa
 
 from okx_collector.backfill.progress import LogProgress
 from okx_collector.backfill.runner import Backfiller
@@ -15,7 +20,7 @@ from okx_collector.errors import EnvironmentProblem, unwrap
 from okx_collector.exchange import Instrument, OkxExchange
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
-from okx_collector.live.writer import WritableStore
+from okx_collector.live.writer import WritableStore, route
 from okx_collector.live.writer_process import WriterProcess
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import Session, data_dir_lock, open_session, open_store, report_notes
@@ -45,9 +50,8 @@ async def collect_async(
     `writes`: a writer process to do the live writes (it owns the partition cache); without it
     they run in this process's threads.
     """
-    cache_mb = 0.0 if writes is not None else settings.cache_mb  # the cache lives where writes go
-    store = await asyncio.to_thread(open_store, settings.data_dir, cache_mb)
-    writer_store: WritableStore = store if writes is None else writes
+    store = await asyncio.to_thread(open_store, settings.data_dir, settings.cache_mb)
+    writers: list[WritableStore] = [store] if writes is None else [writes, store]
     mode = settings.mode
     problem = OkxExchange.websocket_problem()
     if problem and mode == "ws":
@@ -61,7 +65,7 @@ async def collect_async(
     try:
         since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
         await _repair(store, session, since, delays)
-        series, funding_last = await asyncio.to_thread(_stored_ends, store, writer_store, session)
+        series, funding_last = await asyncio.to_thread(_stored_ends, store, writers, session)
         options = CollectorOptions(
             mode=mode,
             poll_interval=settings.poll_interval,
@@ -71,13 +75,14 @@ async def collect_async(
         )
         clock = clock or ExchangeClock()  # synced afresh when the collector starts
         collector = Collector(
-            session.exchange, writer_store, series, session.funding, funding_last, options, clock
+            session.exchange, writers, series, session.funding, funding_last, options, clock
         )
         # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
         # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with
         # 2,000 instruments, a stall that lands on the candle-close write burst.
         gc.collect()
         gc.freeze()
+        _give_back_memory()
         log.info(
             "collecting %d series and %d funding streams in %s mode into %s",
             len(series), len(session.funding), mode, settings.data_dir,
@@ -93,13 +98,22 @@ async def collect_async(
     return collector
 
 
+def _give_back_memory() -> None:
+    """Return the pages the start-up freed (its repair pass decodes files in this process) to
+    the system: Arrow's allocator and glibc's malloc would otherwise keep them for the run."""
+    pa.default_memory_pool().release_unused()
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _stored_ends(
-    store: Store, writer_store: WritableStore, session: Session
+    store: Store, writers: list[WritableStore], session: Session
 ) -> tuple[list[tuple[Instrument, Timeframe, int | None]], dict[str, int | None]]:
     """Newest stored candle per series and newest settled funding per perpetual (file reads);
-    each series' newest partition is left decoded in the writer's cache for the first close."""
+    each series' newest partition is left decoded in its writer's cache for the first close."""
     for inst, tf in session.series:
-        writer_store.prime_candles(inst.inst_id, tf)
+        route(writers, inst.inst_id, tf).prime_candles(inst.inst_id, tf)
     series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
     funding = {inst.inst_id: store.last_funding_time(inst.inst_id) for inst in session.funding}
     return series, funding

@@ -10,21 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 QUEUE_SIZE = 20_000  # items; a full queue sheds websocket candles (REST catch-up refetches them)
 BATCH_ITEMS = 5_000
 COMMIT_SERIES = 100  # series per store call (to the writer process: fewer round trips)
 WRITE_LANES = 2  # group commits in flight at once: encoding, open and rename release the GIL
 PARALLEL_WRITES = 4  # funding files written at once (candles go in one group commit)
+FIRST_SHARE = 2 / 3  # of the candle series, written by the first of several stores (see route)
 IDLE_S = 1.0  # an empty queue this long: merge ended days' hour files (see Store.compact_pending)
 COMPACT_SERIES = 8  # series merged per call (~5 ms each): a close arriving meanwhile waits little
 
@@ -62,11 +66,38 @@ class WriterStats:
         return taken
 
 
-class Writer:
-    """Owns the queue and the write loop; `stop()` flushes everything queued, then returns."""
+def route(stores: Sequence[WritableStore], inst_id: str, tf: Timeframe) -> WritableStore:
+    """The store that writes a candle series: always the same one, so that its cache and its
+    day tracking stay warm (a stable hash, not Python's salted one). The first store takes
+    `FIRST_SHARE` of the series and the others split the rest: a writer process has an
+    interpreter to itself, this process shares its own with the event loop."""
+    if len(stores) == 1:
+        return stores[0]
+    x = zlib.crc32(f"{inst_id}/{tf.name}".encode()) / 2**32
+    if x < FIRST_SHARE:
+        return stores[0]
+    return stores[1 + int((x - FIRST_SHARE) / (1 - FIRST_SHARE) * (len(stores) - 1))]
 
-    def __init__(self, store: WritableStore, now: Callable[[], int]) -> None:
-        self.store = store
+
+class Writer:
+    """Owns the queue and the write loop; `stop()` flushes everything queued, then returns.
+
+    `stores`: who writes. Candle series are shared among them by `route` and written in
+    parallel (a writer process and this process: two cores for a close burst); funding goes to
+    the first. The first store gets `WRITE_LANES` lanes, any other one (this process, helping a
+    writer process) one lane: the event loop keeps a fair share of this interpreter's lock.
+    Each store's lanes run on threads of their own, so that the allocator keeps the pages of
+    as many threads as there are lanes, not of every thread of asyncio's default pool.
+    """
+
+    def __init__(self, stores: Sequence[WritableStore], now: Callable[[], int]) -> None:
+        self.stores = list(stores)
+        self.store = self.stores[0]
+        self._lanes = [WRITE_LANES if i == 0 else 1 for i in range(len(self.stores))]
+        self._pools = [
+            ThreadPoolExecutor(lanes, thread_name_prefix=f"writer{i}")
+            for i, lanes in enumerate(self._lanes)
+        ]
         self.now = now
         self.stats = WriterStats()
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_SIZE)
@@ -93,6 +124,13 @@ class Writer:
         return self._queue.qsize()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            for pool in self._pools:  # (after a cancel a write may still finish on its thread)
+                pool.shutdown(wait=False)
+
+    async def _run(self) -> None:
         done = False
         compact = False  # whether the store may have ended days' hour files to merge
         while not done:
@@ -101,7 +139,9 @@ class Writer:
                     first = await asyncio.wait_for(self._queue.get(), IDLE_S)
                 except TimeoutError:
                     while compact and self._queue.empty():
-                        left = await asyncio.to_thread(self.store.compact_pending, COMPACT_SERIES)
+                        left = 0
+                        for i, store in enumerate(self.stores):
+                            left += await self._on(i, store.compact_pending, COMPACT_SERIES)
                         compact = left > 0
                     continue
             else:
@@ -145,20 +185,30 @@ class Writer:
         commits at a time: when a thousand series close together, about half of each file's
         cost (Parquet encoding, open, rename, sync) runs outside the GIL, so two threads store
         them in a little over half the time of one."""
-        work = []
+        work: dict[int, list[tuple[str, Timeframe, list[Candle]]]] = defaultdict(list)
         for items in groups:
             first = items[0]
             assert first.tf is not None
             rows = cast(list[Candle], [row for item in items for row in item.rows])
-            work.append((first.inst_id, first.tf, rows))
-        chunks = [work[i : i + COMMIT_SERIES] for i in range(0, len(work), COMMIT_SERIES)]
+            store = route(self.stores, first.inst_id, first.tf)
+            work[id(store)].append((first.inst_id, first.tf, rows))
         async with asyncio.TaskGroup() as lanes:
-            for lane in range(min(WRITE_LANES, len(chunks))):
-                lanes.create_task(self._write_lane(chunks[lane::WRITE_LANES]))
+            for i, store in enumerate(self.stores):
+                mine = work.get(id(store), [])
+                chunks = [mine[k : k + COMMIT_SERIES] for k in range(0, len(mine), COMMIT_SERIES)]
+                n = self._lanes[i]
+                for lane in range(min(n, len(chunks))):
+                    lanes.create_task(self._write_lane(i, chunks[lane::n]))
 
-    async def _write_lane(self, chunks: list[list[tuple[str, Timeframe, list[Candle]]]]) -> None:
+    async def _on(self, i: int, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on store `i`'s own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pools[i], fn, *args)
+
+    async def _write_lane(
+        self, i: int, chunks: list[list[tuple[str, Timeframe, list[Candle]]]]
+    ) -> None:
         for chunk in chunks:
-            written = await asyncio.to_thread(self.store.write_candles_many, chunk)
+            written = await self._on(i, self.stores[i].write_candles_many, chunk)
             for _, tf, rows in chunk:  # each row's delay is measured when its chunk is durable
                 self._record_delays(rows, tf)
             self.stats.rows_written += written

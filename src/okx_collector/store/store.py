@@ -51,7 +51,7 @@ from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
-GROUP_COMMIT_SERIES = 32  # series per group commit: bounds the tables held until sync
+GROUP_COMMIT_SERIES = 100  # series per group commit: bounds the tables held until sync
 DEFAULT_CACHE_ENTRIES = (
     4096  # series whose newest partition stays decoded (a live job has one per series)
 )
