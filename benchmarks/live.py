@@ -207,6 +207,24 @@ def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -
             pq.write_table(table, directory / live_file(lo))
 
 
+def merge_report(data_dir: Path, inst_ids: list[str]) -> str | None:
+    """After a run across midnight: how many series had their ended day merged into its day
+    file, and how many hour files of ended days are left (None if no day ended)."""
+    merged = left = ended = 0
+    for inst_id in inst_ids:
+        names = [p.name for p in (data_dir / "candles" / inst_id / TF.name).glob("*.parquet")]
+        days = sorted({n[:10] for n in names})
+        if len(days) < 2:
+            continue
+        ended += 1
+        stale = [n for n in names if "T" in n and n[:10] < days[-1]]
+        left += len(stale)
+        merged += not stale and f"{days[-2]}.parquet" in names
+    if not ended:
+        return None
+    return f"ended days merged into day files: {merged} of {ended} series ({left} hour files left)"
+
+
 class FileLatency(threading.Thread):
     """At each close + SCAN_AFTER, the delay from the close to each series' file ctime."""
 
@@ -395,6 +413,9 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
         collector = None
         if code != 0:
             notes.append(f"collector exited {code}: {log.lines[-1][1] if log.lines else ''}")
+        merged = merge_report(data_dir, inst_ids)
+        if merged:
+            notes.append(merged)
         hb = heartbeats(log.lines, settled)
         warnings = [json.loads(x) for _, x in log.lines if '"level": "warning"' in x]
         notes.extend(f"collector warning: {w.get('message', '')[:120]}" for w in warnings[:3])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from okx_collector.store.cache import IDLE_S, TableCache
+from okx_collector.store.cache import IDLE_S, TableCache, freeze
 
 
 class Clock:
@@ -23,7 +23,7 @@ def table(rows: int) -> pa.Table:
 
 
 def size(rows: int) -> int:
-    return int(table(rows).get_total_buffer_size())
+    return len(freeze(table(rows)))  # an entry's size: its frozen bytes
 
 
 SIG = (1, 2, 3)
@@ -82,3 +82,12 @@ def test_an_entry_is_used_only_for_the_file_identity_it_was_stored_with() -> Non
     assert cache.get(Path("a"), Path("a/p2"), SIG) is None  # another partition
     assert cache.get(Path("a"), Path("a/p1"), None) is None  # the file is gone
     assert cache.get(Path("a"), Path("a/p1"), SIG) is not None
+
+
+def test_an_entry_comes_back_equal_and_read_only() -> None:
+    cache = TableCache(10, 2**20)
+    original = pa.table({"ts": pa.array([1, 2, 3], pa.int64()), "s": pa.array(["a", None, "c"])})
+    cache.put(Path("a"), Path("a/p"), SIG, original)
+    got = cache.get(Path("a"), Path("a/p"), SIG)
+    assert got is not None and got.equals(original) and got.schema.equals(original.schema)
+    assert cache.get(Path("a"), Path("a/p"), (9, 9, 9)) is None  # the file changed since

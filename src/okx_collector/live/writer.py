@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import zlib
 from collections import defaultdict
@@ -30,6 +31,7 @@ WRITE_LANES = 2  # group commits in flight at once: encoding, open and rename re
 PARALLEL_WRITES = 4  # funding files written at once (candles go in one group commit)
 FIRST_SHARE = 2 / 3  # of the candle series, written by the first of several stores (see route)
 IDLE_S = 1.0  # an empty queue this long: merge ended days' hour files (see Store.compact_pending)
+COMPACT_AT_LEAST_S = 10.0  # a writer never idle for IDLE_S still merges a slice this often
 COMPACT_SERIES = 8  # series merged per call (~5 ms each): a close arriving meanwhile waits little
 
 
@@ -130,19 +132,28 @@ class Writer:
             for pool in self._pools:  # (after a cancel a write may still finish on its thread)
                 pool.shutdown(wait=False)
 
+    async def _compact(self) -> bool:
+        """One slice of merging ended days' hour files; whether any is left to merge."""
+        left = 0
+        for i, store in enumerate(self.stores):
+            left += await self._on(i, store.compact_pending, COMPACT_SERIES)
+        return left > 0
+
     async def _run(self) -> None:
         done = False
-        compact = False  # whether the store may have ended days' hour files to merge
+        compact = False  # whether the stores may have ended days' hour files to merge
+        slice_due = math.inf  # monotonic time by which a slice runs even if the queue is busy
         while not done:
             if compact:
+                if time.monotonic() >= slice_due:  # never idle (a fast simulator): merge anyway
+                    compact = await self._compact()
+                    slice_due = time.monotonic() + COMPACT_AT_LEAST_S
                 try:
                     first = await asyncio.wait_for(self._queue.get(), IDLE_S)
                 except TimeoutError:
                     while compact and self._queue.empty():
-                        left = 0
-                        for i, store in enumerate(self.stores):
-                            left += await self._on(i, store.compact_pending, COMPACT_SERIES)
-                        compact = left > 0
+                        compact = await self._compact()
+                    slice_due = math.inf
                     continue
             else:
                 first = await self._queue.get()
@@ -160,7 +171,9 @@ class Writer:
             if batch:
                 started = time.monotonic()
                 await self._write(batch)
-                compact = True
+                if not compact:
+                    compact = True
+                    slice_due = started + COMPACT_AT_LEAST_S
                 log.debug(
                     "wrote %d items in %.3f s (%d still queued)",
                     len(batch),
