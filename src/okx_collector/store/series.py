@@ -65,7 +65,8 @@ class SeriesIO(SeriesReader):
         self._hour_day: dict[Path, int] = {}
         self._pending: dict[Path, Series] = {}
         self._day_max: dict[Path, tuple[Path, FileSig, int | None]] = {}
-        self._days_lock = threading.Lock()  # guards the three above
+        self._merged = 0  # days merged since the pending set was last empty
+        self._days_lock = threading.Lock()  # guards the four above
 
     def split_month_files(self, series: Series) -> list[RecoveryNote]:
         """Month files in a day-partitioned series (written before 1m/3m/5m candles and live
@@ -261,10 +262,14 @@ class SeriesIO(SeriesReader):
         `_entered`); how many still wait. A live writer calls this while it is idle."""
         with self._days_lock:
             batch = [self._pending.pop(d) for d in list(itertools.islice(self._pending, limit))]
-        for series in batch:
-            self.compact_ended(series)
+        merged = sum(self.compact_ended(series) for series in batch)
         with self._days_lock:
-            return len(self._pending)
+            left = len(self._pending)
+            self._merged += merged
+            release, self._merged = (self._merged > 0 and not left), (self._merged if left else 0)
+        if release:  # the day's merges are done: give their pages back (~5 MB)
+            pa.default_memory_pool().release_unused()
+        return left
 
     def compact_ended(self, series: Series) -> int:
         """Merge the hour files of every day before the series' newest one into their day files
