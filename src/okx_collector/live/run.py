@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import gc
 import logging
 import os
 import signal
-import sys
-
-import pyarrow as pa
 
 from okx_collector.backfill.progress import LogProgress
 from okx_collector.backfill.runner import Backfiller
@@ -22,6 +17,7 @@ from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.writer import WritableStore, route
 from okx_collector.live.writer_process import WriterProcess
+from okx_collector.memory import give_back
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import Session, data_dir_lock, open_session, open_store, report_notes
 from okx_collector.store import Store
@@ -82,7 +78,7 @@ async def collect_async(
         # 2,000 instruments, a stall that lands on the candle-close write burst.
         gc.collect()
         gc.freeze()
-        _give_back_memory()
+        give_back()  # what the start-up's repair pass freed
         log.info(
             "collecting %d series and %d funding streams in %s mode into %s",
             len(series), len(session.funding), mode, settings.data_dir,
@@ -96,15 +92,6 @@ async def collect_async(
         for note in await asyncio.to_thread(writes.take_notes):
             log.warning("%s", note)
     return collector
-
-
-def _give_back_memory() -> None:
-    """Return the pages the start-up freed (its repair pass decodes files in this process) to
-    the system: Arrow's allocator and glibc's malloc would otherwise keep them for the run."""
-    pa.default_memory_pool().release_unused()
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _stored_ends(

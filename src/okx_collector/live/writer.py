@@ -32,6 +32,7 @@ PARALLEL_WRITES = 4  # funding files written at once (candles go in one group co
 FIRST_SHARE = 2 / 3  # of the candle series, written by the first of several stores (see route)
 IDLE_S = 1.0  # an empty queue this long: merge ended days' hour files (see Store.compact_pending)
 COMPACT_AT_LEAST_S = 10.0  # a writer never idle for IDLE_S still merges a slice this often
+GIVE_BACK_S = 300.0  # idle writers return freed allocator pages this often (memory flat for months)
 COMPACT_SERIES = 8  # series merged per call (~5 ms each): a close arriving meanwhile waits little
 
 
@@ -43,6 +44,7 @@ class WritableStore(Protocol):
     def write_funding_live(self, inst_id: str, obs: Sequence[FundingObservation]) -> int: ...
     def prime_candles(self, inst_id: str, tf: Timeframe) -> None: ...
     def compact_pending(self, limit: int) -> int: ...
+    def give_back_memory(self) -> None: ...
 
 
 Kind = Literal["candles", "funding", "funding_live"]
@@ -143,6 +145,7 @@ class Writer:
         done = False
         compact = False  # whether the stores may have ended days' hour files to merge
         slice_due = math.inf  # monotonic time by which a slice runs even if the queue is busy
+        give_back_due = time.monotonic() + GIVE_BACK_S  # next idle return of freed pages
         while not done:
             if compact:
                 if time.monotonic() >= slice_due:  # never idle (a fast simulator): merge anyway
@@ -154,6 +157,10 @@ class Writer:
                     while compact and self._queue.empty():
                         compact = await self._compact()
                     slice_due = math.inf
+                    if time.monotonic() >= give_back_due:
+                        for i, store in enumerate(self.stores):
+                            await self._on(i, store.give_back_memory)
+                        give_back_due = time.monotonic() + GIVE_BACK_S
                     continue
             else:
                 first = await self._queue.get()
@@ -194,10 +201,10 @@ class Writer:
                     group.create_task(self._write_funding(items))
 
     async def _write_candles(self, groups: list[list[Item]]) -> None:
-        """The batch's candles in calls of 100 series (group commits of 32, two syncs each), two
-        commits at a time: when a thousand series close together, about half of each file's
-        cost (Parquet encoding, open, rename, sync) runs outside the GIL, so two threads store
-        them in a little over half the time of one."""
+        """The batch's candles, each series to its store (`route`), in calls of 100 series (one
+        group commit, two syncs, each), every store's lanes at once. A store alone gets two
+        lanes: about half of each file's cost (Parquet encoding, open, rename, sync) runs
+        outside the GIL, so two threads store a close in a little over half the time of one."""
         work: dict[int, list[tuple[str, Timeframe, list[Candle]]]] = defaultdict(list)
         for items in groups:
             first = items[0]

@@ -49,6 +49,7 @@ _METHODS = frozenset(
         "write_funding_live",
         "prime_candles",
         "compact_pending",
+        "give_back_memory",
         "take_notes",
     }
 )
@@ -111,6 +112,9 @@ class WriterProcess:
 
     def compact_pending(self, limit: int) -> int:
         return int(self._call("compact_pending", limit))
+
+    def give_back_memory(self) -> None:
+        self._call("give_back_memory")
 
     def take_notes(self) -> list[RecoveryNote]:
         notes: list[RecoveryNote] = self._call("take_notes")

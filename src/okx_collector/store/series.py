@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from okx_collector.fsutil import fsync_dir
+from okx_collector.memory import give_back
 from okx_collector.store.arrow import empty_table
 from okx_collector.store.atomic import storage_error, write_atomic, write_temp
 from okx_collector.store.cache import FileSig, TableCache, file_sig
@@ -268,7 +269,7 @@ class SeriesIO(SeriesReader):
             self._merged += merged
             release, self._merged = (self._merged > 0 and not left), (self._merged if left else 0)
         if release:  # the day's merges are done: give their pages back (~5 MB)
-            pa.default_memory_pool().release_unused()
+            give_back()
         return left
 
     def compact_ended(self, series: Series) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from okx_collector.memory import give_back
 from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.store.arrow import to_int64
 from okx_collector.store.atomic import make_dirs, storage_error, temp_name
@@ -163,6 +164,11 @@ class Store:
         series that `write_candles_many` saw move to a new day; how many still wait. Cheap when
         none does: a live writer calls it whenever it is idle."""
         return self._io.compact_pending(limit)
+
+    def give_back_memory(self) -> None:
+        """Return freed allocator pages to the system (`okx_collector.memory`); a live writer
+        calls it now and then while idle, so that months of writes do not grow RSS."""
+        give_back()
 
     def check_writable(self) -> None:
         """Raise `StorageError` (one line, naming the path) unless files can be created here."""
