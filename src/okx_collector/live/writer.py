@@ -103,6 +103,7 @@ class Writer:
             for i, lanes in enumerate(self._lanes)
         ]
         self.now = now
+        self._give_back_due = time.monotonic() + GIVE_BACK_S
         self.stats = WriterStats()
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_SIZE)
         self._slots = asyncio.Semaphore(PARALLEL_WRITES)
@@ -141,26 +142,30 @@ class Writer:
             left += await self._on(i, store.compact_pending, COMPACT_SERIES)
         return left > 0
 
+    async def _give_back_if_due(self) -> None:
+        """Every `GIVE_BACK_S`, each writing process returns its freed allocator pages."""
+        if time.monotonic() >= self._give_back_due:
+            for i, store in enumerate(self.stores):
+                await self._on(i, store.give_back_memory)
+            self._give_back_due = time.monotonic() + GIVE_BACK_S
+
     async def _run(self) -> None:
         done = False
         compact = False  # whether the stores may have ended days' hour files to merge
         slice_due = math.inf  # monotonic time by which a slice runs even if the queue is busy
-        give_back_due = time.monotonic() + GIVE_BACK_S  # next idle return of freed pages
         while not done:
             if compact:
-                if time.monotonic() >= slice_due:  # never idle (a fast simulator): merge anyway
+                if time.monotonic() >= slice_due:  # never idle (a fast simulator): anyway
                     compact = await self._compact()
+                    await self._give_back_if_due()
                     slice_due = time.monotonic() + COMPACT_AT_LEAST_S
                 try:
                     first = await asyncio.wait_for(self._queue.get(), IDLE_S)
                 except TimeoutError:
                     while compact and self._queue.empty():
                         compact = await self._compact()
+                    await self._give_back_if_due()
                     slice_due = math.inf
-                    if time.monotonic() >= give_back_due:
-                        for i, store in enumerate(self.stores):
-                            await self._on(i, store.give_back_memory)
-                        give_back_due = time.monotonic() + GIVE_BACK_S
                     continue
             else:
                 first = await self._queue.get()
