@@ -223,7 +223,10 @@ class SeriesIO(SeriesReader):
             parts = list_partitions(series.directory, Period.DAY)
             hours = [h for h in parts if is_hour(h) and part.start <= h.start < part.end]
         tables = [found] if found is not None else []
-        tables += [t for h in hours if (t := self.read_partition(series, h, locked=True))]
+        for hour in hours:
+            table = self.read_partition(series, hour, locked=True)  # None: gone or moved aside
+            if table is not None:
+                tables.append(table)
         removes = tuple(series.path(h) for h in hours)
         if not tables:
             return empty_table(series.kind.schema), removes
