@@ -1,5 +1,5 @@
 """Sharing a close between several writers: each series always goes to the same one, the first
-takes two thirds, and what they store together equals what one store alone would."""
+takes its share, and what they store together equals what one store alone would."""
 
 from __future__ import annotations
 
