@@ -14,7 +14,6 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from okx_collector.backfill.planner import PAGE_BARS, recent_from
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
@@ -59,7 +58,7 @@ class Collector:
     def __init__(
         self,
         exchange: OkxExchange,
-        store: WritableStore | Sequence[WritableStore],
+        stores: Sequence[WritableStore],
         series: Sequence[tuple[Instrument, Timeframe, int | None]],
         funding: Sequence[Instrument],
         funding_last: dict[str, int | None],
@@ -69,7 +68,6 @@ class Collector:
         self.exchange = exchange
         self.options = options
         self.clock = clock or ExchangeClock()
-        stores = list(store) if isinstance(store, list | tuple) else [cast(WritableStore, store)]
         self.writer = Writer(stores, self._now)
         self.counters = Counters()
         use_ws = options.mode != "poll"

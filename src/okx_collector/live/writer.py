@@ -71,16 +71,21 @@ class WriterStats:
 
 
 def route(stores: Sequence[WritableStore], inst_id: str, tf: Timeframe) -> WritableStore:
-    """The store that writes a candle series: always the same one, so that its cache and its
+    """The store that writes a candle series (see `route_index`)."""
+    return stores[route_index(len(stores), inst_id, tf)]
+
+
+def route_index(n: int, inst_id: str, tf: Timeframe) -> int:
+    """Which of `n` stores writes a candle series: always the same one, so that its cache and its
     day tracking stay warm (a stable hash, not Python's salted one). The first store takes
     `FIRST_SHARE` of the series and the others split the rest: a writer process has an
     interpreter to itself, this process shares its own with the event loop."""
-    if len(stores) == 1:
-        return stores[0]
+    if n == 1:
+        return 0
     x = zlib.crc32(f"{inst_id}/{tf.name}".encode()) / 2**32
     if x < FIRST_SHARE:
-        return stores[0]
-    return stores[1 + int((x - FIRST_SHARE) / (1 - FIRST_SHARE) * (len(stores) - 1))]
+        return 0
+    return 1 + int((x - FIRST_SHARE) / (1 - FIRST_SHARE) * (n - 1))
 
 
 class Writer:
@@ -96,7 +101,6 @@ class Writer:
 
     def __init__(self, stores: Sequence[WritableStore], now: Callable[[], int]) -> None:
         self.stores = list(stores)
-        self.store = self.stores[0]
         self._lanes = [WRITE_LANES if i == 0 else 1 for i in range(len(self.stores))]
         self._pools = [
             ThreadPoolExecutor(lanes, thread_name_prefix=f"writer{i}")
@@ -210,16 +214,16 @@ class Writer:
         group commit, two syncs, each), every store's lanes at once. A store alone gets two
         lanes: about half of each file's cost (Parquet encoding, open, rename, sync) runs
         outside the GIL, so two threads store a close in a little over half the time of one."""
-        work: dict[int, list[tuple[str, Timeframe, list[Candle]]]] = defaultdict(list)
+        work: list[list[tuple[str, Timeframe, list[Candle]]]] = [[] for _ in self.stores]
         for items in groups:
             first = items[0]
             assert first.tf is not None
             rows = cast(list[Candle], [row for item in items for row in item.rows])
-            store = route(self.stores, first.inst_id, first.tf)
-            work[id(store)].append((first.inst_id, first.tf, rows))
+            work[route_index(len(self.stores), first.inst_id, first.tf)].append(
+                (first.inst_id, first.tf, rows)
+            )
         async with asyncio.TaskGroup() as lanes:
-            for i, store in enumerate(self.stores):
-                mine = work.get(id(store), [])
+            for i, mine in enumerate(work):
                 chunks = [mine[k : k + COMMIT_SERIES] for k in range(0, len(mine), COMMIT_SERIES)]
                 n = self._lanes[i]
                 for lane in range(min(n, len(chunks))):
@@ -244,10 +248,10 @@ class Writer:
         rows: list[Any] = [row for item in items for row in item.rows]
         async with self._slots:
             if first.kind == "funding":
-                written = await asyncio.to_thread(self.store.write_funding, first.inst_id, rows)
+                written = await asyncio.to_thread(self.stores[0].write_funding, first.inst_id, rows)
             else:
                 written = await asyncio.to_thread(
-                    self.store.write_funding_live, first.inst_id, rows
+                    self.stores[0].write_funding_live, first.inst_id, rows
                 )
         self.stats.rows_written += written
         self.stats.writes += 1
