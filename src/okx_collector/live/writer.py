@@ -12,10 +12,11 @@ import logging
 import math
 import time
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 from okx_collector.models import Candle, FundingObservation, FundingRate
@@ -27,6 +28,7 @@ T = TypeVar("T")
 QUEUE_SIZE = 20_000  # items; a full queue sheds websocket candles (REST catch-up refetches them)
 BATCH_ITEMS = 5_000
 COMMIT_SERIES = 100  # series per store call (to the writer process: fewer round trips)
+MIN_CHUNK = 25  # series per store call at least, as a close's queues run out (see _next_chunk)
 WRITE_LANES = 2  # group commits in flight at once: encoding, open and rename release the GIL
 PARALLEL_WRITES = 4  # funding files written at once (candles go in one group commit)
 FIRST_SHARE = 2 / 3  # of the candle series, written by the first of several stores (see route)
@@ -48,6 +50,8 @@ class WritableStore(Protocol):
 
 
 Kind = Literal["candles", "funding", "funding_live"]
+Work = tuple[str, Timeframe, list[Candle]]  # a series' candles to store
+WorkQueue = deque[tuple[float, Work]]  # (series_hash, work), for one store
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,11 @@ def route(stores: Sequence[WritableStore], inst_id: str, tf: Timeframe) -> Writa
     return stores[route_index(len(stores), inst_id, tf)]
 
 
+def series_hash(inst_id: str, tf: Timeframe) -> float:
+    """A stable number in [0, 1) for a series (crc32, not Python's salted hash)."""
+    return zlib.crc32(f"{inst_id}/{tf.name}".encode()) / 2**32
+
+
 def route_index(n: int, inst_id: str, tf: Timeframe) -> int:
     """Which of `n` stores writes a candle series: always the same one, so that its cache and its
     day tracking stay warm (a stable hash, not Python's salted one). The first store takes
@@ -82,7 +91,7 @@ def route_index(n: int, inst_id: str, tf: Timeframe) -> int:
     interpreter to itself, this process shares its own with the event loop."""
     if n == 1:
         return 0
-    x = zlib.crc32(f"{inst_id}/{tf.name}".encode()) / 2**32
+    x = series_hash(inst_id, tf)
     if x < FIRST_SHARE:
         return 0
     return 1 + int((x - FIRST_SHARE) / (1 - FIRST_SHARE) * (n - 1))
@@ -210,34 +219,43 @@ class Writer:
                     group.create_task(self._write_funding(items))
 
     async def _write_candles(self, groups: list[list[Item]]) -> None:
-        """The batch's candles, each series to its store (`route`), in calls of 100 series (one
-        group commit, two syncs, each), every store's lanes at once. A store alone gets two
-        lanes: about half of each file's cost (Parquet encoding, open, rename, sync) runs
-        outside the GIL, so two threads store a close in a little over half the time of one."""
-        work: list[list[tuple[str, Timeframe, list[Candle]]]] = [[] for _ in self.stores]
+        """The batch's candles, in calls of up to 100 series (one group commit, two syncs, each),
+        every store's lanes at once. A store alone gets two lanes: about half of each file's cost
+        (Parquet encoding, open, rename, sync) runs outside the GIL, so two threads store a close
+        in a little over half the time of one.
+
+        Each series is queued for its own store (`route_index`), in a stable order; a lane whose
+        store has nothing left takes the tail of the longest other queue. A process busy with
+        websocket pushes (this one at 4x OKX's cadence) then writes less of a close, and the
+        series it gives away are the same from one close to the next, so the other store's
+        cache stays warm for them.
+        """
+        mine: list[list[tuple[float, Work]]] = [[] for _ in self.stores]
         for items in groups:
             first = items[0]
             assert first.tf is not None
             rows = cast(list[Candle], [row for item in items for row in item.rows])
-            work[route_index(len(self.stores), first.inst_id, first.tf)].append(
-                (first.inst_id, first.tf, rows)
+            mine[route_index(len(self.stores), first.inst_id, first.tf)].append(
+                (series_hash(first.inst_id, first.tf), (first.inst_id, first.tf, rows))
             )
+        queues = [deque(sorted(work, key=itemgetter(0))) for work in mine]
+        chunks = -(-sum(map(len, queues)) // MIN_CHUNK)  # lanes beyond that would idle
         async with asyncio.TaskGroup() as lanes:
-            for i, mine in enumerate(work):
-                chunks = [mine[k : k + COMMIT_SERIES] for k in range(0, len(mine), COMMIT_SERIES)]
-                n = self._lanes[i]
-                for lane in range(min(n, len(chunks))):
-                    lanes.create_task(self._write_lane(i, chunks[lane::n]))
+            for i in range(len(queues)):
+                for _ in range(min(self._lanes[i], chunks)):
+                    lanes.create_task(self._write_lane(i, queues))
 
     async def _on(self, i: int, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on store `i`'s own threads."""
         return await asyncio.get_running_loop().run_in_executor(self._pools[i], fn, *args)
 
-    async def _write_lane(
-        self, i: int, chunks: list[list[tuple[str, Timeframe, list[Candle]]]]
-    ) -> None:
-        for chunk in chunks:
+    async def _write_lane(self, i: int, queues: list[WorkQueue]) -> None:
+        """Write chunks from store `i`'s queue, then help the others, until all are empty."""
+        while chunk := _next_chunk(queues, i):
+            started = time.monotonic()
             written = await self._on(i, self.stores[i].write_candles_many, chunk)
+            took = time.monotonic() - started
+            log.debug("store %d wrote %d series in %.3f s", i, len(chunk), took)
             for _, tf, rows in chunk:  # each row's delay is measured when its chunk is durable
                 self._record_delays(rows, tf)
             self.stats.rows_written += written
@@ -262,3 +280,17 @@ class Writer:
         self.stats.delays_ms.extend(now - (c.ts + tf.ms) for c in candles if c.source != "backfill")
         if len(self.stats.delays_ms) > 100_000:  # bounded even if nobody reads them
             del self.stats.delays_ms[:50_000]
+
+
+def _next_chunk(queues: list[WorkQueue], i: int) -> list[Work]:
+    """Up to `COMMIT_SERIES` series for a lane of store `i`: from the front of its own queue,
+    else from the back of the longest other one (the series its store would reach last). The
+    chunks shrink as a queue empties, so that the lanes finish a close close together."""
+    own = queues[i]
+    if own:
+        queue, take = own, own.popleft
+    else:
+        queue = max(queues, key=len)
+        take = queue.pop
+    size = min(COMMIT_SERIES, max(MIN_CHUNK, -(-len(queue) // 2)))
+    return [take()[1] for _ in range(min(size, len(queue)))]
