@@ -10,6 +10,7 @@ import aiohttp
 import ccxt.pro
 import pytest
 
+from okx_collector.simulator.ws import text_frame
 from sim_helpers import HOUR, MINUTE, pro_client, simulator, within
 
 pytestmark = pytest.mark.timeout(30)
@@ -160,3 +161,11 @@ async def test_two_clients_see_the_same_closed_candle() -> None:
         common = closed(a).keys() & closed(b).keys()
     assert common
     assert all(closed(a)[ts] == closed(b)[ts] for ts in common)
+
+
+def test_text_frames_carry_their_length_as_rfc_6455_says() -> None:
+    for n, header in ((5, b"\x81\x05"), (300, b"\x81\x7e\x01\x2c")):
+        assert text_frame(b"x" * n) == header + b"x" * n
+    big = text_frame(b"y" * 70_000)
+    assert big[:2] == b"\x81\x7f" and int.from_bytes(big[2:10], "big") == 70_000
+    assert len(big) == 10 + 70_000

@@ -288,9 +288,9 @@ def _next_chunk(queues: list[WorkQueue], i: int) -> list[Work]:
     chunks shrink as a queue empties, so that the lanes finish a close close together."""
     own = queues[i]
     if own:
-        queue, take = own, own.popleft
-    else:
+        queue, take, share = own, own.popleft, 2
+    else:  # a smaller bite: these series are not in this store's cache, so they cost more here
         queue = max(queues, key=len)
-        take = queue.pop
-    size = min(COMMIT_SERIES, max(MIN_CHUNK, -(-len(queue) // 2)))
+        take, share = queue.pop, 4
+    size = min(COMMIT_SERIES, max(MIN_CHUNK, -(-len(queue) // share)))
     return [take()[1] for _ in range(min(size, len(queue)))]
