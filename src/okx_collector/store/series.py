@@ -168,14 +168,17 @@ class SeriesIO(SeriesReader):
         if batch.num_rows == 0:
             return []
         key = series.kind.key
-        batch = dedupe_last(batch, key)
         keys = key_array(batch, key)
+        if keys.size > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+            batch = dedupe_last(batch, key)
+            keys = key_array(batch, key)
         out = _cut(batch, keys, lambda ts: partition_of(ts, series.period))
         if hours and series.period is Period.DAY:
             day, rows = out[-1]
+            first = keys.size - rows.num_rows
             newest = self._day_file_max(series, day)
-            if newest is None or int(keys[keys.size - rows.num_rows]) > newest:
-                out[-1:] = _cut(rows, key_array(rows, key), hour_partition)
+            if newest is None or int(keys[first]) > newest:
+                out[-1:] = _cut(rows, keys[first:], hour_partition)
                 self._entered(series, day)
         return out
 
