@@ -32,6 +32,8 @@ MIN_CHUNK = 25  # series per store call at least, as a close's queues run out (s
 WRITE_LANES = 2  # group commits in flight at once: encoding, open and rename release the GIL
 PARALLEL_WRITES = 4  # funding files written at once (candles go in one group commit)
 FIRST_SHARE = 2 / 3  # of the candle series, written by the first of several stores (see route)
+GATHER_QUIET_S = 0.005  # a burst has arrived once the queue stops growing for this long
+GATHER_MAX_S = 0.05  # a batch waits for the rest of its burst at most this long
 IDLE_S = 1.0  # an empty queue this long: merge ended days' hour files (see Store.compact_pending)
 COMPACT_AT_LEAST_S = 10.0  # a writer never idle for IDLE_S still merges a slice this often
 GIVE_BACK_S = 300.0  # idle writers return freed allocator pages this often (memory flat for months)
@@ -187,6 +189,7 @@ class Writer:
                 done = True
             else:
                 batch.append(first)
+                await self._gather()
             while len(batch) < BATCH_ITEMS and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is None:
@@ -205,6 +208,20 @@ class Writer:
                     time.monotonic() - started,
                     self._queue.qsize(),
                 )
+
+    async def _gather(self) -> None:
+        """Let a burst finish arriving before taking it: the confirmed candles of a close are
+        parsed one message at a time, and a batch taken at the first would hold one series and
+        make the other 999 wait for its write (~40 ms). Waits while the queue grows, at most
+        `GATHER_MAX_S`; alone, an item waits `GATHER_QUIET_S`."""
+        deadline = time.monotonic() + GATHER_MAX_S
+        size = -1
+        while time.monotonic() < deadline:
+            now = self._queue.qsize()
+            if now == size or now >= BATCH_ITEMS:
+                return
+            size = now
+            await asyncio.sleep(GATHER_QUIET_S)
 
     async def _write(self, batch: list[Item]) -> None:
         groups: dict[tuple[Kind, str, str], list[Item]] = defaultdict(list)
