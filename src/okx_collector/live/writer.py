@@ -87,8 +87,9 @@ def series_hash(inst_id: str, tf: Timeframe) -> float:
 
 
 def route_index(n: int, inst_id: str, tf: Timeframe) -> int:
-    """Which of `n` stores writes a candle series: always the same one, so that its cache and its
-    day tracking stay warm (a stable hash, not Python's salted one). The first store takes
+    """Which of `n` stores a candle series is queued for: always the same one, so that its cache
+    and its day tracking stay warm (a stable hash, not Python's salted one; another store writes
+    it only when this one falls behind in a close, see `_next_chunk`). The first store takes
     `FIRST_SHARE` of the series and the others split the rest: a writer process has an
     interpreter to itself, this process shares its own with the event loop."""
     if n == 1:

@@ -189,8 +189,8 @@ class Connection:
 
     async def _write(self, burst: bytes) -> None:
         """Send frames with one write to the socket, as a server's own buffering would: aiohttp
-        writes each frame on its own, a system call per frame (a third of the simulator's CPU at
-        8,000 pushes/s, and as many reads for the client). A client that stops reading makes
+        writes each frame on its own, a system call per frame (a quarter of the simulator's CPU
+        at 8,000 pushes/s, and as many reads for the client). A client that stops reading makes
         its socket buffer grow: wait for it to drain (and drop it if it never does, see
         `_send`)."""
         transport = self.transport
