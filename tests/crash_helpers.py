@@ -104,14 +104,13 @@ class Cli:
         self.send(signal.SIGKILL)
         assert self.wait(10) == -signal.SIGKILL
 
-    def kill_9_unless_done(self) -> bool:
-        """SIGKILL now, unless the process already finished its work (exit 0); whether it was
-        killed. (A late kill point can come after a resumed run has nothing left to do.)"""
-        if not self.running:
+    def kill_9_unless_done(self) -> None:
+        """SIGKILL now, unless the process already finished its work with exit 0. (A late kill
+        point can come after a resumed run has nothing left to do.)"""
+        if self.running:
+            self.kill_9()
+        else:
             assert self.proc.returncode == 0, self.stderr()
-            return False
-        self.kill_9()
-        return True
 
     def wait_for_stderr(self, text: str, timeout: float) -> None:
         def seen() -> bool:

@@ -84,7 +84,7 @@ def test_an_entry_is_used_only_for_the_file_identity_it_was_stored_with() -> Non
     assert cache.get(Path("a"), Path("a/p1"), SIG) is not None
 
 
-def test_an_entry_comes_back_equal_and_read_only() -> None:
+def test_an_entry_comes_back_equal_to_what_was_put() -> None:
     cache = TableCache(10, 2**20)
     original = pa.table({"ts": pa.array([1, 2, 3], pa.int64()), "s": pa.array(["a", None, "c"])})
     cache.put(Path("a"), Path("a/p"), SIG, original)

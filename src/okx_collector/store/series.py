@@ -17,7 +17,6 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from okx_collector.fsutil import fsync_dir
-from okx_collector.memory import give_back
 from okx_collector.store.arrow import empty_table
 from okx_collector.store.atomic import storage_error, write_atomic, write_temp
 from okx_collector.store.cache import FileSig, TableCache, file_sig
@@ -273,11 +272,12 @@ class SeriesIO(SeriesReader):
         with self._days_lock:
             left = len(self._pending)
             self._merged += merged
-            release, self._merged = (self._merged > 0 and not left), (self._merged if left else 0)
-        if release:  # the day's merges are done: give their pages back (~5 MB), and flush
-            # what they left to the disk now, in idle time, rather than in the next close's
-            # group commit (its sync would wait for 24,000 unlinked hour files' metadata)
-            give_back()
+            finished = self._merged > 0 and not left
+            if not left:
+                self._merged = 0
+        if finished:  # the day's merges are done: flush what they left to the disk now, in
+            # idle time, rather than in the next close's group commit (whose sync would wait for
+            # 24,000 unlinked hour files' metadata). (Their freed pages: the writer's give-back.)
             os.sync()
         return left
 

@@ -167,7 +167,8 @@ class Store:
 
     def give_back_memory(self) -> None:
         """Return freed allocator pages to the system (`okx_collector.memory`); a live writer
-        calls it now and then while idle, so that months of writes do not grow RSS."""
+        calls it once its queue is idle after a burst of writes, so that RSS between closes stays
+        at its settled level for months."""
         give_back()
 
     def check_writable(self) -> None:
