@@ -7,8 +7,15 @@ import asyncio
 import ccxt.async_support as ccxt_async
 import pytest
 
-from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
-from okx_collector.exchange import Instrument, OkxExchange, classify
+from okx_collector.errors import (
+    BadInput,
+    ExchangeMaintenance,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    InstrumentGone,
+)
+from okx_collector.exchange import OkxExchange, classify
+from okx_collector.instruments import Instrument
 from okx_collector.models import Candle, FundingObservation, RawCandle
 from okx_collector.simulator import Simulator
 from okx_collector.timeframes import DAY_MS, Timeframe
@@ -29,12 +36,22 @@ def as_tuples(rows: list[RawCandle]) -> list[tuple[float, ...]]:
 async def test_resolve_symbols_and_funding_targets(sim: Simulator) -> None:
     ex = await connected(sim)
     try:
-        insts = ex.resolve(["BTC/USDT", "eth-usdt-swap", "LINK/USDT"])
+        insts = ex.resolve(["BTC/USDT", "eth-usdt-swap", "LINK/USDT"]).instruments
         assert [i.inst_id for i in insts] == ["BTC-USDT", "ETH-USDT-SWAP", "LINK-USDT"]
         funding = ex.funding_instruments(insts)
         assert [i.inst_id for i in funding] == ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "LINK-USDT-SWAP"]
-        with pytest.raises(Exception, match=r"did you mean BTC/USDT"):
+        with pytest.raises(BadInput, match=r"did you mean BTC/USDT"):
             ex.resolve(["BTC/USDX"])
+        # Every unknown symbol is named at once; one whose data is stored was delisted.
+        with pytest.raises(BadInput, match=r"unknown 2 symbols: 'BTC/USDX' .*'FOO/BAR'"):
+            ex.resolve(["BTC/USDT", "BTC/USDX", "FOO/BAR"])
+        resolution = ex.resolve(
+            ["BTC/USDT", "GONE/USDT", "GONE/USDT:USDT"], {"GONE-USDT", "GONE-USDT-SWAP"}
+        )
+        assert [i.inst_id for i in resolution.instruments] == ["BTC-USDT"]
+        assert resolution.gone == ["GONE-USDT", "GONE-USDT-SWAP"]
+        with pytest.raises(BadInput, match=r"none of the configured symbols"):
+            ex.resolve(["GONE/USDT"], {"GONE-USDT"})
     finally:
         await ex.close()
 
@@ -43,7 +60,7 @@ async def test_resolve_symbols_and_funding_targets(sim: Simulator) -> None:
 async def test_page_walk_returns_every_candle_once(sim: Simulator, recent: bool) -> None:
     ex = await connected(sim)
     try:
-        inst = ex.resolve(["BTC/USDT:USDT"])[0]
+        inst = ex.resolve(["BTC/USDT:USDT"]).instruments[0]
         end = TF15.floor(sim.now_ms())  # closed candles only
         start = end - (1200 if recent else 5000) * TF15.ms
         got: list[RawCandle] = []
@@ -62,7 +79,7 @@ async def test_page_walk_returns_every_candle_once(sim: Simulator, recent: bool)
 async def test_in_progress_candle_is_flagged(sim: Simulator) -> None:
     ex = await connected(sim)
     try:
-        inst = ex.resolve(["ETH/USDT"])[0]
+        inst = ex.resolve(["ETH/USDT"]).instruments[0]
         now = sim.now_ms()
         rows = await ex.fetch_candles(
             inst, TF15, TF15.floor(now) - TF15.ms, TF15.floor(now) + TF15.ms,
@@ -76,7 +93,7 @@ async def test_in_progress_candle_is_flagged(sim: Simulator) -> None:
 async def test_funding_history_and_current(sim: Simulator) -> None:
     ex = await connected(sim)
     try:
-        inst = ex.resolve(["BTC/USDT:USDT"])[0]
+        inst = ex.resolve(["BTC/USDT:USDT"]).instruments[0]
         now = sim.now_ms()
         rates = await ex.fetch_funding_history(inst, now - 60 * DAY_MS, now)
         expected = sim.market.funding_history(inst.inst_id, now - 60 * DAY_MS, now)
@@ -99,9 +116,11 @@ async def test_websocket_confirm_flag_is_recovered() -> None:
         ex.attach_sinks(
             lambda i, t, ts, final: seen.append((i, ts, final)),
             lambda i, o: funding.append((i, o)),
+            lambda channel, i, msg: None,
+            lambda i, t, raw: None,
         )
-        inst = ex.resolve(["BTC/USDT"])[0]
-        perp = ex.resolve(["BTC/USDT:USDT"])[0]
+        inst = ex.resolve(["BTC/USDT"]).instruments[0]
+        perp = ex.resolve(["BTC/USDT:USDT"]).instruments[0]
 
         async def watch() -> None:
             while True:
@@ -142,12 +161,18 @@ async def test_websocket_confirm_flag_is_recovered() -> None:
         (TimeoutError(), ExchangeUnavailable),
         (ConnectionResetError(), ExchangeUnavailable),
         (ccxt_async.BadSymbol("51001"), ExchangeRejected),
+        (ccxt_async.OnMaintenance("50001"), ExchangeMaintenance),
         (ccxt_async.BadRequest("51000"), ExchangeRejected),
         (ccxt_async.ExchangeError("okx {}"), ExchangeRejected),
     ],
 )
 def test_classify(exc: Exception, kind: type) -> None:
     assert isinstance(classify(exc), kind)
+
+
+def test_51001_names_the_instrument_it_was_asked_about() -> None:
+    gone = classify(ccxt_async.BadSymbol("okx 51001"), "DOT-USDT")
+    assert isinstance(gone, InstrumentGone) and gone.inst_id == "DOT-USDT"
 
 
 async def test_unknown_instrument_is_rejected_and_429_is_retryable(sim: Simulator) -> None:
@@ -157,7 +182,7 @@ async def test_unknown_instrument_is_rejected_and_429_is_retryable(sim: Simulato
         with pytest.raises(ExchangeRejected, match="51001"):
             await ex.fetch_candles(ghost, TF15, 0, TF15.ms, recent=True, source="poll")
         sim.faults.rest_429_share = 1.0
-        inst = ex.resolve(["BTC/USDT"])[0]
+        inst = ex.resolve(["BTC/USDT"]).instruments[0]
         with pytest.raises(ExchangeUnavailable):
             await ex.fetch_candles(inst, TF15, 0, TF15.ms, recent=True, source="poll")
     finally:

@@ -18,6 +18,7 @@ from okx_collector.status import (
     status_to_json,
 )
 from okx_collector.store import Store
+from okx_collector.store.lifecycle import record_delisted
 from okx_collector.timeframes import HOUR_MS, MINUTE_MS, Timeframe
 
 M15 = Timeframe.parse("15m")
@@ -87,7 +88,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert list(first) == [
         "series", "kind", "inst_id", "timeframe", "interval_ms", "now_ms", "now", "first_ms",
         "first", "last_ms", "last", "rows", "gap_count", "missing", "largest_gap_missing",
-        "largest_gap_ms", "age_ms", "behind", "gaps",
+        "largest_gap_ms", "age_ms", "behind", "gaps", "delisted_ms", "delisted",
     ]  # fmt: skip
     assert first["first"] == "2026-01-31T20:00:00Z" and first["first_ms"] == T0
     assert first["gaps"][0] == {
@@ -110,3 +111,20 @@ def test_formatting_helpers() -> None:
     ]  # fmt: skip
     assert human_duration(2 * 24 * HOUR_MS + 4 * HOUR_MS) == "2d 4h"
     assert human_duration(-5 * MINUTE_MS) == "-5m"
+
+
+def test_a_delisted_series_is_shown_as_delisted_not_stale(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    record_delisted(store.data_dir, "BTC-USDT", NOW - 3_600_000)
+    statuses = collect_status(store, NOW)
+    btc = [s for s in statuses if s.inst_id == "BTC-USDT"]
+    assert btc and all(s.delisted_ms == NOW - 3_600_000 for s in btc)
+    assert all(s.delisted_ms is None for s in statuses if s.inst_id != "BTC-USDT")
+    console = Console(record=True, width=160)
+    render_status(statuses, console)
+    day = datetime.fromtimestamp((NOW - 3_600_000) / 1000, UTC).strftime("%Y-%m-%d")
+    assert f"delisted {day}" in console.export_text()
+    doc = json.loads(status_to_json(statuses))
+    row = next(r for r in doc["series"] if r["inst_id"] == "BTC-USDT")
+    assert row["delisted_ms"] == NOW - 3_600_000
+    assert status_from_json(status_to_json(statuses)) == statuses

@@ -25,6 +25,7 @@ from okx_collector.timeframes import (
     Timeframe,
     UnknownTimeframe,
 )
+from okx_collector.universe import split_entries
 
 DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT")
 OKX_REST_URL = "https://www.okx.com"
@@ -188,7 +189,9 @@ def _convert(name: str, value: Any) -> Any:
     if name == "data_dir":
         return Path(str(value)).expanduser()
     if name == "symbols":
-        return tuple(s.upper() for s in _split_list(value, flag))
+        symbols = tuple(s.upper() for s in _split_list(value, flag))
+        split_entries(symbols)  # a malformed selector fails now, before any network call
+        return symbols
     if name == "timeframes":
         return _timeframes(value, flag)
     if name == "funding":

@@ -7,9 +7,12 @@
     │                              writable, exchange unreachable, websockets not installed)
     │   └── StorageError           a Parquet file could not be read or written
     └── ExchangeError              exit 1: raised by `exchange` only, after classification
-        ├── ExchangeUnavailable    retryable: network trouble, timeouts, 429/50011, 5xx, maintenance
+        ├── ExchangeUnavailable    retryable: network trouble, timeouts, 429/50011, 5xx
+        │   └── ExchangeMaintenance  OKX is in maintenance (50001): wait for as long as it lasts
         └── ExchangeRejected       fatal: the exchange refused the request itself (bad symbol,
-                                   bad parameter); retrying cannot help
+            │                      bad parameter); retrying cannot help
+            └── InstrumentGone     OKX does not know the instrument (51001 on REST, 60018 on a
+                                   subscribe): delisted, or never listed
 
 Only `exchange` maps ccxt's exceptions onto this tree, so the rest of the code never imports ccxt.
 """
@@ -45,8 +48,20 @@ class ExchangeUnavailable(ExchangeError):
     """Transient: the same request may succeed later (back off and retry)."""
 
 
+class ExchangeMaintenance(ExchangeUnavailable):
+    """OKX announced maintenance: every part waits for as long as it lasts (no attempt limit)."""
+
+
 class ExchangeRejected(ExchangeError):
     """Permanent: the exchange refused this request; do not retry it."""
+
+
+class InstrumentGone(ExchangeRejected):
+    """OKX no longer knows this instrument (delisted), or never did."""
+
+    def __init__(self, inst_id: str, message: str) -> None:
+        super().__init__(f"{inst_id}: {message}")
+        self.inst_id = inst_id
 
 
 def unwrap(exc: BaseException) -> BaseException:

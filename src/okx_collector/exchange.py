@@ -1,32 +1,36 @@
-"""The exchange layer: the only module that imports ccxt.
+"""The exchange layer: with `okx_ws`, the only modules that import ccxt.
 
-REST and websockets go through one `ccxt.pro.okx` subclass (plain `ccxt.async_support.okx`, REST
-only, when ccxt.pro cannot be imported) that also hands OKX's raw candle rows (with the `confirm`
-flag and `volCcyQuote` that ccxt's parser drops, OKX.md §2.8) to a sink. History is read through
-ccxt's implicit endpoint methods with explicit, exclusive `before`/`after` bounds, so that one page
-is exactly the candles of one window (OKX.md §1.3 gotchas 4-6 do not apply). ccxt's exceptions are
-classified in one place, `classify`.
+REST and websockets go through one `ccxt.pro.okx` subclass (`okx_ws`; plain
+`ccxt.async_support.okx`, REST only, when ccxt.pro cannot be imported) that also hands OKX's raw
+candle rows, funding pushes and refused subscriptions to sinks. History is read through ccxt's
+implicit endpoint methods with explicit, exclusive `before`/`after` bounds, and paged by what came
+back, never by the page size OKX is expected to allow: OKX has capped pages below its documented
+maximum before (OKX.md §7). ccxt's exceptions are classified in one place, `classify`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import ccxt.async_support as ccxt_async
 
 from okx_collector.errors import (
-    BadInput,
     EnvironmentProblem,
     ExchangeError,
+    ExchangeMaintenance,
     ExchangeRejected,
     ExchangeUnavailable,
+    InstrumentGone,
+)
+from okx_collector.instruments import (
+    Instrument,
+    Resolution,
+    instrument_from_market,
+    resolve,
 )
 from okx_collector.models import (
     Candle,
@@ -38,21 +42,14 @@ from okx_collector.models import (
     parse_okx_funding_current,
     parse_okx_funding_history,
 )
+from okx_collector.okx_ws import WS_IMPORT_ERROR, RefusalSink, make_ws_class
 from okx_collector.pacing import Pacer
 from okx_collector.timeframes import Timeframe
 
-try:  # ccxt.pro ships with ccxt >= 4, but a trimmed install may lack it (or its websocket deps).
-    import ccxt.pro as ccxt_pro
-
-    WS_IMPORT_ERROR: str | None = None
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    ccxt_pro = None
-    WS_IMPORT_ERROR = str(exc)
-
 log = logging.getLogger(__name__)
 
-PAGE_LIMIT = 300  # rows per candle request, OKX's maximum on both endpoints
-FUNDING_PAGE_LIMIT = 400  # rows per funding-history request
+PAGE_LIMIT = 300  # rows asked per candle request, OKX's documented maximum on both endpoints
+FUNDING_PAGE_LIMIT = 400  # rows asked per funding-history request
 # OKX's REST bar names; 6h and longer ask for the UTC-aligned variants (OKX.md §5).
 OKX_BARS = {
     "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m",
@@ -64,13 +61,21 @@ WS_TIMEFRAMES = frozenset({"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h"})
 _CHANNEL_TO_TF = {"candle" + OKX_BARS[name]: Timeframe.parse(name) for name in WS_TIMEFRAMES}
 
 
-def classify(exc: BaseException) -> ExchangeError:
-    """Map any exception from a ccxt call onto retryable or fatal (the one place that decides)."""
+def classify(exc: BaseException, inst_id: str | None = None) -> ExchangeError:
+    """Map any exception from a ccxt call onto retryable or fatal (the one place that decides).
+
+    `inst_id`: the instrument the call named, so that OKX's 51001 ("Instrument ID does not
+    exist", ccxt's BadSymbol) becomes `InstrumentGone` for it.
+    """
     if isinstance(exc, ExchangeError):
         return exc
     message = f"{type(exc).__name__}: {exc}".strip()
     if len(message) > 300:
         message = message[:300] + "..."
+    if isinstance(exc, ccxt_async.OnMaintenance):
+        return ExchangeMaintenance(message)
+    if isinstance(exc, ccxt_async.BadSymbol) and inst_id is not None:
+        return InstrumentGone(inst_id, message)
     # NetworkError covers RateLimitExceeded, DDoSProtection, ExchangeNotAvailable (5xx, 50011 on
     # old ccxt), OnMaintenance and RequestTimeout; BadResponse is a garbled or empty answer.
     if isinstance(
@@ -84,77 +89,53 @@ def classify(exc: BaseException) -> ExchangeError:
 
 
 @contextmanager
-def _classified() -> Iterator[None]:
+def _classified(inst_id: str | None = None) -> Iterator[None]:
     try:
         yield
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        raise classify(exc) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    """One OKX instrument as the collector needs it."""
-
-    symbol: str  # ccxt unified symbol, e.g. "BTC/USDT:USDT"
-    inst_id: str  # OKX instId, e.g. "BTC-USDT-SWAP"; also the store's directory name
-    is_spot: bool
-
-    @property
-    def is_perpetual(self) -> bool:
-        return not self.is_spot
+        raise classify(exc, inst_id) from exc
 
 
 # (inst_id, timeframe, open time of the pushed candle, the final candle if OKX confirmed it)
 CandleSink = Callable[[str, Timeframe, int, Candle | None], None]
 FundingSink = Callable[[str, FundingObservation], None]
+# A push that could not be parsed: (inst_id, timeframe or None for funding, the raw row's text)
+BadPushSink = Callable[[str, Timeframe | None, str], None]
+
+_WS_CLASS = make_ws_class()
 
 
-FEED_EVERY_S = 1.0  # ccxt parses an in-progress push of a series at most this often
+class BadRows:
+    """Rows from OKX that do not parse (a number sent as `""`, a short row): each is skipped and
+    its series fetched again later; the first per series is logged with its raw text, once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._logged: set[str] = set()
+
+    def report(self, what: str, raw: object) -> None:
+        self.count += 1
+        if what not in self._logged:
+            self._logged.add(what)
+            text = repr(raw)
+            log.warning(
+                "%s: skipped a row OKX sent that does not parse: %s (fetched again over REST; "
+                "further ones for this series are counted, not logged)",
+                what, text if len(text) <= 300 else text[:300] + "...",
+            )  # fmt: skip
 
 
-def _make_ws_class() -> Any:
-    """A ccxt.pro okx client that also hands raw pushes to sinks (ccxt itself is unchanged)."""
-    if ccxt_pro is None:  # pragma: no cover
-        return None
-
-    class OkxWithRawPushes(ccxt_pro.okx):  # type: ignore[misc]
-        candle_sink: Callable[[dict[str, Any]], None] | None = None
-        funding_sink: Callable[[dict[str, Any]], None] | None = None
-        fed: dict[tuple[str, str], float]  # (channel, instId) -> last fed to ccxt; attach_sinks
-
-        def handle_ohlcv(self, client: Any, message: dict[str, Any]) -> Any:
-            if self.candle_sink is not None:
-                self.candle_sink(message)
-                if not self._feed_ccxt(message):
-                    return None
-            return super().handle_ohlcv(client, message)
-
-        def _feed_ccxt(self, message: dict[str, Any]) -> bool:
-            """Whether ccxt should parse this push too. The sink has the row; ccxt's parse and
-            cache of it are work nobody reads, needed only to resolve the watch calls (which
-            surface connection changes). So ccxt gets a push at most every FEED_EVERY_S per
-            series: at OKX's cadence of 2-8 pushes a second this halves to eighths ccxt's share
-            of the collector's CPU, and at a candle close, when a thousand confirmed rows arrive
-            together, ccxt does not parse them while the writer needs the interpreter."""
-            arg = message.get("arg") or {}
-            key = (str(arg.get("channel")), str(arg.get("instId")))
-            now = time.monotonic()
-            if now - self.fed.get(key, -FEED_EVERY_S) < FEED_EVERY_S:
-                return False
-            self.fed[key] = now
-            return True
-
-        def handle_funding_rate(self, client: Any, message: dict[str, Any]) -> Any:
-            if self.funding_sink is not None:
-                self.funding_sink(message)
-            return super().handle_funding_rate(client, message)
-
-    return OkxWithRawPushes
-
-
-_WS_CLASS = _make_ws_class()
+def _data(response: Any, endpoint: str) -> list[Any]:
+    """The `data` list of an OKX answer; anything else is a garbled answer (retryable)."""
+    data = response.get("data") if isinstance(response, dict) else None
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        text = " ".join(str(response).split())
+        raise ExchangeUnavailable(f"{endpoint} answered without OKX's data list: {text[:100]!r}")
+    return data
 
 
 class OkxExchange:
@@ -190,40 +171,39 @@ class OkxExchange:
             config["options"]["OHLCVLimit"] = 1
             self._rest = _WS_CLASS(config)
         self._ws: Any = None  # the same client, once `attach_sinks` has armed it
-        self.instruments: dict[str, Instrument] = {}  # by ccxt symbol
-        self.by_inst_id: dict[str, Instrument] = {}
+        self.instruments: dict[str, Instrument] = {}  # listed now, by ccxt symbol
+        self.listed: dict[str, Instrument] = {}  # listed now, by instId
+        self.by_inst_id: dict[str, Instrument] = {}  # every instrument seen, by instId
         self.requests = 0  # REST requests sent, for benchmarks and heartbeats
+        self.bad_rows = BadRows()
 
     # -- markets ---------------------------------------------------------------------------------
 
-    async def load_markets(self) -> None:
+    async def load_markets(self, *, reload: bool = False) -> set[str]:
+        """Load (`reload`: again) OKX's spot and swap instruments; return the instIds listed now.
+
+        An instrument seen before and no longer listed (delisted) stays known by id, so that its
+        stored data and late pushes can still be routed; `listed` holds only the current ones.
+        """
         async with self.pacer.slot("instruments", "SPOT"), self.pacer.slot("instruments", "SWAP"):
             with _classified():
-                markets = await self._rest.load_markets()
+                markets = await self._rest.load_markets(reload)
         self.requests += 2
+        listed: dict[str, Instrument] = {}
         for market in markets.values():
             if market.get("spot") or market.get("swap"):
-                inst = Instrument(market["symbol"], market["id"], bool(market.get("spot")))
-                self.instruments[inst.symbol] = inst
+                inst = instrument_from_market(market)
+                listed[inst.inst_id] = inst
                 self.by_inst_id[inst.inst_id] = inst
+        self.listed = listed
+        self.instruments = {inst.symbol: inst for inst in listed.values()}
+        return set(listed)
 
-    def resolve(self, symbols: Sequence[str]) -> list[Instrument]:
-        """Map user symbols (`BTC/USDT`, `BTC/USDT:USDT` or OKX `BTC-USDT-SWAP`) to instruments."""
-        resolved: list[Instrument] = []
-        for raw in symbols:
-            text = raw.strip().upper()
-            inst = self.instruments.get(text) or self.by_inst_id.get(text)
-            if inst is None:
-                names = list(self.instruments)
-                close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise BadInput(
-                    f"unknown symbol {raw!r}: OKX lists no such spot or swap market{hint} "
-                    "(use ccxt symbols such as BTC/USDT or BTC/USDT:USDT)"
-                )
-            if inst not in resolved:
-                resolved.append(inst)
-        return resolved
+    def resolve(
+        self, symbols: Sequence[str], stored: Collection[str] = (), *, allow_none: bool = False
+    ) -> Resolution:
+        """Configured symbols to listed instruments (see `instruments.resolve`)."""
+        return resolve(symbols, self.listed, stored, allow_none=allow_none)
 
     def funding_instruments(self, instruments: Sequence[Instrument]) -> list[Instrument]:
         """Every configured perpetual, and the linear perpetual of every configured spot symbol."""
@@ -239,6 +219,28 @@ class OkxExchange:
         return out
 
     # -- REST --------------------------------------------------------------------------------------
+
+    async def quote_volumes(self, inst_types: Sequence[str]) -> dict[str, float]:
+        """instId -> 24 h volume in quote currency, from OKX's tickers of these instTypes.
+
+        `volCcy24h` is in quote currency for spot but in base currency for swaps (OKX v5 docs,
+        market/tickers), so a swap's is converted at its last price.
+        """
+        out: dict[str, float] = {}
+        for inst_type in inst_types:
+            async with self.pacer.slot("tickers"):
+                with _classified():
+                    response = await self._rest.public_get_market_tickers({"instType": inst_type})
+            self.requests += 1
+            for row in _data(response, "tickers"):
+                try:
+                    volume = float(row["volCcy24h"])
+                    if inst_type != "SPOT":
+                        volume *= float(row["last"])
+                    out[str(row["instId"])] = volume
+                except (ValueError, KeyError, TypeError):
+                    self.bad_rows.report(f"{row!r:.40} ticker", row)
+        return out
 
     async def fetch_time(self) -> int:
         """The exchange's current time, ms."""
@@ -258,13 +260,35 @@ class OkxExchange:
         recent: bool,
         source: Source,
     ) -> list[RawCandle]:
-        """One page: the candles whose open is in [start, end), at most 300 bars, oldest first.
+        """Every candle whose open is in [start, end) (at most PAGE_LIMIT bars), oldest first.
 
         `recent` uses `market/candles` (latest 1,440 bars, its own rate limit) instead of
         `market/history-candles`. Rows may include the in-progress candle (confirmed False).
+        OKX returns the newest rows of a window; when fewer come back than the window holds, the
+        rest is asked for again, until the window is covered or OKX has nothing older (before
+        the listing, or a hole in its data): a page cap below the documented 300 (OKX had 100
+        until 2025) costs requests, never candles.
         """
         if end - start > PAGE_LIMIT * tf.ms:
             raise ValueError(f"a page holds at most {PAGE_LIMIT} bars")
+        out: dict[int, RawCandle] = {}
+        after = end
+        while after > start:
+            rows = await self._candle_page(inst, tf, start, after, recent=recent, source=source)
+            window = [r for r in rows if start <= r.candle.ts < after]
+            if not window:
+                break
+            for row in window:
+                if tf.is_aligned(row.candle.ts):
+                    out[row.candle.ts] = row
+            after = min(r.candle.ts for r in window)
+        return [out[ts] for ts in sorted(out)]
+
+    async def _candle_page(
+        self, inst: Instrument, tf: Timeframe, start: int, end: int, *, recent: bool, source: Source
+    ) -> list[RawCandle]:
+        """One request: what OKX returns of [start, end), parsed (rows that do not parse are
+        logged and left out, so the caller sees them as missing and asks again later)."""
         endpoint = "candles" if recent else "history-candles"
         params = {
             "instId": inst.inst_id,
@@ -275,34 +299,44 @@ class OkxExchange:
             "after": str(end),
         }
         async with self.pacer.slot(endpoint):
-            with _classified():
+            with _classified(inst.inst_id):
                 if recent:
                     response = await self._rest.public_get_market_candles(params)
                 else:
                     response = await self._rest.public_get_market_history_candles(params)
         self.requests += 1
-        rows = [parse_okx_candle(r, inst.is_spot, source) for r in response.get("data") or []]
-        rows = [r for r in rows if start <= r.candle.ts < end and tf.is_aligned(r.candle.ts)]
-        rows.sort(key=lambda r: r.candle.ts)
+        rows = []
+        for raw in _data(response, endpoint):
+            try:
+                rows.append(parse_okx_candle(raw, inst.is_spot, source))
+            except (ValueError, IndexError, TypeError):
+                self.bad_rows.report(f"{inst.inst_id} {tf.name}", raw)
         return rows
 
     async def newest_open_before(self, inst: Instrument, tf: Timeframe, ts: int) -> int | None:
         """Open time of the newest candle older than `ts`, or None if OKX has none (pre-listing)."""
         params = {"instId": inst.inst_id, "bar": OKX_BARS[tf.name], "limit": "1", "after": str(ts)}
         async with self.pacer.slot("history-candles"):
-            with _classified():
+            with _classified(inst.inst_id):
                 response = await self._rest.public_get_market_history_candles(params)
         self.requests += 1
-        opens = [int(row[0]) for row in response.get("data") or [] if int(row[0]) < ts]
+        opens = []
+        for row in _data(response, "history-candles"):
+            try:
+                opens.append(int(row[0]))
+            except (ValueError, IndexError, TypeError):
+                self.bad_rows.report(f"{inst.inst_id} {tf.name}", row)
+        opens = [t for t in opens if t < ts]
         return max(opens) if opens else None
 
     async def fetch_funding_history(
         self, inst: Instrument, start: int, end: int, source: Source = "backfill"
     ) -> list[FundingRate]:
-        """Settled funding rates with funding_time in [start, end), oldest first."""
+        """Settled funding rates with funding_time in [start, end), oldest first; paged by what
+        came back until OKX has nothing older in the range (its cap has changed before)."""
         out: dict[int, FundingRate] = {}
         after = end
-        while True:
+        while after > start:
             params = {
                 "instId": inst.inst_id,
                 "limit": str(FUNDING_PAGE_LIMIT),
@@ -310,32 +344,38 @@ class OkxExchange:
                 "after": str(after),
             }
             async with self.pacer.slot("funding-rate-history", inst.inst_id):
-                with _classified():
+                with _classified(inst.inst_id):
                     response = await self._rest.public_get_public_funding_rate_history(params)
             self.requests += 1
-            page = [parse_okx_funding_history(r, source) for r in response.get("data") or []]
-            for rate in page:
-                if start <= rate.funding_time < end:
-                    out[rate.funding_time] = rate
-            if len(page) < FUNDING_PAGE_LIMIT:
+            page = []
+            for row in _data(response, "funding-rate-history"):
+                try:
+                    page.append(parse_okx_funding_history(row, source))
+                except (ValueError, KeyError, TypeError):
+                    self.bad_rows.report(f"{inst.inst_id} funding", row)
+            window = [r for r in page if start <= r.funding_time < after]
+            if not window:
                 break
-            oldest = min(r.funding_time for r in page)
-            if oldest >= after:  # the server ignored `after`: stop rather than loop forever
-                break
-            after = oldest
+            for rate in window:
+                out[rate.funding_time] = rate
+            after = min(r.funding_time for r in window)
         return [out[t] for t in sorted(out)]
 
     async def fetch_funding_current(
         self, inst: Instrument, source: Source = "poll"
     ) -> FundingObservation:
         async with self.pacer.slot("funding-rate", inst.inst_id):
-            with _classified():
+            with _classified(inst.inst_id):
                 response = await self._rest.public_get_public_funding_rate({"instId": inst.inst_id})
         self.requests += 1
-        data = response.get("data") or []
+        data = _data(response, "funding-rate")
         if not data:
             raise ExchangeUnavailable(f"funding-rate for {inst.inst_id} came back empty")
-        return parse_okx_funding_current(data[0], observed_at=0, source=source)
+        try:
+            return parse_okx_funding_current(data[0], observed_at=0, source=source)
+        except (ValueError, KeyError, TypeError):
+            self.bad_rows.report(f"{inst.inst_id} funding", data[0])
+            raise ExchangeUnavailable(f"funding-rate for {inst.inst_id} did not parse") from None
 
     # -- websockets ------------------------------------------------------------------------------
 
@@ -349,8 +389,15 @@ class OkxExchange:
             )
         return None
 
-    def attach_sinks(self, on_candle: CandleSink, on_funding: FundingSink) -> None:
-        """Create the websocket client; raw pushes go to the sinks, on the event loop thread."""
+    def attach_sinks(
+        self,
+        on_candle: CandleSink,
+        on_funding: FundingSink,
+        on_refused: RefusalSink,
+        on_bad_push: BadPushSink,
+    ) -> None:
+        """Arm the websocket client: raw pushes, refused subscriptions (channel, instId, OKX's
+        message) and pushes that do not parse go to the sinks, on the event loop thread."""
         problem = self.websocket_problem()
         if problem:
             raise EnvironmentProblem(problem)
@@ -372,21 +419,47 @@ class OkxExchange:
                     else:
                         on_candle(inst.inst_id, tf, int(row[0]), None)
                 except (ValueError, IndexError, TypeError):
-                    log.warning("ignoring a malformed candle push for %s: %r", inst.inst_id, row)
+                    self.bad_rows.report(f"{inst.inst_id} {tf.name} push", row)
+                    on_bad_push(inst.inst_id, tf, repr(row))
 
         def funding_frame(message: dict[str, Any]) -> None:
             for row in message.get("data") or []:
+                inst_id = str(row.get("instId", "")) if isinstance(row, dict) else ""
                 try:
                     obs = parse_okx_funding_current(row, observed_at=0, source="ws")
-                except (ValueError, KeyError, TypeError):
-                    log.warning("ignoring a malformed funding push: %r", row)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    self.bad_rows.report(f"{inst_id or '?'} funding push", row)
+                    on_bad_push(inst_id, None, repr(row))
                     continue
-                on_funding(str(row.get("instId", "")), obs)
+                on_funding(inst_id, obs)
+
+        def refused(channel: str, inst_id: str, message: str) -> None:
+            self._forget_subscriptions(channel, inst_id)
+            on_refused(channel, inst_id, message)
 
         ws.fed = {}
         ws.candle_sink = candle_frame
         ws.funding_sink = funding_frame
+        ws.refusal_sink = refused
         self._ws = ws
+
+    def _forget_subscriptions(self, channel: str, inst_id: str) -> None:
+        """ccxt keeps a refused subscription marked as sent; forget it, so that a later watch
+        naming the instrument (relisted, or refused for a passing reason) subscribes again."""
+        inst = self.by_inst_id.get(inst_id)
+        names = {inst_id} if inst is None else {inst_id, inst.symbol}
+        for client in list(self._ws.clients.values()):
+            for key in list(client.subscriptions):
+                if channel in key and any(key.endswith(":" + name) for name in names):
+                    del client.subscriptions[key]
+
+    def forget_candle_subscriptions(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
+        """After a refusal ccxt could not attribute (it rejected every watch of the connection),
+        forget the batch's subscriptions so that the next watch sends them again."""
+        if self._ws is None:
+            return
+        for inst, tf in series:
+            self._forget_subscriptions("candle" + OKX_BARS[tf.name], inst.inst_id)
 
     async def watch_candles(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
         """Keep a batch of candle subscriptions alive; returns when any of them updates.
@@ -408,7 +481,7 @@ class OkxExchange:
 
     async def watch_funding(self, inst: Instrument) -> None:
         """Keep a funding-rate subscription alive; returns on each push (data goes to the sink)."""
-        with _classified():
+        with _classified(inst.inst_id):
             await self._ws.watch_funding_rate(inst.symbol)
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ OKX_LIMITS: dict[str, tuple[int, float]] = {
     "funding-rate": (10, 2.0),  # per instId
     "instruments": (20, 2.0),  # per instType
     "time": (10, 2.0),
+    "tickers": (20, 2.0),
 }
 # OKX counts a request when it arrives; we cannot see that moment, but it lies between our send
 # and the response. So a slot is occupied from its grant until its response arrives, and its 2 s

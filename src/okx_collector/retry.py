@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-from okx_collector.errors import ExchangeUnavailable
+from okx_collector.errors import ExchangeMaintenance, ExchangeUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -36,6 +37,30 @@ def backoff_delays(
         ceiling = min(cap, ceiling * factor)
 
 
+MAINTENANCE_LOG_EVERY_S = 60.0
+
+
+class _MaintenanceNotice:
+    """One WARNING while OKX is in maintenance, repeated at most every MAINTENANCE_LOG_EVERY_S
+    whatever number of tasks are waiting (each would otherwise log every retry)."""
+
+    def __init__(self) -> None:
+        self._last = -MAINTENANCE_LOG_EVERY_S
+
+    def waiting(self, what: str, exc: ExchangeUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._last >= MAINTENANCE_LOG_EVERY_S:
+            self._last = now
+            log.warning(
+                "OKX is in maintenance (%s, during %s); waiting and retrying for as long as it "
+                "lasts, then catching up",
+                exc, what,
+            )  # fmt: skip
+
+
+maintenance_notice = _MaintenanceNotice()
+
+
 async def with_retries(
     call: Callable[[], Awaitable[T]],
     *,
@@ -46,18 +71,24 @@ async def with_retries(
 ) -> T:
     """Await `call()`, retrying `ExchangeUnavailable` with backoff; other errors propagate.
 
-    After `attempts` failures the last `ExchangeUnavailable` is raised.
+    After `attempts` failures the last `ExchangeUnavailable` is raised. OKX's maintenance
+    (`ExchangeMaintenance`) does not count as an attempt: maintenance lasts from minutes to more
+    than an hour (OKX.md §7), and the call is waited for, with capped backoff, until it ends.
     """
     waits = delays()
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
         try:
             return await call()
+        except ExchangeMaintenance as exc:
+            maintenance_notice.waiting(what, exc)
+            delay = next(waits)
         except ExchangeUnavailable as exc:
-            if attempt == attempts:
+            attempt += 1
+            if attempt >= attempts:
                 raise
             if on_retry is not None:
                 on_retry(exc)
             delay = next(waits)
             log.debug("%s failed (%s); retry %d in %.2fs", what, exc, attempt, delay)
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+        await asyncio.sleep(delay)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from okx_collector.config import Settings
-from okx_collector.errors import EnvironmentProblem, ExchangeRejected, ExchangeUnavailable
-from okx_collector.exchange import Instrument, OkxExchange
+from okx_collector.errors import BadInput, EnvironmentProblem, ExchangeRejected, ExchangeUnavailable
+from okx_collector.exchange import OkxExchange
+from okx_collector.instruments import Instrument
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store import Store
+from okx_collector.store.lifecycle import record_delisted
 from okx_collector.store.store import cache_bytes
 from okx_collector.timeframes import Timeframe
+from okx_collector.universe import Selector, needs_volumes, select, split_entries
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".okx-collector.lock"
@@ -64,6 +68,7 @@ class Session:
     funding: list[Instrument]  # perpetuals whose funding is collected
     timeframes: tuple[Timeframe, ...]
     now: int  # exchange time at start
+    selectors: list[Selector] = field(default_factory=list)  # followed while collecting
 
     @property
     def series(self) -> list[tuple[Instrument, Timeframe]]:
@@ -72,14 +77,18 @@ class Session:
 
 async def open_session(
     settings: Settings,
+    store: Store,
     *,
     rate_limit_scale: float = 1.0,
     keepalive_ms: int = 18_000,
     delays: BackoffFactory = backoff_delays,
 ) -> Session:
-    """Connect, load markets (a few retries), resolve symbols, read the exchange's clock.
+    """Connect, load markets (a few retries; through maintenance, as long as it lasts), resolve
+    symbols, read the exchange's clock.
 
-    The caller owns the returned exchange and must close it.
+    A configured symbol whose data is in `store` but which OKX no longer lists was delisted: one
+    WARNING, recorded in the store, and the others run. The caller owns the returned exchange
+    and must close it.
     """
     exchange = OkxExchange(
         settings.rest_url,
@@ -98,12 +107,50 @@ async def open_session(
                 f"cannot reach the exchange at {settings.rest_url} ({exc}); "
                 "check the network or --rest-url"
             ) from None
-        instruments = exchange.resolve(settings.symbols)
+        stored = await asyncio.to_thread(_stored_inst_ids, store)
+        plain, selectors = split_entries(settings.symbols)
+        resolution = exchange.resolve(plain, stored, allow_none=bool(selectors))
+        for inst_id in resolution.gone:
+            await asyncio.to_thread(record_delisted, store.data_dir, inst_id, now)
+            log.warning(
+                "%s is no longer listed by OKX (delisted): not collected; its data stays in %s",
+                inst_id, store.data_dir,
+            )  # fmt: skip
+        instruments = list(resolution.instruments)
+        if selectors:
+            chosen = await selected(exchange, selectors, delays)
+            instruments += [inst for inst in chosen if inst not in instruments]
+            log.info("%s: %d instruments", ", ".join(map(str, selectors)), len(chosen))
+            if not instruments:
+                raise BadInput(
+                    f"{', '.join(map(str, selectors))} matches no instrument OKX lists now; "
+                    "check the currency (e.g. spot:USDT)"
+                )
         funding = exchange.funding_instruments(instruments) if settings.funding else []
     except BaseException:
         await exchange.close()
         raise
-    return Session(exchange, instruments, funding, settings.timeframes, now)
+    return Session(exchange, instruments, funding, settings.timeframes, now, selectors)
+
+
+async def selected(
+    exchange: OkxExchange, selectors: list[Selector], delays: BackoffFactory
+) -> list[Instrument]:
+    """What the selectors name in OKX's current list (with 24 h volumes for top-N ones)."""
+    kinds = needs_volumes(selectors)
+    volumes = (
+        await with_retries(
+            lambda: exchange.quote_volumes(kinds), what="24 h volumes", attempts=5, delays=delays
+        )
+        if kinds
+        else {}
+    )
+    return select(selectors, exchange.listed, volumes)
+
+
+def _stored_inst_ids(store: Store) -> set[str]:
+    """Every instId with candles or settled funding in the store."""
+    return {inst_id for inst_id, _ in store.list_candle_series()} | set(store.list_funding_series())
 
 
 def open_store(data_dir: Path, cache_mb: float | None = None) -> Store:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from okx_collector.store import Store
 from okx_collector.store.coverage import Coverage, Gap, candle_coverage, funding_coverage
+from okx_collector.store.lifecycle import read_delisted
 from okx_collector.timeframes import Timeframe
 
 JSON_VERSION = 1
@@ -32,6 +33,7 @@ class SeriesStatus:
     timeframe: str | None  # candle timeframe name; None for funding
     now_ms: int  # the exchange time the ages are measured at
     coverage: Coverage
+    delisted_ms: int | None = None  # when the collector found OKX no longer lists it
 
     @property
     def name(self) -> str:
@@ -41,15 +43,15 @@ class SeriesStatus:
 def collect_status(store: Store, now_ms: int) -> list[SeriesStatus]:
     """Coverage of every candle series, then every settled-funding series, in sorted order."""
     out: list[SeriesStatus] = []
+    delisted = read_delisted(store.data_dir)
     for inst_id, tf_name in store.list_candle_series():
         tf = Timeframe.parse(tf_name)
         ts = store.candle_timestamps(inst_id, tf)
-        out.append(
-            SeriesStatus("candles", inst_id, tf.name, now_ms, candle_coverage(ts, tf, now_ms))
-        )
+        cov = candle_coverage(ts, tf, now_ms)
+        out.append(SeriesStatus("candles", inst_id, tf.name, now_ms, cov, delisted.get(inst_id)))
     for inst_id in store.list_funding_series():
-        times = store.funding_times(inst_id)
-        out.append(SeriesStatus("funding", inst_id, None, now_ms, funding_coverage(times, now_ms)))
+        cov = funding_coverage(store.funding_times(inst_id), now_ms)
+        out.append(SeriesStatus("funding", inst_id, None, now_ms, cov, delisted.get(inst_id)))
     return out
 
 
@@ -126,7 +128,10 @@ def render_status(statuses: list[SeriesStatus], console: Console) -> None:
             "—" if largest is None else f"{human_duration(largest.span_ms)} ({largest.missing})"
         )
         behind = f" (+{cov.behind} due)" if cov.behind else ""
-        style = "red" if cov.gap_count or cov.behind else None
+        age = human_duration(cov.age_ms) + behind
+        if s.delisted_ms is not None:  # ended, not stale: nothing is due any more
+            age = "delisted " + _short_time(s.delisted_ms, "%Y-%m-%d")
+        style = "red" if cov.gap_count or (cov.behind and s.delisted_ms is None) else None
         table.add_row(
             s.name.replace(" funding", " fund"),
             _short_time(cov.first, fmt),
@@ -135,7 +140,7 @@ def render_status(statuses: list[SeriesStatus], console: Console) -> None:
             f"{cov.gap_count:,}",
             f"{cov.missing:,}",
             gap_text,
-            human_duration(cov.age_ms) + behind,
+            age,
             style=style,
         )
     console.print(table)
@@ -178,6 +183,8 @@ def status_to_dict(s: SeriesStatus) -> dict[str, Any]:
         "age_ms": cov.age_ms,
         "behind": cov.behind,
         "gaps": [_gap_json(g) for g in cov.gaps],
+        "delisted_ms": s.delisted_ms,
+        "delisted": iso(s.delisted_ms),
     }
 
 
@@ -199,5 +206,9 @@ def status_from_json(text: str) -> list[SeriesStatus]:
         cov = Coverage(
             d["first_ms"], d["last_ms"], d["rows"], d["interval_ms"], gaps, d["age_ms"], d["behind"]
         )
-        out.append(SeriesStatus(d["kind"], d["inst_id"], d["timeframe"], d["now_ms"], cov))
+        out.append(
+            SeriesStatus(
+                d["kind"], d["inst_id"], d["timeframe"], d["now_ms"], cov, d.get("delisted_ms")
+            )
+        )
     return out

@@ -28,7 +28,7 @@ async def run_backfill_async(
 ) -> BackfillReport:
     """Backfill every configured series over [--since, --until); the caller holds the lock."""
     store = await asyncio.to_thread(open_store, settings.data_dir, settings.cache_mb)
-    session = await open_session(settings, rate_limit_scale=rate_limit_scale, delays=delays)
+    session = await open_session(settings, store, rate_limit_scale=rate_limit_scale, delays=delays)
     try:
         since, until = resolve_range(settings, session.now, DEFAULT_SINCE)
         backfiller = Backfiller(session.exchange, store, progress or make_progress(), delays=delays)

@@ -19,10 +19,13 @@ from typing import Protocol, TypeVar
 
 from okx_collector.backfill.planner import Page, plan_pages
 from okx_collector.backfill.progress import Progress
-from okx_collector.exchange import Instrument, OkxExchange
+from okx_collector.errors import InstrumentGone
+from okx_collector.exchange import OkxExchange
+from okx_collector.instruments import Instrument
 from okx_collector.models import Candle, closed_candles
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store import Store
+from okx_collector.store.lifecycle import record_delisted
 from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ class Backfiller:
         self.delays = delays
         self.attempts = attempts
         self.report = BackfillReport()
+        self.gone: set[str] = set()  # instIds OKX answered 51001 for during this run
         self._queue: asyncio.Queue[tuple[SeriesJob, list[Candle]] | None] = asyncio.Queue(64)
 
     def plan(
@@ -134,7 +138,7 @@ class Backfiller:
                 for _ in range(RECENT_WORKERS):
                     fetchers.create_task(self._page_worker(recent, now))
                 for inst in funding:
-                    fetchers.create_task(self._funding(inst, since, until))
+                    fetchers.create_task(self._funding(inst, since, until, now))
         finally:
             # Whatever happened (done, failed, interrupted), store what was already fetched.
             await self._queue.put(None)
@@ -157,19 +161,24 @@ class Backfiller:
     async def _page_worker(self, pages: deque[tuple[SeriesJob, Page]], now: int) -> None:
         while pages:
             job, page = pages.popleft()
-            if job.known_empty(page):
+            if job.known_empty(page) or job.inst.inst_id in self.gone:
                 self.progress.advance(job.key, page.bars(job.tf), 0)
                 continue
             fetch = functools.partial(
                 self.exchange.fetch_candles,
                 job.inst, job.tf, page.start, page.end, recent=page.recent, source="backfill",
             )  # fmt: skip
-            rows = await self._call(fetch, f"{job.key} page {page.start}")
+            try:
+                rows = await self._call(fetch, f"{job.key} page {page.start}")
+                # Closed only: OKX's confirm flag, or a period that has ended by exchange time.
+                candles = closed_candles(rows)
+                if not candles and page.prepend and not page.recent:
+                    await self._mark_empty(job, page)
+            except InstrumentGone as exc:
+                await self._gone(exc, now)
+                self.progress.advance(job.key, page.bars(job.tf), 0)
+                continue
             self.report.pages += 1
-            # Closed only: OKX's confirm flag, or a period that has ended by exchange time.
-            candles = closed_candles(rows)
-            if not candles and page.prepend and not page.recent:
-                await self._mark_empty(job, page)
             self.progress.advance(job.key, page.bars(job.tf), len(candles))
             if candles:
                 self.report.candles += len(candles)
@@ -186,15 +195,33 @@ class Backfiller:
         else:
             job.empty.append((older + job.tf.ms, page.start))
 
-    async def _funding(self, inst: Instrument, since: int, until: int) -> None:
-        rates = await self._call(
-            lambda: self.exchange.fetch_funding_history(inst, since, until),
-            f"{inst.inst_id} funding history",
-        )
-        if rates:
-            self.report.funding_rows += await asyncio.to_thread(
-                self.store.write_funding, inst.inst_id, rates
+    async def _gone(self, exc: InstrumentGone, now: int) -> None:
+        """OKX answered 51001 for an instrument: it was delisted since the session started. Its
+        other pages are skipped, the rest of the backfill goes on; said once, recorded."""
+        if exc.inst_id in self.gone:
+            return
+        self.gone.add(exc.inst_id)
+        log.warning(
+            "%s: OKX no longer knows this instrument (delisted?): skipping it; data already "
+            "stored stays (%s)",
+            exc.inst_id, exc,
+        )  # fmt: skip
+        await asyncio.to_thread(record_delisted, self.store.data_dir, exc.inst_id, now)
+
+    async def _funding(self, inst: Instrument, since: int, until: int, now: int) -> None:
+        try:
+            rates = await self._call(
+                lambda: self.exchange.fetch_funding_history(inst, since, until),
+                f"{inst.inst_id} funding history",
             )
+        except InstrumentGone as exc:
+            await self._gone(exc, now)
+            return
+        if rates:
+            # Awaited first: `total += await ...` would read the total before the await, and
+            # concurrent writers would overwrite each other's counts.
+            written = await asyncio.to_thread(self.store.write_funding, inst.inst_id, rates)
+            self.report.funding_rows += written
 
     async def _writer(self) -> None:
         pending: dict[str, tuple[SeriesJob, list[Candle], float]] = {}
@@ -215,9 +242,8 @@ class Backfiller:
             await self._flush(j, rows)
 
     async def _flush(self, job: SeriesJob, rows: list[Candle]) -> None:
-        self.report.written += await asyncio.to_thread(
-            self.store.write_candles, job.inst.inst_id, job.tf, rows
-        )
+        written = await asyncio.to_thread(self.store.write_candles, job.inst.inst_id, job.tf, rows)
+        self.report.written += written
 
 
 def _interleave(

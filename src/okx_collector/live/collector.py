@@ -9,17 +9,21 @@ catch-up, so the stored values are always OKX's final ones.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from okx_collector.backfill.planner import PAGE_BARS, recent_from
-from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
-from okx_collector.exchange import WS_TIMEFRAMES, Instrument, OkxExchange
+from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
+from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
+from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.funding import FundingTracker
+from okx_collector.live.lifecycle import REFRESH_SECONDS, InstrumentWatch
 from okx_collector.live.series import SeriesState
 from okx_collector.live.writer import Item, WritableStore, Writer
 from okx_collector.models import Candle, Source, closed_candles
@@ -33,6 +37,8 @@ TICK_SECONDS = 0.25  # supervisor cadence (real time)
 WATCH_PAUSE = 0.2  # seconds between re-arming a batch's watch call (pushes flow regardless)
 OVERDUE_SECONDS = 2.0  # real time a closed candle may lag before the stream counts as lossy
 CLOCK_SYNC_SECONDS = 5.0
+REFUSED_RETRY_SECONDS = 600.0  # a subscription OKX refused for a listed instrument: ask again
+GONE_HOLD_SECONDS = 60.0  # REST said 51001 but the list still has it: no catch-up for a while
 
 
 @dataclass
@@ -42,6 +48,7 @@ class CollectorOptions:
     heartbeat: float = 60.0  # seconds (real) between heartbeat lines
     since: int = 0  # exchange ms: where an empty series starts
     delays: BackoffFactory = backoff_delays
+    refresh_seconds: float = REFRESH_SECONDS  # real seconds between instrument-list reloads
 
 
 @dataclass
@@ -50,6 +57,9 @@ class Counters:
     fallbacks: int = 0  # series switched from websocket to REST polling
     catchups: int = 0
     ws_candles: int = 0  # closed candles stored straight from websocket pushes
+    refused: int = 0  # subscriptions OKX refused (60018)
+    delisted: int = 0  # instruments retired because OKX no longer lists them
+    listed: int = 0  # instruments added while running (selectors)
 
 
 class Collector:
@@ -64,7 +74,11 @@ class Collector:
         funding_last: dict[str, int | None],
         options: CollectorOptions,
         clock: ExchangeClock | None = None,
+        on_delisted: Callable[[str, int], Awaitable[None]] | None = None,
+        expand: Callable[[], Awaitable[list[Instrument]]] | None = None,
     ) -> None:
+        """`on_delisted(inst_id, noticed_ms)` records a delisting (the store's lifecycle file);
+        `expand()` gives what the selectors name now (instruments not collected yet join)."""
         self.exchange = exchange
         self.options = options
         self.clock = clock or ExchangeClock()
@@ -79,7 +93,14 @@ class Collector:
         }
         for state in self.states.values():
             state.polling = not state.streamable
-        self.funding = FundingTracker(exchange, self.writer, funding, funding_last, self._now)
+        self.funding = FundingTracker(
+            exchange,
+            self.writer,
+            funding,
+            funding_last,
+            self._now,
+            on_gone=lambda: self.watch.check_soon(),
+        )
         # Start-up downtime is fetched by the repair pass before the collector starts; what
         # closes meanwhile is caught up by the overdue rule (streams) or the first poll.
         self._needs_catchup: set[tuple[str, str]] = set()
@@ -88,6 +109,20 @@ class Collector:
         self._last_poll = 0.0
         self._catchup_slots = asyncio.Semaphore(8)
         self._catchups: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None  # the run's task group, once running
+        self._streams: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._on_delisted = on_delisted
+        self._expand = expand
+        self.timeframes = list(dict.fromkeys(tf for _, tf, _ in series))
+        self.funding_on = bool(funding)
+        self.retired: dict[str, int] = {}  # instId -> exchange ms its delisting was noticed
+        self.watch = InstrumentWatch(
+            functools.partial(exchange.load_markets, reload=True),
+            self._on_instrument_list,
+            refresh_seconds=options.refresh_seconds,
+            delays=options.delays,
+        )
         self._last_beat = (0, 0, 0, 0)  # rows, reconnects, fallbacks, catch-ups at the last beat
 
     def _now(self) -> int:
@@ -124,50 +159,75 @@ class Collector:
             self.clock.sync(await self.exchange.fetch_time())
         self._started = self._now()
         self._last_poll = time.monotonic()
-        streamed = [s for s in self.states.values() if s.streamable]
-        if self.options.mode != "poll" and (streamed or self.funding.instruments):
-            self.exchange.attach_sinks(self.on_candle, self.funding.on_push)
+        self._stop = stop
+        if self.options.mode != "poll":
+            self.exchange.attach_sinks(
+                self.on_candle, self.funding.on_push, self.on_refused, self.on_bad_push
+            )
         writer_task = asyncio.create_task(self.writer.run(), name="writer")
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 tasks = [
                     group.create_task(self._supervise(stop), name="supervisor"),
                     group.create_task(self._heartbeat(stop), name="heartbeat"),
                     group.create_task(self._sync_clock(stop), name="clock"),
                     group.create_task(self.funding.run(stop, self.options), name="funding"),
+                    group.create_task(self.watch.run(stop), name="instruments"),
                 ]
-                if self.options.mode != "poll":
-                    for i in range(0, len(streamed), BATCH_SERIES):
-                        batch = streamed[i : i + BATCH_SERIES]
-                        tasks.append(group.create_task(self._stream(batch, stop)))
-                    tasks.extend(
-                        group.create_task(self.funding.stream(inst, stop, self.options.delays))
-                        for inst in self.funding.instruments
-                    )
+                self._start_streams(list(self.states.values()), self.funding.instruments)
                 await stop.wait()
                 for task in tasks:
                     task.cancel()
+                for task in self._streams:
+                    task.cancel()
+                for task in list(self._catchups):
+                    task.cancel()
         finally:
-            # Catch-ups are owned here too: cancel and await them before the writer drains.
-            pending = list(self._catchups)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            self._group = None
             await self.writer.stop()
             await writer_task
+
+    def _start_streams(self, states: list[SeriesState], funding: list[Instrument]) -> None:
+        """Websocket tasks for these series (batches of BATCH_SERIES) and funding streams."""
+        if self.options.mode == "poll" or self._group is None:
+            return
+        streamed = [s for s in states if s.streamable]
+        for i in range(0, len(streamed), BATCH_SERIES):
+            task = self._group.create_task(self._stream(streamed[i : i + BATCH_SERIES], self._stop))
+            self._streams.add(task)
+            task.add_done_callback(self._streams.discard)
+        for inst in funding:
+            task = self._group.create_task(
+                self.funding.stream(inst, self._stop, self.options.delays)
+            )
+            self._streams.add(task)
+            task.add_done_callback(self._streams.discard)
 
     async def _stream(self, batch: list[SeriesState], stop: asyncio.Event) -> None:
         """Keep one batch subscribed; reconnect with capped jittered backoff; catch up after.
 
         Data arrives through the sink; this loop only keeps the subscription alive and notices
         connection changes. Each watch call costs ccxt work for every series of the batch, so it
-        is re-armed at most every WATCH_PAUSE seconds rather than after every push.
+        is re-armed at most every WATCH_PAUSE seconds rather than after every push. A series that
+        was retired (delisted) or whose subscription OKX refused is left out of the batch; the
+        others stay subscribed.
         """
-        pairs = [(s.inst, s.tf) for s in batch]
-        keys = [(s.inst.inst_id, s.tf.name) for s in batch]
         delays = self.options.delays()
+        refusals = self.options.delays()
         connection: object | None = None
         while not stop.is_set():
+            local = time.monotonic()
+            live = [
+                s for s in batch
+                if s.ident in self.states and s.streamable and s.refused_until <= local
+            ]  # fmt: skip
+            if not any(s.ident in self.states for s in batch):
+                return
+            if not live:
+                await asyncio.sleep(1.0)
+                continue
+            pairs = [(s.inst, s.tf) for s in live]
             try:
                 await self.exchange.watch_candles(pairs)
             except ExchangeUnavailable as exc:
@@ -178,11 +238,18 @@ class Collector:
                 await asyncio.sleep(next(delays))
                 continue
             except ExchangeRejected as exc:
-                log.error("candle subscription refused: %s; these series poll instead", exc)
-                for state in batch:
-                    state.streamable = False
-                    state.polling = True
-                return
+                # A refusal that names no instrument: ccxt rejected every watch on the
+                # connection. The batch is served over REST meanwhile, then subscribed again.
+                pause = max(next(refusals), 30.0)
+                log.warning(
+                    "OKX refused a candle subscription of a batch of %d series (%s); REST "
+                    "catch-ups serve them, subscribing again in %.0fs",
+                    len(pairs), exc, pause,
+                )  # fmt: skip
+                self.exchange.forget_candle_subscriptions(pairs)
+                await asyncio.sleep(pause)
+                continue
+            refusals = self.options.delays()
             current = self.exchange.candle_connection()
             if current is not connection:
                 if connection is not None:  # replaced while we paused: a silent reconnect
@@ -192,11 +259,99 @@ class Collector:
                 # Catch up what closed while disconnected (only series that miss something).
                 now = self._now()
                 self._needs_catchup.update(
-                    key
-                    for key, state in zip(keys, batch, strict=True)
-                    if state.missing_closed(now, self.options.since)
+                    s.ident for s in live if s.missing_closed(now, self.options.since)
                 )
             await asyncio.sleep(WATCH_PAUSE)
+
+    # -- instruments: refusals, delistings, listings -----------------------------------------------
+
+    def on_refused(self, channel: str, inst_id: str, message: str) -> None:
+        """OKX refused one subscription (60018): only that instrument is affected. It is served
+        over REST and the instrument list is reloaded, to tell a delisting from a passing refusal
+        (then it is subscribed again after REFUSED_RETRY_SECONDS)."""
+        self.counters.refused += 1
+        until = time.monotonic() + REFUSED_RETRY_SECONDS
+        for state in self.states.values():
+            if state.inst.inst_id == inst_id and ("candle" + OKX_BARS[state.tf.name]) == channel:
+                state.refused_until = until
+                self._needs_catchup.add(state.ident)
+        self.funding.refused(inst_id, channel)
+        log.warning(
+            "OKX refused the %s subscription for %s (%s); serving it over REST and checking "
+            "whether it was delisted",
+            channel, inst_id, message[:120],
+        )  # fmt: skip
+        self.watch.check_soon()
+
+    def on_bad_push(self, inst_id: str, tf: Timeframe | None, raw: str) -> None:
+        """A push that did not parse (logged by the exchange layer): REST fetches that candle."""
+        if tf is not None and (inst_id, tf.name) in self.states:
+            self._needs_catchup.add((inst_id, tf.name))
+
+    async def _on_instrument_list(self, listed: set[str]) -> None:
+        """A fresh instrument list: retire what left it; with selectors, add what joined them."""
+        tracked = {s.inst.inst_id for s in self.states.values()}
+        tracked.update(inst.inst_id for inst in self.funding.instruments)
+        for inst_id in sorted(tracked - listed):
+            await self._retire(inst_id)
+        for state in self.states.values():
+            if state.inst.inst_id in listed:
+                state.hold_until = 0.0
+        if self._expand is not None:
+            series = {s.inst.inst_id for s in self.states.values()}
+            for inst in await self._expand():
+                if inst.inst_id not in series and inst.inst_id in listed:
+                    self._add(inst)
+
+    def _add(self, inst: Instrument) -> None:
+        """A selector names a new instrument (a listing): collect it from its first candle (or
+        from --since, for one that only now entered a top N), on the websocket."""
+        first = self.options.since
+        if inst.list_time is not None:
+            first = max(first, inst.list_time)
+        use_ws = self.options.mode != "poll"
+        states = []
+        for tf in self.timeframes:
+            state = SeriesState(inst, tf, None, streamable=use_ws and tf.name in WS_TIMEFRAMES)
+            state.polling = not state.streamable
+            state.start = tf.ceil(first)
+            self.states[state.ident] = state
+            self._needs_catchup.add(state.ident)
+            states.append(state)
+        self.retired.pop(inst.inst_id, None)
+        funding = []
+        if self.funding_on:
+            funding = [f for f in self.exchange.funding_instruments([inst]) if self.funding.add(f)]
+        self.counters.listed += 1
+        log.warning(
+            "%s joined the selection (listed %s): collecting %d series from %s%s",
+            inst.inst_id,
+            _iso(inst.list_time) if inst.list_time else "earlier",
+            len(states),
+            _iso(first),
+            " and its funding" if funding else "",
+        )
+        self._start_streams(states, funding)
+
+    async def _retire(self, inst_id: str) -> None:
+        """OKX no longer lists `inst_id`: its series stop, their data stays (one WARNING)."""
+        noticed = self._now()
+        keys = [k for k, s in self.states.items() if s.inst.inst_id == inst_id]
+        lasts = [t for k in keys if (t := self.states[k].last_closed) is not None]
+        for key in keys:
+            self.states.pop(key)
+            self._needs_catchup.discard(key)
+        self.funding.remove(inst_id)
+        self.retired[inst_id] = noticed
+        self.counters.delisted += 1
+        last = f"; last candle {_iso(max(lasts))}" if lasts else ""
+        log.warning(
+            "%s is no longer listed by OKX (delisted; noticed %s%s): its %d series and funding "
+            "stop, their data stays",
+            inst_id, _iso(noticed), last, len(keys),
+        )  # fmt: skip
+        if self._on_delisted is not None:
+            await self._on_delisted(inst_id, noticed)
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -226,7 +381,7 @@ class Collector:
     def _wants_catchup(
         self, key: tuple[str, str], state: SeriesState, now: int, local: float, poll_due: bool
     ) -> bool:
-        if state.catching_up:
+        if state.catching_up or state.hold_until > local:
             return False
         if key in self._needs_catchup:
             return True
@@ -240,10 +395,12 @@ class Collector:
         return local - first_seen >= OVERDUE_SECONDS
 
     def _start_catchup(self, key: tuple[str, str], state: SeriesState) -> None:
+        if self._group is None:
+            return
         state.catching_up = True
         self._needs_catchup.discard(key)
         self._missing_since.pop(key, None)
-        task = asyncio.create_task(self._catch_up(key, state))
+        task = self._group.create_task(self._catch_up(key, state))
         self._catchups.add(task)
         task.add_done_callback(self._catchups.discard)
 
@@ -260,6 +417,15 @@ class Collector:
                 for start in range(state.next_due(self.options.since), end, step):
                     await self._catch_up_page(state, start, min(end, start + step), now, source)
                 state.caught_up = True
+        except InstrumentGone as exc:
+            # Delisted, most likely: the list reload decides; until then no more requests.
+            log.info("%s: OKX answered %s; checking the instrument list", state.key, exc)
+            state.hold_until = time.monotonic() + GONE_HOLD_SECONDS
+            self.watch.check_soon()
+        except ExchangeRejected as exc:
+            log.warning("%s: catch-up refused (%s); trying again later", state.key, exc)
+            state.hold_until = time.monotonic() + GONE_HOLD_SECONDS
+            self._needs_catchup.add(key)
         except ExchangeUnavailable as exc:
             log.warning("%s: catch-up failed (%s); will retry", state.key, exc)
             self._needs_catchup.add(key)
@@ -336,6 +502,10 @@ class Collector:
             f"reconnects={counters.reconnects} fallbacks={counters.fallbacks} "
             f"catchups={counters.catchups} dropped={stats.dropped}"
         )
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _p99(values: list[int]) -> float:

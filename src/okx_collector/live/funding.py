@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
-from okx_collector.exchange import Instrument, OkxExchange
+from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
+from okx_collector.exchange import OkxExchange
+from okx_collector.instruments import Instrument
 from okx_collector.live.writer import Item, Writer
 from okx_collector.models import FundingObservation
 from okx_collector.retry import BackoffFactory, with_retries
@@ -22,6 +23,11 @@ log = logging.getLogger("okx_collector.collect")
 
 STALE_PUSH_MS = 180_000  # OKX pushes funding every 30-90 s; two missed pushes means poll instead
 SETTLE_LAG_MS = 1_000  # ask for the settled rate a moment after the funding time
+# OKX keeps a funding time `settState: processing` for a while before its row is in the history
+# (OKX.md §7): ask again this often (real seconds) rather than on every tick.
+SETTLE_RETRY_SECONDS = 5.0
+HOLD_SECONDS = 60.0  # OKX answered 51001 or refused: no request for this instrument for a while
+REFUSED_RETRY_SECONDS = 600.0  # a refused funding subscription is asked for again after this
 
 
 class FundingTracker:
@@ -34,6 +40,7 @@ class FundingTracker:
         instruments: Sequence[Instrument],
         last_settled: dict[str, int | None],
         now: Callable[[], int],
+        on_gone: Callable[[], None] = lambda: None,
     ) -> None:
         self.exchange = exchange
         self.writer = writer
@@ -43,6 +50,41 @@ class FundingTracker:
         self.next_settlement: dict[str, int] = {}  # inst_id -> upcoming funding time, from data
         self.last_push: dict[str, int] = {}  # inst_id -> exchange time of the last push
         self._by_id = {inst.inst_id: inst for inst in self.instruments}
+        self._on_gone = on_gone  # OKX answered 51001: have the instrument list checked
+        self._hold: dict[str, float] = {}  # inst_id -> monotonic time before which no request
+
+    def add(self, inst: Instrument) -> bool:
+        """Follow a new perpetual (a listing); False if it is followed already."""
+        if inst.inst_id in self._by_id:
+            return False
+        self._by_id[inst.inst_id] = inst
+        self.instruments.append(inst)
+        self.last_settled.setdefault(inst.inst_id, None)
+        return True
+
+    def remove(self, inst_id: str) -> None:
+        """Stop following `inst_id` (delisted); its stream task ends at its next wake-up."""
+        inst = self._by_id.pop(inst_id, None)
+        if inst is not None:
+            self.instruments.remove(inst)
+
+    def refused(self, inst_id: str, channel: str) -> None:
+        """OKX refused the funding subscription of `inst_id`: it is polled (no pushes arrive)."""
+        if channel == "funding-rate" and inst_id in self._by_id:
+            self.last_push.pop(inst_id, None)
+
+    def _held(self, inst_id: str) -> bool:
+        return self._hold.get(inst_id, 0.0) > time.monotonic()
+
+    def _rejected(self, inst: Instrument, exc: ExchangeRejected, what: str) -> None:
+        self._hold[inst.inst_id] = time.monotonic() + HOLD_SECONDS
+        if isinstance(exc, InstrumentGone):
+            log.info(
+                "%s %s: OKX answered %s; checking the instrument list", inst.inst_id, what, exc
+            )
+            self._on_gone()
+        else:
+            log.warning("%s %s refused (%s); trying again later", inst.inst_id, what, exc)
 
     def on_push(self, inst_id: str, obs: FundingObservation) -> None:
         if inst_id not in self._by_id:
@@ -56,7 +98,7 @@ class FundingTracker:
 
     async def stream(self, inst: Instrument, stop: asyncio.Event, delays: BackoffFactory) -> None:
         waits = delays()
-        while not stop.is_set():
+        while not stop.is_set() and inst.inst_id in self._by_id:
             try:
                 await self.exchange.watch_funding(inst)
                 waits = delays()
@@ -64,8 +106,13 @@ class FundingTracker:
                 log.debug("funding stream for %s lost: %s", inst.inst_id, exc)
                 await asyncio.sleep(next(waits))
             except ExchangeRejected as exc:
-                log.error("funding subscription for %s refused: %s", inst.inst_id, exc)
-                return
+                # A refusal ccxt could not attribute: polled meanwhile, subscribed again later.
+                log.warning(
+                    "funding subscription for %s refused (%s); polling it, subscribing again "
+                    "in %.0fs",
+                    inst.inst_id, exc, REFUSED_RETRY_SECONDS,
+                )  # fmt: skip
+                await asyncio.sleep(REFUSED_RETRY_SECONDS)
 
     async def run(self, stop: asyncio.Event, options: CollectorOptions) -> None:
         await self._settle_all(options, initial=True)
@@ -79,14 +126,19 @@ class FundingTracker:
 
     async def _poll_current(self, options: CollectorOptions) -> None:
         now = self.now()
-        for inst in self.instruments:
+        for inst in list(self.instruments):
             pushed = self.last_push.get(inst.inst_id)
             if options.mode != "poll" and pushed is not None and now - pushed < STALE_PUSH_MS:
                 continue  # the stream is alive
+            if self._held(inst.inst_id):
+                continue
             try:
                 obs = await self.exchange.fetch_funding_current(inst, source="poll")
             except ExchangeUnavailable as exc:
                 log.debug("funding poll for %s failed: %s", inst.inst_id, exc)
+                continue
+            except ExchangeRejected as exc:
+                self._rejected(inst, exc, "funding poll")
                 continue
             obs = obs._replace(ts=obs.ts or now)
             self._observe(inst.inst_id, obs)
@@ -94,9 +146,11 @@ class FundingTracker:
 
     async def _settle_all(self, options: CollectorOptions, *, initial: bool) -> None:
         now = self.now()
-        for inst in self.instruments:
+        for inst in list(self.instruments):
             upcoming = self.next_settlement.get(inst.inst_id)
             if not initial and (upcoming is None or now < upcoming + SETTLE_LAG_MS):
+                continue
+            if self._held(inst.inst_id):
                 continue
             last = self.last_settled.get(inst.inst_id)
             start = options.since if last is None else last + 1
@@ -114,8 +168,13 @@ class FundingTracker:
                     "settled funding for %s not fetched (%s); will retry", inst.inst_id, exc
                 )
                 continue
+            except ExchangeRejected as exc:
+                self._rejected(inst, exc, "funding history")
+                continue
             if upcoming is not None and any(r.funding_time >= upcoming for r in rates):
                 self.next_settlement.pop(inst.inst_id, None)
+            elif upcoming is not None:  # not settled yet (settState "processing")
+                self._hold[inst.inst_id] = time.monotonic() + SETTLE_RETRY_SECONDS
             if rates:
                 self.last_settled[inst.inst_id] = rates[-1].funding_time
                 await self.writer.put(Item("funding", inst.inst_id, None, rates))

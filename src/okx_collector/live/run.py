@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -12,15 +13,24 @@ from okx_collector.backfill.progress import LogProgress
 from okx_collector.backfill.runner import Backfiller
 from okx_collector.config import Settings, parse_time_spec
 from okx_collector.errors import EnvironmentProblem, unwrap
-from okx_collector.exchange import Instrument, OkxExchange
+from okx_collector.exchange import OkxExchange
+from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.writer import WritableStore, route
 from okx_collector.live.writer_process import WriterProcess
 from okx_collector.memory import give_back
 from okx_collector.retry import BackoffFactory, backoff_delays
-from okx_collector.session import Session, data_dir_lock, open_session, open_store, report_notes
+from okx_collector.session import (
+    Session,
+    data_dir_lock,
+    open_session,
+    open_store,
+    report_notes,
+    selected,
+)
 from okx_collector.store import Store
+from okx_collector.store.lifecycle import record_delisted
 from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger("okx_collector.collect")
@@ -56,7 +66,7 @@ async def collect_async(
         log.warning("websockets unavailable (%s); polling over REST", problem)
         mode = "poll"
     session = await open_session(
-        settings, rate_limit_scale=rate_limit_scale, keepalive_ms=keepalive_ms, delays=delays
+        settings, store, rate_limit_scale=rate_limit_scale, keepalive_ms=keepalive_ms, delays=delays
     )
     try:
         since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
@@ -70,8 +80,24 @@ async def collect_async(
             delays=delays,
         )
         clock = clock or ExchangeClock()  # synced afresh when the collector starts
+
+        async def on_delisted(inst_id: str, noticed_ms: int) -> None:
+            await asyncio.to_thread(record_delisted, store.data_dir, inst_id, noticed_ms)
+
         collector = Collector(
-            session.exchange, writers, series, session.funding, funding_last, options, clock
+            session.exchange,
+            writers,
+            series,
+            session.funding,
+            funding_last,
+            options,
+            clock,
+            on_delisted=on_delisted,
+            expand=(
+                functools.partial(selected, session.exchange, session.selectors, delays)
+                if session.selectors
+                else None
+            ),
         )
         # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
         # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with

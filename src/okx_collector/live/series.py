@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from okx_collector.exchange import Instrument
+from okx_collector.instruments import Instrument
 from okx_collector.timeframes import Timeframe
 
 STALE_FLOOR_MS = 30_000  # OKX pushes at least every few seconds; 30 s of silence is a dead stream
@@ -27,14 +27,24 @@ class SeriesState:
     polling: bool = False  # currently served by REST polling (auto fallback or poll mode)
     catching_up: bool = False  # a REST catch-up is in flight
     caught_up: bool = False  # the first catch-up after start has completed
+    start: int | None = None  # where an empty series starts, if not the run's --since (a listing)
+    refused_until: float = 0.0  # monotonic time before which it is not subscribed (refused)
+    hold_until: float = 0.0  # monotonic time before which no REST catch-up starts (51001)
 
     @property
     def key(self) -> str:
         return f"{self.inst.inst_id} {self.tf.name}"
 
+    @property
+    def ident(self) -> tuple[str, str]:
+        """(instId, timeframe name): the collector's key for the series."""
+        return (self.inst.inst_id, self.tf.name)
+
     def next_due(self, since: int) -> int:
         """Open time of the first candle still missing from the store."""
-        return since if self.last_closed is None else self.last_closed + self.tf.ms
+        if self.last_closed is not None:
+            return self.last_closed + self.tf.ms
+        return since if self.start is None else self.start
 
     def missing_closed(self, now: int, since: int) -> bool:
         """True when a candle has closed (by exchange time) that the store lacks."""

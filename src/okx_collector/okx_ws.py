@@ -1,0 +1,91 @@
+"""The ccxt.pro okx client the collector streams with: ccxt itself, plus three hooks.
+
+ccxt is unchanged; this subclass only adds what OKX.md documents ccxt as lacking:
+- raw candle rows go to a sink, with the `confirm` flag and `volCcyQuote` ccxt's parser drops
+  (OKX.md §2.8);
+- raw funding pushes go to a sink;
+- a refused subscription (`60018`, "…channel:candle1m,instId:DOT-USDT doesn't exist") is handed to
+  a sink naming the instrument, instead of ccxt's `handle_error_message`, which cannot tell which
+  subscription failed (the frame has no id) and so rejects every pending watch on the connection
+  (OKX.md §2.6, §7). The other subscriptions of the connection are untouched.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+try:  # ccxt.pro ships with ccxt >= 4, but a trimmed install may lack it (or its websocket deps).
+    import ccxt.pro as ccxt_pro
+
+    WS_IMPORT_ERROR: str | None = None
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    ccxt_pro = None
+    WS_IMPORT_ERROR = str(exc)
+
+FEED_EVERY_S = 1.0  # ccxt parses an in-progress push of a series at most this often
+# OKX error codes whose message names the refused channel and instrument (OKX.md §7).
+REFUSAL_CODES = frozenset({"60018"})
+_REFUSED = re.compile(r"channel:\s*([\w-]+)\s*,\s*instId:\s*([\w-]+)")
+
+RefusalSink = Callable[[str, str, str], None]  # (channel, instId, OKX's message)
+
+
+def parse_refusal(message: object) -> tuple[str, str] | None:
+    """(channel, instId) when `message` is an error frame that refuses one subscription."""
+    if not isinstance(message, dict) or message.get("event") != "error":
+        return None
+    if str(message.get("code")) not in REFUSAL_CODES:
+        return None
+    found = _REFUSED.search(str(message.get("msg", "")))
+    return (found.group(1), found.group(2)) if found else None
+
+
+def make_ws_class() -> Any:
+    """A ccxt.pro okx client that also hands raw pushes and refusals to sinks."""
+    if ccxt_pro is None:  # pragma: no cover
+        return None
+
+    class OkxWithRawPushes(ccxt_pro.okx):  # type: ignore[misc]
+        candle_sink: Callable[[dict[str, Any]], None] | None = None
+        funding_sink: Callable[[dict[str, Any]], None] | None = None
+        refusal_sink: RefusalSink | None = None
+        fed: dict[tuple[str, str], float]  # (channel, instId) -> last fed to ccxt; attach_sinks
+
+        def handle_message(self, client: Any, message: Any) -> Any:
+            refused = parse_refusal(message) if self.refusal_sink is not None else None
+            if refused is not None and self.refusal_sink is not None:
+                self.refusal_sink(refused[0], refused[1], str(message.get("msg", "")))
+                return None
+            return super().handle_message(client, message)
+
+        def handle_ohlcv(self, client: Any, message: dict[str, Any]) -> Any:
+            if self.candle_sink is not None:
+                self.candle_sink(message)
+                if not self._feed_ccxt(message):
+                    return None
+            return super().handle_ohlcv(client, message)
+
+        def _feed_ccxt(self, message: dict[str, Any]) -> bool:
+            """Whether ccxt should parse this push too. The sink has the row; ccxt's parse and
+            cache of it are work nobody reads, needed only to resolve the watch calls (which
+            surface connection changes). So ccxt gets a push at most every FEED_EVERY_S per
+            series: at OKX's cadence of 2-8 pushes a second this halves to eighths ccxt's share
+            of the collector's CPU, and at a candle close, when a thousand confirmed rows arrive
+            together, ccxt does not parse them while the writer needs the interpreter."""
+            arg = message.get("arg") or {}
+            key = (str(arg.get("channel")), str(arg.get("instId")))
+            now = time.monotonic()
+            if now - self.fed.get(key, -FEED_EVERY_S) < FEED_EVERY_S:
+                return False
+            self.fed[key] = now
+            return True
+
+        def handle_funding_rate(self, client: Any, message: dict[str, Any]) -> Any:
+            if self.funding_sink is not None:
+                self.funding_sink(message)
+            return super().handle_funding_rate(client, message)
+
+    return OkxWithRawPushes
