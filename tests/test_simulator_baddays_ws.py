@@ -11,6 +11,7 @@ import aiohttp
 import ccxt
 import pytest
 
+from okx_collector.simulator import SimulatorThread
 from sim_helpers import pro_client, rest_client, simulator, within
 
 pytestmark = pytest.mark.timeout(30)
@@ -93,3 +94,24 @@ async def test_subscribe_requests_per_hour() -> None:
                 await within(ex.watch_ohlcv(symbol, "1m"))
             with pytest.raises(ccxt.RateLimitExceeded, match="60014"):
                 await within(ex.watch_ohlcv("LINK/USDT", "1m"))
+
+
+def test_simulator_thread_has_the_switches() -> None:
+    with SimulatorThread(seed=3, rate_limit_scale=0.0) as sim:
+        ex = ccxt.okx({"urls": {"api": {"rest": sim.rest_url}}, "enableRateLimit": False})
+        at = sim.delist("LINK-USDT")
+        assert sim.delisted == {"LINK-USDT": at}
+        with pytest.raises(ccxt.BadSymbol):
+            ex.load_markets()
+            ex.fetch_ohlcv("LINK/USDT", "1m", limit=2)
+        assert sim.list_instrument("NEW-USDT") > 0
+        with pytest.raises(ValueError):
+            sim.list_instrument("NEW-USDT")
+        sim.begin_maintenance(notice_s=30)
+        sim.end_maintenance()
+        sim.begin_maintenance()
+        with pytest.raises(ccxt.OnMaintenance):
+            ex.fetch_time()
+        sim.end_maintenance()
+        sim.set_quiet("BTC-USDT")
+        assert sim.set_funding_interval("BTC-USDT-SWAP", 4) > 0
