@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_SHARES = ("rest_5xx_share", "rest_429_share", "ws_malformed_share")
-_DURATIONS = ("rest_latency_ms", "ws_latency_ms", "ws_drop_after_s")
+_SHARES = ("rest_5xx_share", "rest_429_share", "ws_malformed_share", "empty_field_share")
+_DURATIONS = ("rest_latency_ms", "ws_latency_ms", "ws_drop_after_s", "settle_processing_s")
+_MAX_CAP = 1_000_000
 
 
 @dataclass
@@ -29,6 +30,12 @@ class Faults:
     rest_latency_ms: float = 0.0  # added before every REST answer
     ws_latency_ms: float = 0.0  # added to every outgoing WS frame (order kept)
     ws_drop_after_s: float = 0.0  # > 0: close every WS connection this long after it opened
+    # Bad days (docs/simulator.md "Bad days"): OKX behaviours that are not wrong, only rare.
+    cap_candles: int = 0  # > 0: /market/candles returns at most this many rows (OKX max: 300)
+    cap_history_candles: int = 0  # likewise /market/history-candles (300; 100 until 2025)
+    cap_funding_history: int = 0  # likewise /public/funding-rate-history (400; once 100)
+    empty_field_share: float = 0.0  # share of candle rows with one volume field sent as ""
+    settle_processing_s: float = 0.0  # exchange s after each funding time: settState processing
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, _checked(name, value))
@@ -54,6 +61,11 @@ def _checked(name: str, value: Any) -> Any:
     if fields[name].type in ("bool", bool):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if fields[name].type in ("int", int):
+        # Page caps: whole row counts; 0 means "OKX's documented maximum".
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_CAP:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, got {value!r}")

@@ -9,8 +9,6 @@ for the next one drifts and converges to the settled value as the settlement tim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from okx_collector.simulator.instruments import Dec, Instrument, fmt_units
@@ -39,16 +37,24 @@ def fmt_rate(units: int) -> str:
     return fmt_units(units, RATE_EXP)
 
 
-@dataclass(frozen=True)
 class FundingModel:
-    """Settled, realized and live-estimated funding for one perpetual."""
+    """Settled, realized and live-estimated funding for one perpetual.
 
-    inst: Instrument
-    seed: int
+    Settlement times follow a schedule of (start, interval) segments: the instrument's own
+    interval from the epoch on, then each change made by `set_interval` (OKX changes an
+    instrument's interval now and then; past settlements keep their old spacing, OKX.md §7).
+    A segment's first settlement is its start; the next ones follow at its interval.
+    """
+
+    def __init__(self, inst: Instrument, seed: int) -> None:
+        self.inst, self.seed = inst, seed
+        self._base = inst.funding_interval_ms  # the noise grid: values never depend on changes
+        self._segments: list[tuple[int, int]] = [(0, inst.funding_interval_ms)]
 
     @property
     def interval(self) -> int:
-        return self.inst.funding_interval_ms
+        """The interval in force for the newest segment (after any change)."""
+        return self._segments[-1][1]
 
     @property
     def cap(self) -> int:
@@ -59,15 +65,61 @@ class FundingModel:
     def _salt(self, name: str) -> np.ndarray:
         return salts([derive_salt(self.seed, "funding", name, self.inst.inst_id)])
 
+    # -- the schedule --------------------------------------------------------------------------
+
+    def set_interval(self, interval_ms: int, from_ms: int) -> int:
+        """From the first settlement at or after `from_ms` on, settle every `interval_ms`; return
+        that settlement time. Later changes already made are replaced."""
+        start = self.first_at_or_after(from_ms)
+        self._segments = [seg for seg in self._segments if seg[0] < start]
+        self._segments.append((start, interval_ms))
+        return start
+
+    def _segment(self, t: int) -> tuple[int, int, int | None]:
+        """(start, interval, end or None) of the segment holding time t."""
+        k = max(i for i, seg in enumerate(self._segments) if seg[0] <= t or i == 0)
+        start, step = self._segments[k]
+        end = self._segments[k + 1][0] if k + 1 < len(self._segments) else None
+        return start, step, end
+
+    def first_at_or_after(self, t: int) -> int:
+        """The first settlement time >= t (listing aside)."""
+        start, step, end = self._segment(t)
+        first = start + -(-(t - start) // step) * step
+        return end if end is not None and first >= end else first
+
+    def last_at_or_before(self, t: int) -> int:
+        """The last settlement time <= t (listing aside)."""
+        start, step, _ = self._segment(t)
+        return start + (t - start) // step * step
+
+    def settlement_times(self, start: int, end: int) -> list[int]:
+        """Settlement times in [start, end), not before the listing."""
+        out: list[int] = []
+        t = self.first_at_or_after(max(start, self.inst.list_time))
+        while t < end:
+            out.append(t)
+            t = self.first_at_or_after(t + 1)
+        return out
+
+    def next_settlement(self, now_ms: int) -> int:
+        """The first settlement strictly after `now_ms` (OKX's current `fundingTime`)."""
+        return self.first_at_or_after(now_ms + 1)
+
+    # -- rates ---------------------------------------------------------------------------------
+
     def settled(self, times: list[int]) -> tuple[list[int], list[int]]:
-        """(fundingRate, realizedRate) in 1e-16 units for settlement times (multiples of the
-        interval)."""
+        """(fundingRate, realizedRate) in 1e-16 units for settlement times."""
         if not times:
             return [], []
-        n: I64 = np.asarray(times, dtype=np.int64) // self.interval
+        t = np.asarray(times, dtype=np.int64)
+        n: I64 = t // self._base
         regime = value_noise(self._salt("slow"), n, 3)
         regime += 0.5 * value_noise(self._salt("slower"), n, 6)
-        h = hash2d(self._salt("noise"), n)
+        # Times on the instrument's own grid keep the noise they always had; times a changed
+        # interval adds get their own, so two settlements never share a rate by accident.
+        on_grid = (t % self._base == 0)[None, :]
+        h = np.where(on_grid, hash2d(self._salt("noise"), n), hash2d(self._salt("noise-h"), t))
         rate = _BASE * (1.0 + 2.5 * regime) + 4e-5 * gaussian(h)
         units = np.clip(np.rint(rate * _ONE), -self.cap, self.cap).astype(np.int64)
         # realized = rate * (1 +/- 0.2 %) plus 1..999e-16 so that it never equals the rate
@@ -76,32 +128,28 @@ class FundingModel:
         realized = units + np.rint(units * wobble).astype(np.int64) + tiny
         return units[0].tolist(), realized[0].tolist()
 
-    def settlement_times(self, start: int, end: int) -> list[int]:
-        """Settlement times in [start, end), not before the listing."""
-        first = max(start, self.inst.list_time)
-        first = -(-first // self.interval) * self.interval
-        return list(range(first, end, self.interval))
-
-    def next_settlement(self, now_ms: int) -> int:
-        """The first settlement strictly after `now_ms` (OKX's current `fundingTime`)."""
-        return (now_ms // self.interval + 1) * self.interval
-
     def estimate(self, now_ms: int) -> int:
         """The live estimate (1e-16 units) of the rate settling at next_settlement(now_ms)."""
         t_next = self.next_settlement(now_ms)
         settled = self.settled([t_next])[0][0]
-        remaining = (t_next - now_ms) / self.interval  # 1 just after a settlement -> 0 at the next
+        period = t_next - self.last_at_or_before(t_next - 1)
+        remaining = (t_next - now_ms) / period  # 1 just after a settlement -> 0 at the next
         minute = np.array([now_ms // MINUTE_MS], dtype=np.int64)
         drift = 1.5e-4 * float(value_noise(self._salt("drift"), minute, 5)[0, 0])
         units = settled + round(drift * remaining * _ONE)
         return max(-self.cap, min(self.cap, units))
 
-    def current_row(self, now_ms: int) -> dict[str, str]:
-        """The row of `GET /api/v5/public/funding-rate` (and of the WS funding-rate push)."""
+    def current_row(self, now_ms: int, processing_ms: int = 0) -> dict[str, str]:
+        """The row of `GET /api/v5/public/funding-rate` (and of the WS funding-rate push).
+
+        `processing_ms`: for that long after a settlement, OKX says `settState: processing`
+        (the settlement is being booked; OKX.md §7)."""
         t_next = self.next_settlement(now_ms)
+        t_prev = self.last_at_or_before(now_ms)
         est = self.estimate(now_ms)
-        previous = self.settled([t_next - self.interval])[0][0]
+        previous = self.settled([t_prev])[0][0]
         cap = fmt_rate(self.cap)
+        processing = processing_ms > 0 and now_ms - t_prev < processing_ms
         return {
             "formulaType": "noRate",
             "fundingRate": fmt_rate(est),
@@ -113,11 +161,12 @@ class FundingModel:
             "maxFundingRate": cap,
             "method": "current_period",
             "minFundingRate": f"-{cap}",
+            # Always "": OKX only predicts the next rate for a few instruments (OKX.md §1.4).
             "nextFundingRate": "",
-            "nextFundingTime": str(t_next + self.interval),
+            "nextFundingTime": str(self.next_settlement(t_next)),
             "premium": fmt_rate(est - round(_BASE * _ONE)),
             "settFundingRate": fmt_rate(previous),
-            "settState": "settled",
+            "settState": "processing" if processing else "settled",
             "ts": str(now_ms),
         }
 

@@ -87,12 +87,41 @@ class Market:
         # (instId, bar name, open time) -> LiveCandle, least recently used first
         self._live: OrderedDict[tuple[str, str, int], LiveCandle] = OrderedDict()
         self._live_minutes = 0  # 1m bars held by the LiveCandles in _live
+        # Bad days (set through the Simulator): instId -> exchange ms it was delisted; and the
+        # instruments whose websocket channels push nothing (as on OKX when nobody trades).
+        self.delisted: dict[str, int] = {}
+        self.quiet: set[str] = set()
 
     # -- instruments ---------------------------------------------------------------------------
 
     def instruments(self, inst_type: str | None = None) -> list[Instrument]:
-        """Every instrument, or those of one instType ("SPOT", "SWAP")."""
+        """Every instrument ever listed (delisted ones too), or those of one instType."""
         return [i for i in self._instruments if inst_type in (None, i.inst_type)]
+
+    def listed(self, inst_type: str | None = None) -> list[Instrument]:
+        """The instruments OKX lists now (not delisted), or those of one instType."""
+        return [i for i in self.instruments(inst_type) if i.inst_id not in self.delisted]
+
+    def is_listed(self, inst_id: str) -> bool:
+        """Whether OKX serves this instId now (known and not delisted)."""
+        return inst_id in self._index and inst_id not in self.delisted
+
+    def add_instrument(self, inst: Instrument) -> None:
+        """List a new instrument (its history starts at its listTime)."""
+        if inst.inst_id in self._index:
+            raise ValueError(f"{inst.inst_id} is already listed (or was, and was delisted)")
+        self._index[inst.inst_id] = len(self._instruments)
+        self._instruments.append(inst)
+        # Rebuilt whole: each row is a pure function of (seed, instrument), so old rows are equal.
+        self._params = PathParams.build(self.seed, self._instruments)
+        if inst.is_swap:
+            self._funding[inst.inst_id] = FundingModel(inst, self.seed)
+
+    def delist(self, inst_id: str, at_ms: int) -> None:
+        """Mark an instrument delisted at `at_ms`; its history up to then stays available."""
+        if not self.is_listed(inst_id):
+            raise ValueError(f"{inst_id} is not listed")
+        self.delisted[inst_id] = at_ms
 
     def instrument(self, inst_id: str) -> Instrument:
         """The instrument with this OKX id; KeyError if unknown."""
@@ -177,12 +206,15 @@ class Market:
         quote volume) floats equal to the served strings.
 
         `timeframe` is a ccxt name ("15m", "1h", "1d": UTC-aligned) or an OKX bar ("1D": UTC+8).
-        Only candles opening at or after listTime exist; with `now_ms`, only those closed by then.
+        Only candles opening at or after listTime exist; with `now_ms`, only those closed by then;
+        for a delisted instrument, only those closed by its delisting.
         """
         inst = self.instrument(inst_id)
         bar = resolve_bar(timeframe)
         first = max(bar.ceil(start_ms), self.first_open(inst, bar))
         end = end_ms if now_ms is None else min(end_ms, bar.floor(now_ms))
+        if inst_id in self.delisted:
+            end = min(end, bar.floor(self.delisted[inst_id]))
         count = max(0, -(-(end - first) // bar.ms))
         raw = self.closed_raw(inst_id, bar, first, count)
         return [candle_tuple(inst, r[0], r[1:]) for r in raw]
@@ -203,6 +235,8 @@ class Market:
         """
         model = self.funding(inst_id)
         end = end_ms if now_ms is None else min(end_ms, now_ms + 1)
+        if inst_id in self.delisted:
+            end = min(end, self.delisted[inst_id] + 1)
         rows = model.history_rows(model.settlement_times(start_ms, end))
         return [
             (int(r["fundingTime"]), float(r["fundingRate"]), float(r["realizedRate"])) for r in rows
@@ -214,8 +248,8 @@ class Market:
         return int(row["fundingTime"]), float(row["fundingRate"]), int(row["nextFundingTime"])
 
     def swap_ids(self) -> Iterable[str]:
-        """OKX ids of every perpetual."""
-        return self._funding.keys()
+        """OKX ids of every perpetual listed now."""
+        return [i for i in self._funding if i not in self.delisted]
 
     def path_params(self, inst_ids: Sequence[str]) -> PathParams:
         """Model parameters of these instruments (for vectorised computations over many)."""

@@ -7,6 +7,8 @@
   candle in progress; all series closing together are pushed together, in random order.
 - Funding rates are pushed on subscribe, then every 30-90 simulated seconds (at most once per
   push interval of real time).
+- Nothing is pushed for a quiet or delisted instrument (its schedule runs on, silently), nor a
+  candle opening before the instrument's listTime (REST serves none either).
 
 Three heaps (in-progress due times, candle close times, funding due times) make each wake-up cost
 proportional to the frames it sends, not to the number of subscriptions.
@@ -23,6 +25,8 @@ from collections.abc import Sequence
 
 from okx_collector.simulator.bars import Bar
 from okx_collector.simulator.clock import SimClock
+from okx_collector.simulator.emptyfields import blank_field
+from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.funding import FundingModel
 from okx_collector.simulator.instruments import Instrument
 from okx_collector.simulator.live import LiveCandle, RawOHLCV
@@ -37,16 +41,20 @@ SLACK_S = 0.002  # pushes due this soon are sent in the current wake-up
 class CandleSub:
     """A `candle<bar>` subscription."""
 
-    __slots__ = ("active", "bar", "inst", "live", "prefix")
+    __slots__ = ("active", "bar", "first_open", "inst", "live", "prefix")
 
     def __init__(self, inst: Instrument, bar: Bar, arg: str) -> None:
         self.inst, self.bar = inst, bar
         self.prefix = f'{{"arg":{arg},"data":[["'  # frame text up to the row
         self.live: LiveCandle | None = None  # the candle in progress (None until first push)
         self.active = True  # False once unsubscribed: dropped from the heaps lazily
+        self.first_open = bar.ceil(inst.list_time)  # no candle before this one exists
 
-    def frame(self, ts: int, raw: RawOHLCV, confirm: str) -> str:
-        return self.prefix + '","'.join(okx_candle(self.inst, ts, raw, confirm)) + '"]]}'
+    def frame(self, ts: int, raw: RawOHLCV, confirm: str, blank: float = 0.0, seed: int = 0) -> str:
+        row = okx_candle(self.inst, ts, raw, confirm)
+        if blank > 0:
+            row = blank_field(row, seed, self.inst.inst_id, self.bar.name, blank)
+        return self.prefix + '","'.join(row) + '"]]}'
 
 
 class FundingSub:
@@ -61,8 +69,8 @@ class FundingSub:
         self.last_real = -math.inf  # monotonic() of the last push
         self.active = True
 
-    def frame(self, now_ms: int) -> str:
-        row = json.dumps(self.model.current_row(now_ms), separators=(",", ":"))
+    def frame(self, now_ms: int, processing_ms: int = 0) -> str:
+        row = json.dumps(self.model.current_row(now_ms, processing_ms), separators=(",", ":"))
         return self.prefix + row + "]}"
 
 
@@ -73,9 +81,15 @@ class PushScheduler:
     """The push schedule of one connection."""
 
     def __init__(
-        self, market: Market, clock: SimClock, push_interval: float, rng: random.Random
+        self,
+        market: Market,
+        clock: SimClock,
+        push_interval: float,
+        rng: random.Random,
+        faults: Faults | None = None,
     ) -> None:
         self.market, self.clock, self.interval, self.rng = market, clock, push_interval, rng
+        self.faults = faults or Faults()
         self._seq = itertools.count()  # heap tie-breaker
         self._progress: list[tuple[float, int, CandleSub]] = []  # (real due time, _, sub)
         self._closes: list[tuple[int, int, CandleSub]] = []  # (simulated close time, _, sub)
@@ -90,7 +104,7 @@ class PushScheduler:
             heapq.heappush(self._progress, (first, next(self._seq), sub))
         for fsub in subs:
             if isinstance(fsub, FundingSub):
-                frames.append(self._funding_push(fsub, now_real, now_ms))
+                self._funding_push(fsub, now_real, now_ms, frames)
         return frames
 
     def due(self, now_real: float, now_ms: int) -> list[str]:
@@ -109,7 +123,7 @@ class PushScheduler:
             if not sub.active:
                 continue
             if id(sub) not in just_pushed and sub.live is not None:
-                frames.append(sub.frame(sub.live.open_ts, sub.live.at(now_ms), "0"))
+                self._candle(sub, sub.live.open_ts, sub.live.at(now_ms), "0", frames)
             step = self.interval * self.rng.uniform(1 - JITTER, 1 + JITTER)
             heapq.heappush(self._progress, (max(due + step, now_real), next(self._seq), sub))
         while self._funding and self._funding[0][0] <= now_ms:
@@ -117,7 +131,7 @@ class PushScheduler:
             if not fsub.active:
                 continue
             if now_real - fsub.last_real >= self.interval:
-                frames.append(self._funding_push(fsub, now_real, now_ms))
+                self._funding_push(fsub, now_real, now_ms, frames)
             else:  # pushed less than a push interval ago (high speed): retry then
                 wait_ms = (fsub.last_real + self.interval - now_real) * self.clock.speed * 1000
                 fsub.due_ms = now_ms + max(1, math.ceil(wait_ms))
@@ -144,7 +158,7 @@ class PushScheduler:
             if sub.live is not None:
                 self._closed_frames(sub, sub.live, live.open_ts, frames)
             sub.live = live
-            frames.append(sub.frame(live.open_ts, live.at(now_ms), "0"))
+            self._candle(sub, live.open_ts, live.at(now_ms), "0", frames)
             heapq.heappush(self._closes, (live.close_ts, next(self._seq), sub))
         return frames
 
@@ -158,10 +172,26 @@ class PushScheduler:
                 raw = last.final()
             else:
                 raw = self.market.closed_raw(sub.inst.inst_id, bar, open_ts, 1)[0][1:]
-            frames.append(sub.frame(open_ts, raw, "1"))
+            self._candle(sub, open_ts, raw, "1", frames)
 
-    def _funding_push(self, sub: FundingSub, now_real: float, now_ms: int) -> str:
+    def _silent(self, inst_id: str) -> bool:
+        """Quiet or delisted: OKX pushes nothing (OKX.md §7), the schedule runs on unseen."""
+        return inst_id in self.market.quiet or inst_id in self.market.delisted
+
+    def _candle(
+        self, sub: CandleSub, ts: int, raw: RawOHLCV, confirm: str, frames: list[str]
+    ) -> None:
+        if ts < sub.first_open or self._silent(sub.inst.inst_id):
+            return
+        share = self.faults.empty_field_share
+        frames.append(sub.frame(ts, raw, confirm, share, self.market.seed))
+
+    def _funding_push(
+        self, sub: FundingSub, now_real: float, now_ms: int, frames: list[str]
+    ) -> None:
         sub.last_real = now_real
         sub.due_ms = now_ms + self.rng.randint(*FUNDING_PUSH_MS)
         heapq.heappush(self._funding, (sub.due_ms, next(self._seq), sub))
-        return sub.frame(now_ms)
+        if not self._silent(sub.model.inst.inst_id):
+            processing = round(self.faults.settle_processing_s * 1000)
+            frames.append(sub.frame(now_ms, processing))

@@ -17,9 +17,11 @@ from aiohttp import web
 
 from okx_collector.simulator.bars import BARS, Bar
 from okx_collector.simulator.clock import SimClock
+from okx_collector.simulator.emptyfields import blank_field
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.funding import FUNDING_HISTORY_MS
 from okx_collector.simulator.instruments import Instrument
+from okx_collector.simulator.maintenance import MAINTENANCE_CODE, MAINTENANCE_MSG, Maintenance
 from okx_collector.simulator.market import Market, okx_candle
 from okx_collector.simulator.ratelimit import RateLimiter
 from okx_collector.simulator.stats import Stats
@@ -81,6 +83,11 @@ def _limit(q: Mapping[str, str], bounds: tuple[int, int]) -> int:
     return min(value, bounds[1])
 
 
+def capped(limit: int, cap: int) -> int:
+    """`limit` under a page-cap fault (0 = no cap beyond OKX's documented maximum)."""
+    return min(limit, cap) if cap > 0 else limit
+
+
 def window(
     oldest: int,
     newest: int,
@@ -110,9 +117,11 @@ class RestApi:
         faults: Faults,
         stats: Stats,
         rng: random.Random,
+        maintenance: Maintenance | None = None,
     ) -> None:
         self.market, self.clock, self.limiter = market, clock, limiter
         self.faults, self.stats, self.rng = faults, stats, rng
+        self.maintenance = maintenance or Maintenance()
         self.tape = Tape(market)
 
     def routes(self) -> list[web.RouteDef]:
@@ -135,6 +144,9 @@ class RestApi:
         if not request.path.startswith(PREFIX):
             return await handler(request)
         self.stats.count_route(request.path.removeprefix(PREFIX))
+        if self.maintenance.on:  # OKX.md §7: HTTP 503, code 50001 (ccxt: OnMaintenance)
+            self.stats.rest_errors += 1
+            return error(MAINTENANCE_CODE, MAINTENANCE_MSG, 503)
         faults = self.faults
         if faults.rest_latency_ms > 0:
             await asyncio.sleep(faults.rest_latency_ms / 1000)
@@ -163,6 +175,8 @@ class RestApi:
         inst_id = q.get("instId", "")
         if not inst_id:
             raise OkxError("50014", "Parameter instId can not be empty", 400)
+        if inst_id in self.market.delisted:  # OKX.md §7: what a just-delisted id gets
+            raise OkxError("51001", "Instrument ID does not exist.")
         if inst_id not in self.market:
             raise OkxError("51001", f"Instrument ID {inst_id} doesn't exist.")
         inst = self.market.instrument(inst_id)
@@ -181,9 +195,7 @@ class RestApi:
         if inst_type not in ("SPOT", "SWAP", "FUTURES", "OPTION", "MARGIN"):
             raise OkxError("51000", "Parameter instType error", 400)
         wanted = q.get("instId", "")
-        rows = [
-            i.okx_row() for i in self.market.instruments(inst_type) if wanted in ("", i.inst_id)
-        ]
+        rows = [i.okx_row() for i in self.market.listed(inst_type) if wanted in ("", i.inst_id)]
         return ok(rows)
 
     async def candles(self, request: web.Request) -> web.Response:
@@ -199,7 +211,8 @@ class RestApi:
         bar = BARS.get(q.get("bar", "") or "1m")
         if bar is None:
             raise OkxError("51000", "Parameter bar error", 400)
-        limit = _limit(q, CANDLE_LIMIT)
+        cap = self.faults.cap_history_candles if history else self.faults.cap_candles
+        limit = capped(_limit(q, CANDLE_LIMIT), cap)  # the newest `limit` rows of the window
         after, before = _int(q, "after"), _int(q, "before")
         now = self.clock.now_ms()
         current = bar.floor(now)
@@ -215,6 +228,10 @@ class RestApi:
             rows.append(okx_candle(inst, current, live.at(now), "0"))
             hi -= bar.ms
         rows.extend(await self._closed_rows(inst, bar, lo, hi))
+        share = self.faults.empty_field_share
+        if share > 0:
+            seed = self.market.seed
+            rows = [blank_field(r, seed, inst.inst_id, bar.name, share) for r in rows]
         return ok(rows)
 
     async def _closed_rows(self, inst: Instrument, bar: Bar, lo: int, hi: int) -> list[list[str]]:
@@ -230,27 +247,26 @@ class RestApi:
         inst_id = q.get("instId", "")
         self._rate(request, "funding-rate", inst_id)
         now = self.clock.now_ms()
+        processing = round(self.faults.settle_processing_s * 1000)
         if inst_id == "ANY":
-            return ok([self.market.funding(i).current_row(now) for i in self.market.swap_ids()])
+            ids = self.market.swap_ids()
+            return ok([self.market.funding(i).current_row(now, processing) for i in ids])
         inst = self._inst(q, swap=True)
-        return ok([self.market.funding(inst.inst_id).current_row(now)])
+        return ok([self.market.funding(inst.inst_id).current_row(now, processing)])
 
     async def funding_rate_history(self, request: web.Request) -> web.Response:
         q = request.query
         self._rate(request, "funding-rate-history", q.get("instId", ""))
         inst = self._inst(q, swap=True)
-        limit = _limit(q, FUNDING_LIMIT)
+        limit = capped(_limit(q, FUNDING_LIMIT), self.faults.cap_funding_history)
         after, before = _int(q, "after"), _int(q, "before")
         model = self.market.funding(inst.inst_id)
-        step = model.interval
         now = self.clock.now_ms()
-
-        def floor(t: int) -> int:
-            return t - t % step
-
-        oldest = max(-(-inst.list_time // step), -(-(now - FUNDING_HISTORY_MS) // step)) * step
-        lo, hi = window(oldest, floor(now), step, after, before, limit, floor)
-        times = list(range(lo, hi + 1, step))
+        # A settlement still "processing" is not in the history yet (settle_processing_s).
+        newest = now - round(self.faults.settle_processing_s * 1000)
+        lo = max(now - FUNDING_HISTORY_MS, -1 if before is None else before + 1)
+        hi = newest + 1 if after is None else min(newest + 1, after)
+        times = model.settlement_times(lo, hi)[-limit:]  # the newest `limit` of the window
         return ok(model.history_rows(times)[::-1])
 
     async def ticker(self, request: web.Request) -> web.Response:
@@ -265,7 +281,7 @@ class RestApi:
             raise OkxError("50014", "Parameter instType can not be empty", 400)
         if inst_type not in ("SPOT", "SWAP", "FUTURES", "OPTION"):
             raise OkxError("51000", "Parameter instType error", 400)
-        ids = [i.inst_id for i in self.market.instruments(inst_type)]
+        ids = [i.inst_id for i in self.market.listed(inst_type)]
         return ok(self.tape.tickers(ids, self.clock.now_ms()))
 
     async def trades(self, request: web.Request) -> web.Response:

@@ -6,6 +6,15 @@ Admin routes (never rate-limited, never faulted):
     POST /_sim/drop      close every WS connection now; {"notice": true} sends OKX's 64008 first
     GET  /_sim/stats     counters (requests, 429s, pushes, connections, ...)
     GET  /_sim/clock     {"now_ms", "start_ms", "speed"}
+
+Bad days (docs/simulator.md "Bad days"; each answers JSON, 400 {"error": ...} if refused):
+    POST /_sim/delist            {"instId": "ETH-USDT"} -> {"instId", "delisted_ms"}
+    POST /_sim/list              {"instId": "NEW-USDT-SWAP"} -> {"instId", "listTime"}
+    POST /_sim/maintenance       {"on": true, "notice_s": 30} (or {"on": false})
+                                 -> {"maintenance": bool, "pending": bool}
+    POST /_sim/quiet             {"instId": "ADA-USDT", "quiet": true} -> {"quiet": [ids]}
+    POST /_sim/funding-interval  {"instId": "BTC-USDT-SWAP", "hours": 4, "from_ms": null}
+                                 -> {"instId", "hours", "from_ms" (first settlement on it)}
 """
 
 from __future__ import annotations
@@ -18,8 +27,12 @@ from typing import Any
 
 from aiohttp import web
 
+from okx_collector.simulator.admin import baddays_routes
+from okx_collector.simulator.bars import HOUR_MS
 from okx_collector.simulator.clock import SimClock
 from okx_collector.simulator.faults import Faults
+from okx_collector.simulator.listing import new_instrument
+from okx_collector.simulator.maintenance import Maintenance
 from okx_collector.simulator.market import Market
 from okx_collector.simulator.ratelimit import RateLimiter
 from okx_collector.simulator.rest import RestApi, dumps
@@ -44,9 +57,13 @@ class Simulator:
         port: int = 0,
         push_interval: float = 0.5,
         faults: Faults | None = None,
+        idle_drop_s: float = 30.0,
+        subscribe_limit_per_hour: int = 480,
     ) -> None:
         if push_interval <= 0:
             raise ValueError(f"push_interval must be > 0, got {push_interval}")
+        if idle_drop_s < 0 or subscribe_limit_per_hour < 0:
+            raise ValueError("idle_drop_s and subscribe_limit_per_hour must be >= 0 (0 = off)")
         if extra_instruments < 0:
             raise ValueError(f"extra_instruments must be >= 0, got {extra_instruments}")
         self.seed = seed
@@ -57,9 +74,27 @@ class Simulator:
         self.faults = faults or Faults()  # switches, also at /_sim/faults
         self.stats = Stats()  # counters, also at /_sim/stats
         self.limiter = RateLimiter(rate_limit_scale)
-        self._ws = WsContext(self.market, self.clock, self.faults, self.stats, push_interval, seed)
+        self.maintenance = Maintenance()  # .on: in a maintenance window now
+        self.delisted = self.market.delisted  # instId -> exchange ms it was delisted
+        self._ws = WsContext(
+            self.market,
+            self.clock,
+            self.faults,
+            self.stats,
+            push_interval,
+            seed,
+            idle_drop_s,
+            subscribe_limit_per_hour,
+            self.maintenance,
+        )
         self._rest = RestApi(
-            self.market, self.clock, self.limiter, self.faults, self.stats, random.Random(seed)
+            self.market,
+            self.clock,
+            self.limiter,
+            self.faults,
+            self.stats,
+            random.Random(seed),
+            self.maintenance,
         )
         self.app = self._make_app()
         self._runner: web.AppRunner | None = None
@@ -139,6 +174,50 @@ class Simulator:
             )
         return len(conns)
 
+    # -- bad days (docs/simulator.md "Bad days") ---------------------------------------------
+
+    def delist(self, inst_id: str) -> int:
+        """Delist now: gone from instruments and tickers, 51001 on REST, 60018 on subscribe, open
+        subscriptions fall silent. Returns the exchange ms (also in `self.delisted`)."""
+        now = self.now_ms()
+        self.market.delist(inst_id, now)
+        return now
+
+    def list_instrument(self, inst_id: str) -> int:
+        """List `NEW-USDT` (spot) or `NEW-USDT-SWAP` (perpetual) now; returns its listTime.
+        ValueError for an id listed now or before, or not OKX-shaped."""
+        now = self.now_ms()
+        self.market.add_instrument(new_instrument(self.seed, inst_id, now))
+        return now
+
+    def begin_maintenance(self, notice_s: float = 0.0) -> None:
+        """Begin a maintenance window now, or after OKX's 64008 notice and `notice_s` real
+        seconds (returns at once; call from the simulator's event loop)."""
+        self.maintenance.begin(notice_s, lambda: self._ws.connections)
+
+    def end_maintenance(self) -> None:
+        """End the maintenance window (or cancel one announced)."""
+        self.maintenance.end()
+
+    def set_quiet(self, inst_id: str, quiet: bool = True) -> None:
+        """No websocket pushes at all for this instrument while quiet; REST unchanged."""
+        if inst_id not in self.market:
+            raise ValueError(f"unknown instrument {inst_id!r}")
+        if quiet:
+            self.market.quiet.add(inst_id)
+        else:
+            self.market.quiet.discard(inst_id)
+
+    def set_funding_interval(self, inst_id: str, hours: int, from_ms: int | None = None) -> int:
+        """Settle this perpetual every `hours` from the first settlement at or after `from_ms`
+        (default: now, i.e. the next settlement); returns that settlement time."""
+        if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1 or 24 % hours:
+            raise ValueError(f"hours must divide 24 (1, 2, 4, 6, 8, 12, 24), got {hours!r}")
+        if inst_id not in self.market.swap_ids():
+            raise ValueError(f"{inst_id!r} is not a listed perpetual")
+        start = self.now_ms() + 1 if from_ms is None else from_ms
+        return self.market.funding(inst_id).set_interval(hours * HOUR_MS, start)
+
     # -- app -----------------------------------------------------------------------------------
 
     def _make_app(self) -> web.Application:
@@ -152,6 +231,7 @@ class Simulator:
                 web.post("/_sim/drop", self._post_drop),
                 web.get("/_sim/stats", self._get_stats),
                 web.get("/_sim/clock", self._get_clock),
+                *baddays_routes(self),
             ]
         )
         return app

@@ -20,12 +20,13 @@ class Stats:
     ws_connections: int = 0  # WS connections accepted in total
     ws_open: int = 0  # WS connections open now
     ws_refused: int = 0  # handshakes refused by the refuse_ws fault
-    ws_dropped: int = 0  # connections closed by drop_connections() or ws_drop_after_s
+    ws_dropped: int = 0  # connections closed by the simulator (drops, faults, idle, maintenance)
+    ws_idle_dropped: int = 0  # of which closed by OKX's idle rule (idle_drop_s)
     ws_subscriptions: int = 0  # subscriptions active now
     ws_pushes: int = 0  # data frames sent (candle and funding-rate pushes)
     ws_malformed: int = 0  # data frames sent broken by the ws_malformed_share fault
     ws_pings: int = 0  # text pings received
-    ws_errors: int = 0  # error frames sent (60012, 60018)
+    ws_errors: int = 0  # error frames sent (60012, 60014, 60018)
 
     def count_route(self, route: str) -> None:
         self.rest_requests += 1

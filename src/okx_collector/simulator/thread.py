@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.market import Market
@@ -14,6 +15,7 @@ from okx_collector.simulator.server import Simulator
 from okx_collector.simulator.stats import Stats
 
 _START_TIMEOUT_S = 30.0
+T = TypeVar("T")
 
 
 class SimulatorThread:
@@ -106,6 +108,42 @@ class SimulatorThread:
         if loop is None:
             raise RuntimeError("the simulator thread is not running")
         return asyncio.run_coroutine_threadsafe(self.sim.drop_connections(notice), loop).result()
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the simulator's loop (its state is the loop's) and return its
+        result or raise its exception."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the simulator thread is not running")
+
+        async def run() -> T:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result()
+
+    # The bad-day switches of Simulator (docs/simulator.md "Bad days"), from any thread.
+
+    def delist(self, inst_id: str) -> int:
+        return self._call(self.sim.delist, inst_id)
+
+    def list_instrument(self, inst_id: str) -> int:
+        return self._call(self.sim.list_instrument, inst_id)
+
+    def begin_maintenance(self, notice_s: float = 0.0) -> None:
+        self._call(self.sim.begin_maintenance, notice_s)
+
+    def end_maintenance(self) -> None:
+        self._call(self.sim.end_maintenance)
+
+    def set_quiet(self, inst_id: str, quiet: bool = True) -> None:
+        self._call(self.sim.set_quiet, inst_id, quiet)
+
+    def set_funding_interval(self, inst_id: str, hours: int, from_ms: int | None = None) -> int:
+        return self._call(self.sim.set_funding_interval, inst_id, hours, from_ms)
+
+    @property
+    def delisted(self) -> dict[str, int]:
+        return self.sim.delisted
 
     def stop(self) -> None:
         """Stop serving and join the thread."""

@@ -22,15 +22,20 @@ from aiohttp import WSMsgType, web
 from okx_collector.simulator.bars import BARS
 from okx_collector.simulator.clock import SimClock
 from okx_collector.simulator.faults import Faults
+from okx_collector.simulator.maintenance import MAINTENANCE_CODE, MAINTENANCE_MSG, Maintenance
 from okx_collector.simulator.market import Market
 from okx_collector.simulator.pushes import CandleSub, FundingSub, PushScheduler, Sub
 from okx_collector.simulator.stats import Stats
+from okx_collector.simulator.wslimits import IdleWatch, RequestWindow
 
 FUNDING_CHANNEL = "funding-rate"
 _MIN_SLEEP_S = 0.002
 _MAX_SLEEP_S = 1.0  # re-read the fault switches (ws_drop_after_s) at least this often
 _MAX_QUEUED = 10_000  # frame batches queued for a client before it is dropped as too slow
 _DROP_CODE = 1001  # "going away"
+# OKX's close code for "No data received in 30s" (its 4xxx close-code table; ccxt maps 4004 to
+# NetworkError) [UNVERIFIED that OKX still sends it]
+_IDLE_CODE = 4004
 _HIGH_WATER = 4 << 20  # bytes unsent to a client before its writer waits for them to drain
 _DRAIN_POLL_S = 0.01
 _log = logging.getLogger(__name__)
@@ -47,6 +52,9 @@ class WsContext:
     stats: Stats
     push_interval: float  # real seconds between in-progress candle pushes
     seed: int
+    idle_drop_s: float = 30.0  # real s: OKX's idle drop (wslimits.IdleWatch); 0 = never
+    subscribe_limit_per_hour: int = 480  # subscribe/unsubscribe frames per connection; 0 = off
+    maintenance: Maintenance = field(default_factory=Maintenance)
     connections: set[Connection] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -71,6 +79,9 @@ class Connection:
         self.rng = random.Random(f"{ctx.seed}/{number}")  # fault draws, funding push jitter
         self.subs: dict[tuple[str, str], Sub] = {}  # (channel, instId) -> subscription
         self.opened = time.monotonic()
+        self.idle = IdleWatch(ctx.idle_drop_s, self.opened)
+        self.requests = RequestWindow(ctx.subscribe_limit_per_hour)
+        self.idle_dropped = False  # closed by the idle rule (close code 4004)
         self.closing = False  # no more frames: a close was requested or the client left
         self.dropped = False  # closed by the simulator (drop, fault), not by the client
         self.notice = False  # send OKX's 64008 notice before closing
@@ -78,7 +89,9 @@ class Connection:
         self.finished = asyncio.Event()  # set once the socket is closed
         self._out: asyncio.Queue[tuple[float, list[str], bool]] = asyncio.Queue()
         self._wake = asyncio.Event()  # new subscriptions: recompute the next wake-up
-        self._schedule = PushScheduler(ctx.market, ctx.clock, ctx.push_interval, self.rng)
+        self._schedule = PushScheduler(
+            ctx.market, ctx.clock, ctx.push_interval, self.rng, ctx.faults
+        )
 
     # -- incoming ------------------------------------------------------------------------------
 
@@ -87,6 +100,7 @@ class Connection:
         stats, faults = self.ctx.stats, self.ctx.faults
         if text == "ping":
             stats.ws_pings += 1
+            self.idle.pinged(time.monotonic())
             if not faults.withhold_pong:
                 self._send(["pong"])
             return
@@ -98,6 +112,9 @@ class Connection:
         args = msg.get("args") if isinstance(msg, dict) else None
         if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
             self._error("60012", f"Illegal request: {text}")
+            return
+        if not self.requests.allow(time.monotonic()):  # OKX: 480 requests/hour/connection
+            self._error("60014", "Requests too frequent.")
             return
         added: list[Sub] = []
         for arg in args:
@@ -115,29 +132,34 @@ class Connection:
             elif faults.reject_subscribe:
                 self._error("60012", f"Illegal request: {text}")
             else:
-                sub = self._make_sub(channel, inst_id, echo)
-                if sub is None:
-                    self._error(
-                        "60018",
-                        f"Wrong URL or channel:{channel},instId:{inst_id} "
-                        "doesn't exist. Please use the correct URL, channel and "
-                        "parameters referring to API document.",
-                    )
-                    continue
-                self._event("subscribe", echo)
-                if (channel, inst_id) not in self.subs:  # OKX acks a repeat; one feed only
-                    stats.ws_subscriptions += 1
-                    self.subs[(channel, inst_id)] = sub
-                    added.append(sub)
+                self._subscribe(channel, inst_id, echo, added)
+        self.idle.subscriptions(len(self.subs), time.monotonic())
         if added:
             frames = self._schedule.add(added, time.monotonic(), self.ctx.clock.now_ms())
             if not faults.stop_pushing:
                 self._send(frames, data=True)
             self._wake.set()
 
+    def _subscribe(self, channel: str, inst_id: str, echo: str, added: list[Sub]) -> None:
+        """One arg of a subscribe: OKX answers each arg on its own (ack or 60018)."""
+        sub = self._make_sub(channel, inst_id, echo)
+        if sub is None:
+            self._error(
+                "60018",
+                f"Wrong URL or channel:{channel},instId:{inst_id} "
+                "doesn't exist. Please use the correct URL, channel and "
+                "parameters referring to API document.",
+            )
+            return
+        self._event("subscribe", echo)
+        if (channel, inst_id) not in self.subs:  # OKX acks a repeat; one feed only
+            self.ctx.stats.ws_subscriptions += 1
+            self.subs[(channel, inst_id)] = sub
+            added.append(sub)
+
     def _make_sub(self, channel: str, inst_id: str, echo: str) -> Sub | None:
         market = self.ctx.market
-        if inst_id not in market:
+        if not market.is_listed(inst_id):  # unknown or delisted: 60018 (OKX.md §7)
             return None
         inst = market.instrument(inst_id)
         if self.kind == "business" and channel.startswith("candle"):
@@ -157,7 +179,17 @@ class Connection:
         body = {"event": "error", "code": code, "msg": msg, "connId": self.conn_id}
         self._send([json.dumps(body, separators=(",", ":"))])
 
+    def notify_upgrade(self) -> None:
+        """Send OKX's 64008 notice ("closed soon for a service upgrade") and stay open."""
+        self._send([self._notice_frame()])
+
+    def _notice_frame(self) -> str:
+        body = {"event": "notice", "code": "64008", "msg": _NOTICE_64008, "connId": self.conn_id}
+        return json.dumps(body, separators=(",", ":"))
+
     def _send(self, frames: list[str], data: bool = False) -> None:
+        if data and frames:
+            self.idle.pushed(time.monotonic())
         if self._out.qsize() >= _MAX_QUEUED:
             self.dropped = True  # a client this slow is dropped, as OKX does
             self.request_close()
@@ -215,7 +247,12 @@ class Connection:
             frames = self._schedule.due(now_real, ctx.clock.now_ms())
             if frames and not ctx.faults.stop_pushing:
                 self._send(frames, data=True)
-            wake = self._schedule.next_wake()
+            if now_real >= self.idle.deadline():
+                self.idle_dropped = True
+                ctx.stats.ws_idle_dropped += 1
+                self.drop()
+                return
+            wake = min(self._schedule.next_wake(), self.idle.deadline())
             if drop_after > 0:
                 wake = min(wake, self.opened + drop_after)
             self._wake.clear()
@@ -263,14 +300,9 @@ class Connection:
                     _log.error("websocket %s failed", self.conn_id, exc_info=result)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 if self.notice:
-                    body = {
-                        "event": "notice",
-                        "code": "64008",
-                        "msg": _NOTICE_64008,
-                        "connId": self.conn_id,
-                    }
-                    await self.ws.send_str(json.dumps(body, separators=(",", ":")))
-                await self.ws.close(code=_DROP_CODE if self.dropped else 1000)
+                    await self.ws.send_str(self._notice_frame())
+                code = _IDLE_CODE if self.idle_dropped else _DROP_CODE if self.dropped else 1000
+                await self.ws.close(code=code)
             self.finished.set()
 
 
@@ -290,6 +322,13 @@ def ws_handler(kind: str, ctx: WsContext) -> web.RouteDef:
     """The route for `/ws/v5/<kind>`."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if ctx.maintenance.on:  # OKX.md §7: websocket upgrades fail during maintenance
+            ctx.stats.ws_refused += 1
+            return web.Response(
+                status=503,
+                text=json.dumps({"code": MAINTENANCE_CODE, "msg": MAINTENANCE_MSG}),
+                content_type="application/json",
+            )
         if ctx.faults.refuse_ws:
             ctx.stats.ws_refused += 1
             return web.Response(
