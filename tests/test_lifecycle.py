@@ -1,0 +1,235 @@
+"""Instrument lifecycle and bad days while collecting, through the real ccxt client: a delisting,
+a refused subscription, maintenance. The process stays up, the healthy series stay exact and on
+the websocket, the delisted one keeps its data and is recorded as delisted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from okx_collector.config import Settings
+from okx_collector.errors import BadInput
+from okx_collector.exchange import OkxExchange
+from okx_collector.okx_ws import parse_refusal
+from okx_collector.simulator import Simulator
+from okx_collector.store import Store
+from okx_collector.store.lifecycle import read_delisted
+from okx_collector.timeframes import MINUTE_MS, Timeframe
+from tests.collect_helpers import assert_exact, iso, stored_rows
+from tests.test_collect_faults import run_with
+
+MakeSettings = Callable[..., Settings]
+SPEED = 120.0  # a 1m candle closes every 0.5 s of real time
+TF1 = Timeframe.parse("1m")
+
+
+def live_settings(
+    make_settings: MakeSettings, sim: Simulator, symbols: str, **extra: object
+) -> Settings:
+    values: dict[str, object] = {
+        "symbols": symbols, "timeframes": "1m", "since": iso(sim.now_ms() - 10 * MINUTE_MS),
+        "mode": "auto", "poll_interval": 0.3, "heartbeat": 0.5, "funding": False,
+    }  # fmt: skip
+    values.update(extra)
+    return make_settings(sim, **values)
+
+
+def ws_share_after(store: Store, inst_id: str, after: int) -> float:
+    sources = [r for r in zip(store.read_candles(inst_id, TF1).column("ts").to_pylist(),
+                              store.read_candles(inst_id, TF1).column("source").to_pylist(),
+                              strict=True) if r[0] >= after]  # fmt: skip
+    assert len(sources) >= 5, f"{inst_id}: only {len(sources)} candles after the storm"
+    return sum(1 for _, source in sources if source == "ws") / len(sources)
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ({"event": "error", "code": "60018",
+          "msg": "Wrong URL or channel:candle1m,instId:DOT-USDT doesn't exist. Please use the "
+                 "correct URL, channel and parameters referring to API document.", "connId": "a"},
+         ("candle1m", "DOT-USDT")),
+        ({"event": "error", "code": "60018", "msg": "channel:funding-rate,instId:X-USDT-SWAP "
+          "doesn't exist"}, ("funding-rate", "X-USDT-SWAP")),
+        ({"event": "error", "code": "60012", "msg": "Illegal request: {}"}, None),
+        ({"event": "error", "code": "60018", "msg": "something else"}, None),
+        ({"event": "subscribe", "arg": {"channel": "candle1m", "instId": "BTC-USDT"}}, None),
+        ("pong", None),
+    ],
+)  # fmt: skip
+def test_parse_refusal(frame: object, expected: tuple[str, str] | None) -> None:
+    assert parse_refusal(frame) == expected
+
+
+async def test_a_refused_subscription_affects_only_its_instrument() -> None:
+    """ccxt would reject every watch of the connection on a 60018 (the frame has no id); the
+    refusal goes to the sink naming its instrument, and the others' watch goes on."""
+    async with Simulator(seed=30, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+        ex = OkxExchange(sim.rest_url, sim.ws_url)
+        try:
+            await ex.load_markets()
+            btc, dot = ex.listed["BTC-USDT"], ex.listed["DOT-USDT"]
+            refused: list[tuple[str, str]] = []
+            pushes: list[str] = []
+            ex.attach_sinks(
+                lambda inst_id, tf, ts, final: pushes.append(inst_id),
+                lambda inst_id, obs: None,
+                lambda channel, inst_id, msg: refused.append((channel, inst_id)),
+                lambda inst_id, tf, raw: None,
+            )
+            sim.delist("DOT-USDT")  # the collector's markets still have it: it subscribes
+            for _ in range(5):
+                await asyncio.wait_for(ex.watch_candles([(btc, TF1), (dot, TF1)]), 5)
+            # Each watch naming DOT asks again (the refusal was forgotten), each refusal names it.
+            assert refused and set(refused) == {("candle1m", "DOT-USDT")}
+            assert pushes and set(pushes) == {"BTC-USDT"}
+        finally:
+            await ex.close()
+
+
+async def test_a_delisting_mid_run_retires_only_that_instrument(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Simulator(seed=31, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+        since = sim.now_ms() - 10 * MINUTE_MS
+        settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT,DOT/USDT:USDT",
+                                 funding=True)  # fmt: skip
+        delisted: list[int] = []
+
+        async def script() -> None:
+            await asyncio.sleep(1.5)
+            delisted.append(sim.delist("DOT-USDT-SWAP"))
+            await sim.drop_connections()  # the resubscription names DOT too: refused (60018)
+            await asyncio.sleep(8.0)
+
+        with caplog.at_level(logging.INFO):
+            collector = await run_with(settings, script)
+        assert "DOT-USDT-SWAP" in collector.retired
+        store = Store(settings.data_dir)
+        end = TF1.floor(sim.now_ms())
+        for inst_id in ("BTC-USDT", "ETH-USDT"):
+            assert_exact(store, sim, inst_id, "1m", since, end - 4 * TF1.ms)
+            # Back on the websocket after the storm: most candles closing after it came as pushes.
+            assert ws_share_after(store, inst_id, delisted[0] + 2 * MINUTE_MS) >= 0.8
+        # The delisted series keeps its data, exact up to where it stopped.
+        rows = stored_rows(store, "DOT-USDT-SWAP", TF1)
+        assert rows and rows[-1][0] + TF1.ms <= delisted[0] + TF1.ms
+        assert_exact(store, sim, "DOT-USDT-SWAP", "1m", since, delisted[0] - 3 * TF1.ms)
+        assert "DOT-USDT-SWAP" in read_delisted(settings.data_dir)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        said = [w for w in warnings if "DOT-USDT-SWAP is no longer listed" in w]
+        assert len(said) == 1, warnings
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not [r for r in caplog.records if r.exc_info]
+
+        # A restart with the same symbols: one warning, and the others run.
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            again = await run_with(settings, lambda: asyncio.sleep(2.0))
+        assert {s.inst.inst_id for s in again.states.values()} == {"BTC-USDT", "ETH-USDT"}
+        assert any("DOT-USDT-SWAP is no longer listed" in r.getMessage() for r in caplog.records)
+
+
+async def test_one_delisting_among_100_series_leaves_99_streaming(
+    make_settings: MakeSettings,
+) -> None:
+    async with Simulator(seed=32, speed=SPEED, rate_limit_scale=0, push_interval=0.1,
+                         extra_instruments=95) as sim:  # fmt: skip
+        names = ["BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT"]
+        names += [f"SIM{i:04d}/USDT" for i in range(1, 96)]
+        since = sim.now_ms() - 10 * MINUTE_MS
+        settings = live_settings(make_settings, sim, ",".join(names))
+        delisted: list[int] = []
+
+        async def script() -> None:
+            await asyncio.sleep(2.0)
+            delisted.append(sim.delist("SIM0042-USDT"))
+            await sim.drop_connections()
+            await asyncio.sleep(6.0)
+
+        collector = await run_with(settings, script)
+        assert set(collector.retired) == {"SIM0042-USDT"}
+        assert len(collector.states) == 99
+        store = Store(settings.data_dir)
+        end = TF1.floor(sim.now_ms())
+        after = delisted[0] + 2 * MINUTE_MS
+        shares = []
+        for state in collector.states.values():
+            inst_id = state.inst.inst_id
+            assert_exact(store, sim, inst_id, "1m", since, end - 4 * TF1.ms)
+            shares.append(ws_share_after(store, inst_id, after))
+        assert min(shares) >= 0.8, sorted(shares)[:5]
+
+
+async def test_maintenance_is_waited_out_then_caught_up(make_settings: MakeSettings) -> None:
+    async with Simulator(seed=33, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+        since = sim.now_ms() - 10 * MINUTE_MS
+        settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT:USDT", funding=True)
+        ended: list[int] = []
+
+        async def script() -> None:
+            await asyncio.sleep(1.0)
+            sim.begin_maintenance()
+            await asyncio.sleep(4.0)  # 8 exchange minutes: many more retries than any limit
+            sim.end_maintenance()
+            ended.append(sim.now_ms())
+            await asyncio.sleep(9.0)
+
+        await run_with(settings, script)
+        store = Store(settings.data_dir)
+        end = TF1.floor(sim.now_ms())
+        for inst_id in ("BTC-USDT", "ETH-USDT-SWAP"):
+            assert_exact(store, sim, inst_id, "1m", since, end - 4 * TF1.ms)
+            # ccxt's own dial backoff (0.1 s doubling per failed dial, OKX.md §2.7) delays the
+            # reconnect by up to ~3 s of real time after a 4 s outage: 6 minutes at this speed.
+            assert ws_share_after(store, inst_id, ended[0] + 8 * MINUTE_MS) >= 0.8
+
+
+async def test_collect_started_during_maintenance_waits_for_its_end(
+    make_settings: MakeSettings,
+) -> None:
+    async with Simulator(seed=34, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+        since = sim.now_ms() - 10 * MINUTE_MS
+        settings = live_settings(make_settings, sim, "BTC/USDT")
+        sim.begin_maintenance()
+
+        async def script() -> None:
+            await asyncio.sleep(3.0)
+            sim.end_maintenance()
+            await asyncio.sleep(4.0)
+
+        await run_with(settings, script)
+        store = Store(settings.data_dir)
+        assert_exact(store, sim, "BTC-USDT", "1m", since, TF1.floor(sim.now_ms()) - 4 * TF1.ms)
+
+
+async def test_backfill_waits_out_maintenance(make_settings: MakeSettings) -> None:
+    from tests.test_backfill import assert_store_equals_market, backfill
+
+    async with Simulator(seed=35, speed=1.0, rate_limit_scale=0) as sim:
+        settings = make_settings(sim, symbols="BTC/USDT", timeframes="1m", since="2d",
+                                 funding=False)  # fmt: skip
+        now = sim.now_ms()
+        sim.begin_maintenance()
+
+        async def end_later() -> None:
+            await asyncio.sleep(3.0)  # far longer than ten fast retries (about 2 s)
+            sim.end_maintenance()
+
+        ender = asyncio.create_task(end_later())
+        await backfill(settings)
+        await ender
+        assert_store_equals_market(Store(settings.data_dir), sim, "BTC-USDT", "1m",
+                                   now - 2 * 24 * 60 * MINUTE_MS, now)  # fmt: skip
+
+
+async def test_every_configured_symbol_delisted_is_bad_input(make_settings: MakeSettings) -> None:
+    async with Simulator(seed=36, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+        settings = live_settings(make_settings, sim, "DOT/USDT")
+        await run_with(settings, lambda: asyncio.sleep(1.5))
+        sim.delist("DOT-USDT")
+        with pytest.raises(BadInput, match="none of the configured symbols"):
+            await run_with(settings, lambda: asyncio.sleep(0.5))
