@@ -27,6 +27,7 @@ from okx_collector.errors import (
     ExchangeError,
     ExchangeRejected,
     ExchangeUnavailable,
+    NotOkxAnswer,
 )
 from okx_collector.models import (
     Candle,
@@ -68,6 +69,8 @@ def classify(exc: BaseException) -> ExchangeError:
     """Map any exception from a ccxt call onto retryable or fatal (the one place that decides)."""
     if isinstance(exc, ExchangeError):
         return exc
+    if isinstance(exc, _NotOkx):  # retryable (a proxy's error page passes); start-up tries 5 times
+        return NotOkxAnswer(exc.url, exc.detail)
     message = f"{type(exc).__name__}: {exc}".strip()
     if len(message) > 300:
         message = message[:300] + "..."
@@ -91,6 +94,53 @@ def _classified() -> Iterator[None]:
         raise
     except Exception as exc:
         raise classify(exc) from exc
+
+
+EXCERPT_CHARS = 64  # of a foreign answer's body, in its one-line description
+
+
+def foreign_answer(status: int, headers: Any, body: Any, parsed: Any) -> str | None:
+    """Why an HTTP answer is not one of OKX's API (None when it is): OKX answers every request,
+    refusals and rate limits included, with a JSON object holding `code`. The description is one
+    line: status, content type, and the body's start with its whitespace collapsed."""
+    if isinstance(parsed, dict) and "code" in parsed:
+        return None
+    content_type = next(
+        (str(v) for k, v in dict(headers or {}).items() if str(k).lower() == "content-type"), ""
+    )
+    kind = content_type.split(";")[0].strip() or "no content type"
+    text = " ".join(str(body or "").split())
+    if not text:
+        return f"HTTP {status}, {kind}, empty body"
+    excerpt = text[:EXCERPT_CHARS] + ("..." if len(text) > EXCERPT_CHARS else "")
+    return f'HTTP {status}, {kind}: "{excerpt}"'
+
+
+class _NotOkx(ccxt_async.BadResponse):  # type: ignore[misc]
+    """Raised inside a ccxt call for an answer that is not OKX's; `classify` maps it."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        self.detail = detail
+        super().__init__(f"{url}: {detail}")
+
+
+class _OkxAnswersOnly:
+    """Mixed into the ccxt client: an HTML page or foreign JSON raises `_NotOkx` within the call
+    (ccxt would return the text, and the parse of it fail somewhere with a TypeError)."""
+
+    def handle_errors(self, code: int, reason: str, url: str, method: str, headers: Any,
+                      body: Any, response: Any, *rest: Any) -> Any:  # fmt: skip
+        detail = foreign_answer(code, headers, body, response)
+        if detail is not None:
+            raise _NotOkx(url.split("?", 1)[0], detail)
+        return super().handle_errors(  # type: ignore[misc]
+            code, reason, url, method, headers, body, response, *rest
+        )
+
+
+class _OkxRest(_OkxAnswersOnly, ccxt_async.okx):  # type: ignore[misc]
+    """The REST-only client (no ccxt.pro)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +169,7 @@ def _make_ws_class() -> Any:
     if ccxt_pro is None:  # pragma: no cover
         return None
 
-    class OkxWithRawPushes(ccxt_pro.okx):  # type: ignore[misc]
+    class OkxWithRawPushes(_OkxAnswersOnly, ccxt_pro.okx):  # type: ignore[misc]
         candle_sink: Callable[[dict[str, Any]], None] | None = None
         funding_sink: Callable[[dict[str, Any]], None] | None = None
         fed: dict[tuple[str, str], float]  # (channel, instId) -> last fed to ccxt; attach_sinks
@@ -180,7 +230,7 @@ class OkxExchange:
             "options": {"fetchMarkets": {"types": ["spot", "swap"]}},
         }
         if _WS_CLASS is None:  # no ccxt.pro: REST only (`collect --mode poll`)
-            self._rest = ccxt_async.okx(config)
+            self._rest = _OkxRest(config)
         else:
             # One client for REST and websockets (a ccxt.pro client is a REST client too): the
             # markets of a thousand instruments are held once, not twice (~20 MB).
