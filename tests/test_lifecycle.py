@@ -14,6 +14,8 @@ from okx_collector.config import Settings
 from okx_collector.errors import BadInput
 from okx_collector.exchange import OkxExchange
 from okx_collector.okx_ws import parse_refusal
+from okx_collector.qlib_export import export_qlib
+from okx_collector.qlib_export.calendar import format_time
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import read_delisted
@@ -119,6 +121,15 @@ async def test_a_delisting_mid_run_retires_only_that_instrument(
         assert rows and rows[-1][0] + TF1.ms <= delisted[0] + TF1.ms
         assert_exact(store, sim, "DOT-USDT-SWAP", "1m", since, delisted[0] - 3 * TF1.ms)
         assert "DOT-USDT-SWAP" in read_delisted(settings.data_dir)
+        # Survivorship-free: the qlib export keeps the delisted instrument with its real range.
+        out = settings.data_dir.parent / "qlib"
+        export_qlib(store, out, TF1)
+        ranges = {
+            line.split("\t")[0]: line.split("\t")[1:]
+            for line in (out / "instruments" / "all.txt").read_text().splitlines()
+        }
+        assert ranges["DOT-USDT-SWAP"] == [format_time(rows[0][0]), format_time(rows[-1][0])]
+        assert ranges["BTC-USDT"][1] > ranges["DOT-USDT-SWAP"][1]
         warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         said = [w for w in warnings if "DOT-USDT-SWAP is no longer listed" in w]
         assert len(said) == 1, warnings

@@ -8,16 +8,22 @@
     │   └── StorageError           a Parquet file could not be read or written
     └── ExchangeError              exit 1: raised by `exchange` only, after classification
         ├── ExchangeUnavailable    retryable: network trouble, timeouts, 429/50011, 5xx
-        │   └── ExchangeMaintenance  OKX is in maintenance (50001): wait for as long as it lasts
+        │   ├── ExchangeMaintenance  OKX is in maintenance (50001): wait for as long as it lasts
+        │   └── NotOkxAnswer       the endpoint answered, but not like OKX's API (an HTML page,
+        │                          foreign JSON): retried a few times, then the job stops
         └── ExchangeRejected       fatal: the exchange refused the request itself (bad symbol,
             │                      bad parameter); retrying cannot help
             └── InstrumentGone     OKX does not know the instrument (51001 on REST, 60018 on a
                                    subscribe): delisted, or never listed
 
+    Interrupted (a KeyboardInterrupt)  exit 128 + signal: SIGINT 130, SIGTERM 143
+
 Only `exchange` maps ccxt's exceptions onto this tree, so the rest of the code never imports ccxt.
 """
 
 from __future__ import annotations
+
+import signal
 
 
 class CollectorError(Exception):
@@ -52,6 +58,15 @@ class ExchangeMaintenance(ExchangeUnavailable):
     """OKX announced maintenance: every part waits for as long as it lasts (no attempt limit)."""
 
 
+class NotOkxAnswer(ExchangeUnavailable):
+    """The endpoint answered, but not with OKX's JSON envelope (wrong URL, a proxy's page)."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url  # the request's URL, without its query
+        self.detail = detail  # e.g. 'HTTP 200, text/html: "<html><head>..."'
+        super().__init__(f"{url} does not answer like OKX's API ({detail})")
+
+
 class ExchangeRejected(ExchangeError):
     """Permanent: the exchange refused this request; do not retry it."""
 
@@ -62,6 +77,19 @@ class InstrumentGone(ExchangeRejected):
     def __init__(self, inst_id: str, message: str) -> None:
         super().__init__(f"{inst_id}: {message}")
         self.inst_id = inst_id
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a command; `str()` says what was saved (one line)."""
+
+    def __init__(self, signum: int, summary: str = "") -> None:
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name}{': ' + summary if summary else ''}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process the signal ended: 130, 143
 
 
 def unwrap(exc: BaseException) -> BaseException:

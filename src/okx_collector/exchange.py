@@ -25,6 +25,7 @@ from okx_collector.errors import (
     ExchangeRejected,
     ExchangeUnavailable,
     InstrumentGone,
+    NotOkxAnswer,
 )
 from okx_collector.instruments import (
     Instrument,
@@ -42,7 +43,7 @@ from okx_collector.models import (
     parse_okx_funding_current,
     parse_okx_funding_history,
 )
-from okx_collector.okx_ws import WS_IMPORT_ERROR, RefusalSink, make_ws_class
+from okx_collector.okx_ws import WS_IMPORT_ERROR, NotOkx, OkxRest, RefusalSink, make_ws_class
 from okx_collector.pacing import Pacer
 from okx_collector.timeframes import Timeframe
 
@@ -69,6 +70,8 @@ def classify(exc: BaseException, inst_id: str | None = None) -> ExchangeError:
     """
     if isinstance(exc, ExchangeError):
         return exc
+    if isinstance(exc, NotOkx):  # retryable (a proxy's error page passes); start-up tries 5 times
+        return NotOkxAnswer(exc.url, exc.detail)
     message = f"{type(exc).__name__}: {exc}".strip()
     if len(message) > 300:
         message = message[:300] + "..."
@@ -161,7 +164,7 @@ class OkxExchange:
             "options": {"fetchMarkets": {"types": ["spot", "swap"]}},
         }
         if _WS_CLASS is None:  # no ccxt.pro: REST only (`collect --mode poll`)
-            self._rest = ccxt_async.okx(config)
+            self._rest = OkxRest(config)
         else:
             # One client for REST and websockets (a ccxt.pro client is a REST client too): the
             # markets of a thousand instruments are held once, not twice (~20 MB).

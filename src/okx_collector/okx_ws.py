@@ -1,6 +1,8 @@
-"""The ccxt.pro okx client the collector streams with: ccxt itself, plus three hooks.
+"""The ccxt okx clients the collector uses: ccxt itself, plus hooks.
 
-ccxt is unchanged; this subclass only adds what OKX.md documents ccxt as lacking:
+ccxt is unchanged; the subclasses only add what OKX.md documents ccxt as lacking:
+- an answer that is not OKX's (an HTML page, foreign JSON) raises `NotOkx` within the call (ccxt
+  would return the text and a later parse fail with a TypeError);
 - raw candle rows go to a sink, with the `confirm` flag and `volCcyQuote` ccxt's parser drops
   (OKX.md §2.8);
 - raw funding pushes go to a sink;
@@ -16,6 +18,8 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
+
+import ccxt.async_support as ccxt_async
 
 try:  # ccxt.pro ships with ccxt >= 4, but a trimmed install may lack it (or its websocket deps).
     import ccxt.pro as ccxt_pro
@@ -43,12 +47,59 @@ def parse_refusal(message: object) -> tuple[str, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
+EXCERPT_CHARS = 64  # of a foreign answer's body, in its one-line description
+
+
+def foreign_answer(status: int, headers: Any, body: Any, parsed: Any) -> str | None:
+    """Why an HTTP answer is not one of OKX's API (None when it is): OKX answers every request,
+    refusals and rate limits included, with a JSON object holding `code`. The description is one
+    line: status, content type, and the body's start with its whitespace collapsed."""
+    if isinstance(parsed, dict) and "code" in parsed:
+        return None
+    content_type = next(
+        (str(v) for k, v in dict(headers or {}).items() if str(k).lower() == "content-type"), ""
+    )
+    kind = content_type.split(";")[0].strip() or "no content type"
+    text = " ".join(str(body or "").split())
+    if not text:
+        return f"HTTP {status}, {kind}, empty body"
+    excerpt = text[:EXCERPT_CHARS] + ("..." if len(text) > EXCERPT_CHARS else "")
+    return f'HTTP {status}, {kind}: "{excerpt}"'
+
+
+class NotOkx(ccxt_async.BadResponse):  # type: ignore[misc]
+    """Raised inside a ccxt call for an answer that is not OKX's; `classify` maps it."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        self.detail = detail
+        super().__init__(f"{url}: {detail}")
+
+
+class _OkxAnswersOnly:
+    """Mixed into the ccxt client: an HTML page or foreign JSON raises `NotOkx` within the call
+    (ccxt would return the text, and the parse of it fail somewhere with a TypeError)."""
+
+    def handle_errors(self, code: int, reason: str, url: str, method: str, headers: Any,
+                      body: Any, response: Any, *rest: Any) -> Any:  # fmt: skip
+        detail = foreign_answer(code, headers, body, response)
+        if detail is not None:
+            raise NotOkx(url.split("?", 1)[0], detail)
+        return super().handle_errors(  # type: ignore[misc]
+            code, reason, url, method, headers, body, response, *rest
+        )
+
+
+class OkxRest(_OkxAnswersOnly, ccxt_async.okx):  # type: ignore[misc]
+    """The REST-only client (no ccxt.pro)."""
+
+
 def make_ws_class() -> Any:
     """A ccxt.pro okx client that also hands raw pushes and refusals to sinks."""
     if ccxt_pro is None:  # pragma: no cover
         return None
 
-    class OkxWithRawPushes(ccxt_pro.okx):  # type: ignore[misc]
+    class OkxWithRawPushes(_OkxAnswersOnly, ccxt_pro.okx):  # type: ignore[misc]
         candle_sink: Callable[[dict[str, Any]], None] | None = None
         funding_sink: Callable[[dict[str, Any]], None] | None = None
         refusal_sink: RefusalSink | None = None

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from okx_collector.config import Settings
-from okx_collector.errors import BadInput, EnvironmentProblem, ExchangeRejected, ExchangeUnavailable
+from okx_collector.errors import (
+    BadInput,
+    EnvironmentProblem,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    NotOkxAnswer,
+)
 from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
@@ -102,6 +108,11 @@ async def open_session(
                                delays=delays)  # fmt: skip
             now = await with_retries(exchange.fetch_time, what="fetch time", attempts=5,
                                      delays=delays)  # fmt: skip
+        except NotOkxAnswer as exc:  # (after the same few tries: a proxy's page may pass)
+            raise EnvironmentProblem(
+                f"{settings.rest_url} does not answer like OKX's API ({exc.detail}); "
+                "check --rest-url"
+            ) from None
         except (ExchangeUnavailable, ExchangeRejected) as exc:
             raise EnvironmentProblem(
                 f"cannot reach the exchange at {settings.rest_url} ({exc}); "

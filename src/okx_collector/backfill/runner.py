@@ -4,6 +4,10 @@ Workers for `history-candles` and `market/candles` run side by side because OKX 
 endpoints separately; the pacer keeps each at just under its ceiling. Candles go through a bounded
 queue to a single writer task, which batches them per series and writes off the event loop.
 A kill at any moment loses at most the unflushed batches; the next run re-plans from the store.
+
+Every task belongs to one TaskGroup and is awaited. If the writer fails (a full disk), the group
+cancels the fetchers at once: none is left waiting on a queue nobody empties. If fetching fails
+or is stopped, the writer still stores what was fetched, then the run ends (raising the failure).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class BackfillReport:
     retries: int = 0
     seconds: float = 0.0
     series: int = 0
+    interrupted: bool = False  # `stop` was set: fetching stopped early (what came is stored)
 
 
 class Backfiller:
@@ -94,6 +99,8 @@ class Backfiller:
         self.report = BackfillReport()
         self.gone: set[str] = set()  # instIds OKX answered 51001 for during this run
         self._queue: asyncio.Queue[tuple[SeriesJob, list[Candle]] | None] = asyncio.Queue(64)
+        self._fetch_failure: Exception | None = None  # raised once the writer has stored the rest
+        self._fetched = False  # the fetchers are done (or stopped): the end marker is on its way
 
     def plan(
         self,
@@ -120,17 +127,48 @@ class Backfiller:
         until: int,
         now: int,
         starts: Mapping[tuple[str, str], int] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> BackfillReport:
+        """Fetch and store; `stop`, once set, ends fetching (what came is still stored, and the
+        report says `interrupted`). A write failure ends the run within moments, raised."""
         started = time.monotonic()
         self.report.requests_start = self.exchange.requests
-        jobs = await asyncio.to_thread(self.plan, series, since, until, now, starts)
-        self.report.series = len(jobs)
-        for job in jobs:
-            bars = sum(p.bars(job.tf) for p in job.pages)
-            self.progress.add_series(job.key, bars)
-        history = _interleave([(j, p) for p in j.pages if not p.recent] for j in jobs)
-        recent = _interleave([(j, p) for p in j.pages if p.recent] for j in jobs)
-        writer = asyncio.create_task(self._writer())
+        try:
+            jobs = await asyncio.to_thread(self.plan, series, since, until, now, starts)
+            self.report.series = len(jobs)
+            for job in jobs:
+                bars = sum(p.bars(job.tf) for p in job.pages)
+                self.progress.add_series(job.key, bars)
+            history = _interleave([(j, p) for p in j.pages if not p.recent] for j in jobs)
+            recent = _interleave([(j, p) for p in j.pages if p.recent] for j in jobs)
+            async with asyncio.TaskGroup() as group:
+                writer = group.create_task(self._writer(), name="backfill writer")
+                fetch = group.create_task(
+                    self._fetch(history, recent, funding, since, until, now, writer),
+                    name="backfill fetchers",
+                )
+                if stop is not None:
+                    watch = group.create_task(self._stop_on(stop, fetch), name="backfill stop")
+                    fetch.add_done_callback(lambda _: watch.cancel())
+            if self._fetch_failure is not None:
+                raise self._fetch_failure
+        finally:
+            self.report.requests = self.exchange.requests - self.report.requests_start
+            self.report.seconds = time.monotonic() - started
+            self.progress.finish()
+        return self.report
+
+    async def _fetch(
+        self,
+        history: deque[tuple[SeriesJob, Page]],
+        recent: deque[tuple[SeriesJob, Page]],
+        funding: Sequence[Instrument],
+        since: int,
+        until: int,
+        now: int,
+        writer: asyncio.Task[None],
+    ) -> None:
+        """Every page and funding history; then tell the writer that nothing more comes."""
         try:
             async with asyncio.TaskGroup() as fetchers:
                 for _ in range(HISTORY_WORKERS):
@@ -139,14 +177,20 @@ class Backfiller:
                     fetchers.create_task(self._page_worker(recent, now))
                 for inst in funding:
                     fetchers.create_task(self._funding(inst, since, until, now))
+        except Exception as exc:  # `run` raises it once the writer has stored what was fetched
+            self._fetch_failure = exc
         finally:
-            # Whatever happened (done, failed, interrupted), store what was already fetched.
-            await self._queue.put(None)
-            await writer
-        self.report.requests = self.exchange.requests - self.report.requests_start
-        self.report.seconds = time.monotonic() - started
-        self.progress.finish()
-        return self.report
+            self._fetched = True
+            # A failed writer has ended the run already: nobody would take the end marker.
+            if not writer.done():
+                await self._queue.put(None)
+
+    async def _stop_on(self, stop: asyncio.Event, fetch: asyncio.Task[None]) -> None:
+        """Once `stop` is set, cancel the fetchers (the writer then stores what they fetched)."""
+        await stop.wait()
+        if not self._fetched:  # (not once it queues the end marker: the writer waits for it)
+            self.report.interrupted = True
+            fetch.cancel()
 
     async def _call(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         def count_retry(exc: Exception) -> None:

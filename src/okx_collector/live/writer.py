@@ -123,9 +123,15 @@ class Writer:
         self.stats = WriterStats()
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_SIZE)
         self._slots = asyncio.Semaphore(PARALLEL_WRITES)
+        # A write failed (a full disk): `run` raises it, producers are no longer held up, and
+        # `on_failure` tells the owner to stop (the collect command sets its stop event).
+        self.failure: Exception | None = None
+        self.on_failure: Callable[[Exception], None] | None = None
 
     def offer(self, item: Item) -> bool:
         """Queue without waiting (for sinks running inside ccxt's message handler)."""
+        if self.failure is not None:
+            return False
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -134,11 +140,15 @@ class Writer:
         return True
 
     async def put(self, item: Item) -> None:
-        """Queue, waiting for room (back-pressure for REST producers)."""
-        await self._queue.put(item)
+        """Queue, waiting for room (back-pressure for REST producers); after a failed write,
+        drop it: the job is stopping, and a rerun fetches it again."""
+        if self.failure is None:
+            await self._queue.put(item)
 
     async def stop(self) -> None:
-        await self._queue.put(None)
+        """Ask `run` to return once everything queued is written (at once, if it failed)."""
+        if self.failure is None:
+            await self._queue.put(None)
 
     @property
     def backlog(self) -> int:
@@ -147,6 +157,15 @@ class Writer:
     async def run(self) -> None:
         try:
             await self._run()
+        except Exception as exc:
+            self.failure = exc
+            # Nothing more will be written: wake every producer waiting for room (a `stop()`
+            # among them), and tell the owner.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            if self.on_failure is not None:
+                self.on_failure(exc)
+            raise
         finally:
             for pool in self._pools:  # (after a cancel a write may still finish on its thread)
                 pool.shutdown(wait=False)

@@ -68,10 +68,12 @@ def quarantine_name(path: Path, now: datetime | None = None) -> Path:
 def storage_error(path: Path, action: str, exc: OSError) -> StorageError:
     """A one-line `StorageError` for an OS failure, with what the user can do about it."""
     reason = exc.strerror or str(exc)
+    if exc.errno is not None:
+        reason = f"{reason} (errno {exc.errno})"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "make the data directory writable, or choose another with --data-dir"
     elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        hint = "free some disk space, or choose another --data-dir"
+        hint = "free some space and rerun: okx-collector resumes where it stopped"
     else:
         hint = "check the data directory, or choose another with --data-dir"
     return StorageError(f"cannot {action} {path}: {reason}; {hint}")

@@ -122,6 +122,7 @@ class SeriesIO(SeriesReader):
             series_of[series.directory] = series
             batches.setdefault(series.directory, []).append(batch)
         staged: list[_Staged] = []
+        failing = items[0][0].directory if items else Path()  # named by an OS error's message
         with contextlib.ExitStack() as locks:
             for directory in sorted(series_of):  # one lock order, no deadlock
                 locks.enter_context(self.locked(series_of[directory]))
@@ -136,6 +137,7 @@ class SeriesIO(SeriesReader):
                 if staged:
                     os.sync()
                 for entry in staged:
+                    failing = entry.path
                     entry.tmp.replace(entry.path)
                     entry.replaced = True
                     self._cache.put(entry.series.directory, entry.path, file_sig(entry.path),
@@ -147,7 +149,7 @@ class SeriesIO(SeriesReader):
                 if staged:
                     os.sync()
             except OSError as exc:
-                raise storage_error(items[0][0].directory, "write", exc) from exc
+                raise storage_error(failing, "write", exc) from exc
             finally:
                 for entry in staged:  # not replaced: a failure part-way
                     if not entry.replaced:
