@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from okx_collector.config import Settings
+from okx_collector.config import Settings, parse_time_spec
 from okx_collector.errors import BadInput
 from okx_collector.exchange import OkxExchange
 from okx_collector.okx_ws import parse_refusal
 from okx_collector.qlib_export import export_qlib
 from okx_collector.qlib_export.calendar import format_time
 from okx_collector.simulator import Simulator
+from okx_collector.status import collect_status
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import read_delisted
 from okx_collector.timeframes import MINUTE_MS, Timeframe
@@ -96,9 +98,9 @@ async def test_a_delisting_mid_run_retires_only_that_instrument(
     make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with Simulator(seed=31, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
-        since = sim.now_ms() - 10 * MINUTE_MS
         settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT,DOT/USDT:USDT",
                                  funding=True)  # fmt: skip
+        since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         delisted: list[int] = []
 
         async def script() -> None:
@@ -151,8 +153,8 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
                          extra_instruments=95) as sim:  # fmt: skip
         names = ["BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT"]
         names += [f"SIM{i:04d}/USDT" for i in range(1, 96)]
-        since = sim.now_ms() - 10 * MINUTE_MS
         settings = live_settings(make_settings, sim, ",".join(names))
+        since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         delisted: list[int] = []
 
         async def script() -> None:
@@ -177,8 +179,8 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
 
 async def test_maintenance_is_waited_out_then_caught_up(make_settings: MakeSettings) -> None:
     async with Simulator(seed=33, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
-        since = sim.now_ms() - 10 * MINUTE_MS
         settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT:USDT", funding=True)
+        since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         ended: list[int] = []
 
         async def script() -> None:
@@ -203,8 +205,8 @@ async def test_collect_started_during_maintenance_waits_for_its_end(
     make_settings: MakeSettings,
 ) -> None:
     async with Simulator(seed=34, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
-        since = sim.now_ms() - 10 * MINUTE_MS
         settings = live_settings(make_settings, sim, "BTC/USDT")
+        since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         sim.begin_maintenance()
 
         async def script() -> None:
@@ -244,3 +246,43 @@ async def test_every_configured_symbol_delisted_is_bad_input(make_settings: Make
         sim.delist("DOT-USDT")
         with pytest.raises(BadInput, match="none of the configured symbols"):
             await run_with(settings, lambda: asyncio.sleep(0.5))
+
+
+async def test_a_selector_follows_listings_and_delistings(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    async with Simulator(seed=37, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+        settings = live_settings(make_settings, sim, "spot:USDT")
+        since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
+        events: dict[str, int] = {}
+
+        async def script() -> None:
+            await asyncio.sleep(1.5)
+            events["listed"] = sim.list_instrument("NEW-USDT")
+            await asyncio.sleep(2.0)
+            events["delisted"] = sim.delist("ADA-USDT")
+            await asyncio.sleep(6.0)
+
+        collector = await run_with(settings, script, refresh_seconds=0.5)
+        assert collector.counters.listed == 1 and set(collector.retired) == {"ADA-USDT"}
+        store = Store(settings.data_dir)
+        end = TF1.floor(sim.now_ms())
+        for inst_id in ("BTC-USDT", "ETH-USDT", "DOT-USDT", "LINK-USDT"):
+            assert_exact(store, sim, inst_id, "1m", since, end - 4 * TF1.ms)
+        # The new listing: every candle from its first one (the bar after its list time).
+        rows = stored_rows(store, "NEW-USDT", TF1)
+        assert rows[0][0] == TF1.ceil(events["listed"])
+        assert_exact(store, sim, "NEW-USDT", "1m", events["listed"], end - 4 * TF1.ms)
+        assert ws_share_after(store, "NEW-USDT", rows[0][0] + 4 * MINUTE_MS) >= 0.8
+        # The delisted one keeps its data; status and the export say when it ended.
+        ada = stored_rows(store, "ADA-USDT", TF1)
+        assert_exact(store, sim, "ADA-USDT", "1m", since, events["delisted"] - 3 * TF1.ms)
+        statuses = {s.inst_id: s for s in collect_status(store, sim.now_ms())}
+        assert statuses["ADA-USDT"].delisted_ms is not None
+        assert statuses["ADA-USDT"].delisted_ms >= events["delisted"]
+        assert statuses["BTC-USDT"].delisted_ms is None
+        export_qlib(store, tmp_path / "qlib", TF1)
+        lines = (tmp_path / "qlib" / "instruments" / "all.txt").read_text().splitlines()
+        ranges = {line.split("\t")[0]: line.split("\t")[1:] for line in lines}
+        assert ranges["ADA-USDT"] == [format_time(ada[0][0]), format_time(ada[-1][0])]
+        assert ranges["NEW-USDT"][0] == format_time(rows[0][0])

@@ -315,6 +315,7 @@ class Collector:
             state = SeriesState(inst, tf, None, streamable=use_ws and tf.name in WS_TIMEFRAMES)
             state.polling = not state.streamable
             state.start = tf.ceil(first)
+            state.last_push = self._now()  # stale counts from its subscription, not the run's start
             self.states[state.ident] = state
             self._needs_catchup.add(state.ident)
             states.append(state)

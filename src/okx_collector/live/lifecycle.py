@@ -51,10 +51,14 @@ class InstrumentWatch:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            woken = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.refresh_seconds)
-            gap = MIN_CHECK_GAP_SECONDS - (self._monotonic() - self._last_check)
-            if gap > 0:
+                woken = await asyncio.wait_for(self._wake.wait(), self.refresh_seconds)
+            # Only checks asked for are spaced out; the periodic one keeps its schedule.
+            gap = min(MIN_CHECK_GAP_SECONDS, self.refresh_seconds) - (
+                self._monotonic() - self._last_check
+            )
+            if woken and gap > 0:
                 await asyncio.sleep(gap)
             self._wake.clear()
             self._last_check = self._monotonic()

@@ -17,6 +17,7 @@ from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
+from okx_collector.live.lifecycle import REFRESH_SECONDS
 from okx_collector.live.writer import WritableStore, route
 from okx_collector.live.writer_process import WriterProcess
 from okx_collector.memory import give_back
@@ -50,9 +51,11 @@ async def collect_async(
     keepalive_ms: int = 18_000,
     rate_limit_scale: float = 1.0,
     writes: WriterProcess | None = None,
+    refresh_seconds: float = REFRESH_SECONDS,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters).
 
+    `refresh_seconds`: how often OKX's instrument list is reloaded (delistings, listings).
     `writes`: a writer process to do the live writes (it owns the partition cache); without it
     they run in this process's threads.
     """
@@ -78,6 +81,7 @@ async def collect_async(
             heartbeat=settings.heartbeat,
             since=since,
             delays=delays,
+            refresh_seconds=refresh_seconds,
         )
         clock = clock or ExchangeClock()  # synced afresh when the collector starts
 
