@@ -81,8 +81,10 @@ def data_options(func: F) -> F:
     options = [
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Dataset folder [env OKX_COLLECTOR_DATA_DIR; default ./data]."),
-        click.option("--symbols", help="Comma list of ccxt symbols, e.g. BTC/USDT,ETH/USDT:USDT "
-                     "[default: BTC/USDT,ETH/USDT,ADA/USDT,DOT/USDT,LINK/USDT]."),
+        click.option("--symbols", help="Comma list of ccxt symbols (BTC/USDT,ETH/USDT:USDT), OKX "
+                     "instIds, or selectors: spot:CCY, swap:CCY, either with :topN by 24 h volume "
+                     "(spot:USDT, swap:USDT:top50) [default: BTC/USDT,ETH/USDT,ADA/USDT,DOT/USDT,"
+                     "LINK/USDT]."),
         click.option("--timeframes", help="Comma list of 1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w "
                      "[default 15m]."),
         click.option("--funding/--no-funding", default=None,
