@@ -16,7 +16,7 @@ from okx_collector.backfill import run_backfill_async
 from okx_collector.backfill.progress import SilentProgress
 from okx_collector.config import build_settings
 from okx_collector.errors import EnvironmentProblem, NotOkxAnswer
-from okx_collector.exchange import classify
+from okx_collector.okx_answers import classify
 from okx_collector.okx_ws import NotOkx, foreign_answer
 from tests.conftest import fast_delays
 from tests.crash_helpers import LOG_LINE, Cli

@@ -14,9 +14,10 @@ from okx_collector.errors import (
     ExchangeUnavailable,
     InstrumentGone,
 )
-from okx_collector.exchange import OkxExchange, classify
+from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.models import Candle, FundingObservation, RawCandle
+from okx_collector.okx_answers import classify
 from okx_collector.simulator import Simulator
 from okx_collector.timeframes import DAY_MS, Timeframe
 

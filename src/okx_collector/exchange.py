@@ -1,31 +1,22 @@
-"""The exchange layer: with `okx_ws`, the only modules that import ccxt.
+"""The exchange layer: with `okx_ws` and `okx_answers`, the only modules that import ccxt.
 
 REST and websockets go through one `ccxt.pro.okx` subclass (`okx_ws`; plain
 `ccxt.async_support.okx`, REST only, when ccxt.pro cannot be imported) that also hands OKX's raw
 candle rows, funding pushes and refused subscriptions to sinks. History is read through ccxt's
 implicit endpoint methods with explicit, exclusive `before`/`after` bounds, and paged by what came
 back, never by the page size OKX is expected to allow: OKX has capped pages below its documented
-maximum before (OKX.md §7). ccxt's exceptions are classified in one place, `classify`.
+maximum before (OKX.md §7). ccxt's exceptions are classified in one place, `okx_answers`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
-
-import ccxt.async_support as ccxt_async
 
 from okx_collector.errors import (
     EnvironmentProblem,
-    ExchangeError,
-    ExchangeMaintenance,
-    ExchangeRejected,
     ExchangeUnavailable,
-    InstrumentGone,
-    NotOkxAnswer,
 )
 from okx_collector.instruments import (
     Instrument,
@@ -43,7 +34,8 @@ from okx_collector.models import (
     parse_okx_funding_current,
     parse_okx_funding_history,
 )
-from okx_collector.okx_ws import WS_IMPORT_ERROR, NotOkx, OkxRest, RefusalSink, make_ws_class
+from okx_collector.okx_answers import BadRows, classified, okx_data
+from okx_collector.okx_ws import WS_IMPORT_ERROR, OkxRest, RefusalSink, make_ws_class
 from okx_collector.pacing import Pacer
 from okx_collector.timeframes import Timeframe
 
@@ -62,45 +54,6 @@ WS_TIMEFRAMES = frozenset({"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h"})
 _CHANNEL_TO_TF = {"candle" + OKX_BARS[name]: Timeframe.parse(name) for name in WS_TIMEFRAMES}
 
 
-def classify(exc: BaseException, inst_id: str | None = None) -> ExchangeError:
-    """Map any exception from a ccxt call onto retryable or fatal (the one place that decides).
-
-    `inst_id`: the instrument the call named, so that OKX's 51001 ("Instrument ID does not
-    exist", ccxt's BadSymbol) becomes `InstrumentGone` for it.
-    """
-    if isinstance(exc, ExchangeError):
-        return exc
-    if isinstance(exc, NotOkx):  # retryable (a proxy's error page passes); start-up tries 5 times
-        return NotOkxAnswer(exc.url, exc.detail)
-    message = f"{type(exc).__name__}: {exc}".strip()
-    if len(message) > 300:
-        message = message[:300] + "..."
-    if isinstance(exc, ccxt_async.OnMaintenance):
-        return ExchangeMaintenance(message)
-    if isinstance(exc, ccxt_async.BadSymbol) and inst_id is not None:
-        return InstrumentGone(inst_id, message)
-    # NetworkError covers RateLimitExceeded, DDoSProtection, ExchangeNotAvailable (5xx, 50011 on
-    # old ccxt), OnMaintenance and RequestTimeout; BadResponse is a garbled or empty answer.
-    if isinstance(
-        exc,
-        ccxt_async.NetworkError | ccxt_async.BadResponse | TimeoutError | ConnectionError | OSError,
-    ):
-        return ExchangeUnavailable(message)
-    if isinstance(exc, ccxt_async.BaseError):
-        return ExchangeRejected(message)
-    return ExchangeUnavailable(message)
-
-
-@contextmanager
-def _classified(inst_id: str | None = None) -> Iterator[None]:
-    try:
-        yield
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        raise classify(exc, inst_id) from exc
-
-
 # (inst_id, timeframe, open time of the pushed candle, the final candle if OKX confirmed it)
 CandleSink = Callable[[str, Timeframe, int, Candle | None], None]
 FundingSink = Callable[[str, FundingObservation], None]
@@ -108,37 +61,6 @@ FundingSink = Callable[[str, FundingObservation], None]
 BadPushSink = Callable[[str, Timeframe | None, str], None]
 
 _WS_CLASS = make_ws_class()
-
-
-class BadRows:
-    """Rows from OKX that do not parse (a number sent as `""`, a short row): each is skipped and
-    its series fetched again later; the first per series is logged with its raw text, once."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._logged: set[str] = set()
-
-    def report(self, what: str, raw: object) -> None:
-        self.count += 1
-        if what not in self._logged:
-            self._logged.add(what)
-            text = repr(raw)
-            log.warning(
-                "%s: skipped a row OKX sent that does not parse: %s (fetched again over REST; "
-                "further ones for this series are counted, not logged)",
-                what, text if len(text) <= 300 else text[:300] + "...",
-            )  # fmt: skip
-
-
-def _data(response: Any, endpoint: str) -> list[Any]:
-    """The `data` list of an OKX answer; anything else is a garbled answer (retryable)."""
-    data = response.get("data") if isinstance(response, dict) else None
-    if data is None:
-        data = []
-    if not isinstance(data, list):
-        text = " ".join(str(response).split())
-        raise ExchangeUnavailable(f"{endpoint} answered without OKX's data list: {text[:100]!r}")
-    return data
 
 
 class OkxExchange:
@@ -189,7 +111,7 @@ class OkxExchange:
         stored data and late pushes can still be routed; `listed` holds only the current ones.
         """
         async with self.pacer.slot("instruments", "SPOT"), self.pacer.slot("instruments", "SWAP"):
-            with _classified():
+            with classified():
                 markets = await self._rest.load_markets(reload)
         self.requests += 2
         listed: dict[str, Instrument] = {}
@@ -232,10 +154,10 @@ class OkxExchange:
         out: dict[str, float] = {}
         for inst_type in inst_types:
             async with self.pacer.slot("tickers"):
-                with _classified():
+                with classified():
                     response = await self._rest.public_get_market_tickers({"instType": inst_type})
             self.requests += 1
-            for row in _data(response, "tickers"):
+            for row in okx_data(response, "tickers"):
                 try:
                     volume = float(row["volCcy24h"])
                     if inst_type != "SPOT":
@@ -248,7 +170,7 @@ class OkxExchange:
     async def fetch_time(self) -> int:
         """The exchange's current time, ms."""
         async with self.pacer.slot("time"):
-            with _classified():
+            with classified():
                 response = await self._rest.public_get_public_time()
         self.requests += 1
         return int(response["data"][0]["ts"])
@@ -302,14 +224,14 @@ class OkxExchange:
             "after": str(end),
         }
         async with self.pacer.slot(endpoint):
-            with _classified(inst.inst_id):
+            with classified(inst.inst_id):
                 if recent:
                     response = await self._rest.public_get_market_candles(params)
                 else:
                     response = await self._rest.public_get_market_history_candles(params)
         self.requests += 1
         rows = []
-        for raw in _data(response, endpoint):
+        for raw in okx_data(response, endpoint):
             try:
                 rows.append(parse_okx_candle(raw, inst.is_spot, source))
             except (ValueError, IndexError, TypeError):
@@ -320,11 +242,11 @@ class OkxExchange:
         """Open time of the newest candle older than `ts`, or None if OKX has none (pre-listing)."""
         params = {"instId": inst.inst_id, "bar": OKX_BARS[tf.name], "limit": "1", "after": str(ts)}
         async with self.pacer.slot("history-candles"):
-            with _classified(inst.inst_id):
+            with classified(inst.inst_id):
                 response = await self._rest.public_get_market_history_candles(params)
         self.requests += 1
         opens = []
-        for row in _data(response, "history-candles"):
+        for row in okx_data(response, "history-candles"):
             try:
                 opens.append(int(row[0]))
             except (ValueError, IndexError, TypeError):
@@ -347,11 +269,11 @@ class OkxExchange:
                 "after": str(after),
             }
             async with self.pacer.slot("funding-rate-history", inst.inst_id):
-                with _classified(inst.inst_id):
+                with classified(inst.inst_id):
                     response = await self._rest.public_get_public_funding_rate_history(params)
             self.requests += 1
             page = []
-            for row in _data(response, "funding-rate-history"):
+            for row in okx_data(response, "funding-rate-history"):
                 try:
                     page.append(parse_okx_funding_history(row, source))
                 except (ValueError, KeyError, TypeError):
@@ -368,10 +290,10 @@ class OkxExchange:
         self, inst: Instrument, source: Source = "poll"
     ) -> FundingObservation:
         async with self.pacer.slot("funding-rate", inst.inst_id):
-            with _classified(inst.inst_id):
+            with classified(inst.inst_id):
                 response = await self._rest.public_get_public_funding_rate({"instId": inst.inst_id})
         self.requests += 1
-        data = _data(response, "funding-rate")
+        data = okx_data(response, "funding-rate")
         if not data:
             raise ExchangeUnavailable(f"funding-rate for {inst.inst_id} came back empty")
         try:
@@ -472,7 +394,7 @@ class OkxExchange:
         for _, tf in series:
             if tf.name not in WS_TIMEFRAMES:
                 raise ValueError(f"{tf.name} candles are UTC+8-aligned on OKX websockets")
-        with _classified():
+        with classified():
             await self._ws.watch_ohlcv_for_symbols([[i.symbol, tf.name] for i, tf in series])
 
     def candle_connection(self) -> object | None:
@@ -484,7 +406,7 @@ class OkxExchange:
 
     async def watch_funding(self, inst: Instrument) -> None:
         """Keep a funding-rate subscription alive; returns on each push (data goes to the sink)."""
-        with _classified(inst.inst_id):
+        with classified(inst.inst_id):
             await self._ws.watch_funding_rate(inst.symbol)
 
     async def close(self) -> None:
