@@ -23,7 +23,7 @@ from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store import Store
-from okx_collector.store.lifecycle import record_delisted
+from okx_collector.store.lifecycle import forget_delisted, read_delisted, record_delisted
 from okx_collector.store.store import cache_bytes
 from okx_collector.timeframes import Timeframe
 from okx_collector.universe import Selector, needs_volumes, select, split_entries
@@ -137,6 +137,10 @@ async def open_session(
                     f"{', '.join(map(str, selectors))} matches no instrument OKX lists now; "
                     "check the currency (e.g. spot:USDT)"
                 )
+        marked = await asyncio.to_thread(read_delisted, store.data_dir)
+        for inst in instruments:
+            if inst.inst_id in marked:  # listed again (or marked by mistake): no longer delisted
+                await asyncio.to_thread(forget_delisted, store.data_dir, inst.inst_id)
         funding = exchange.funding_instruments(instruments) if settings.funding else []
     except BaseException:
         await exchange.close()

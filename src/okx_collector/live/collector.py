@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from okx_collector.backfill.planner import PAGE_BARS, recent_from
-from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
+from okx_collector.errors import (
+    ExchangeError,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    InstrumentGone,
+)
 from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
@@ -292,14 +297,20 @@ class Collector:
         """A fresh instrument list: retire what left it; with selectors, add what joined them."""
         tracked = {s.inst.inst_id for s in self.states.values()}
         tracked.update(inst.inst_id for inst in self.funding.instruments)
-        for inst_id in sorted(tracked - listed):
-            await self._retire(inst_id)
-        for state in self.states.values():
-            if state.inst.inst_id in listed:
-                state.hold_until = 0.0
+        # Every gone instrument leaves the streams before anything is awaited: ccxt's markets no
+        # longer have them, and a watch naming one would fail its whole batch.
+        gone = [self._retire(inst_id) for inst_id in sorted(tracked - listed)]
+        if self._on_delisted is not None:
+            for inst_id, noticed in gone:
+                await self._on_delisted(inst_id, noticed)
         if self._expand is not None:
+            try:
+                chosen = await self._expand()
+            except ExchangeError as exc:
+                log.warning("selectors not re-evaluated (%s); trying at the next reload", exc)
+                return
             series = {s.inst.inst_id for s in self.states.values()}
-            for inst in await self._expand():
+            for inst in chosen:
                 if inst.inst_id not in series and inst.inst_id in listed:
                     self._add(inst)
 
@@ -334,8 +345,9 @@ class Collector:
         )
         self._start_streams(states, funding)
 
-    async def _retire(self, inst_id: str) -> None:
-        """OKX no longer lists `inst_id`: its series stop, their data stays (one WARNING)."""
+    def _retire(self, inst_id: str) -> tuple[str, int]:
+        """OKX no longer lists `inst_id`: its series stop, their data stays (one WARNING).
+        Returns (inst_id, exchange ms noticed) for the caller to record."""
         noticed = self._now()
         keys = [k for k, s in self.states.items() if s.inst.inst_id == inst_id]
         lasts = [t for k in keys if (t := self.states[k].last_closed) is not None]
@@ -351,8 +363,7 @@ class Collector:
             "stop, their data stays",
             inst_id, _iso(noticed), last, len(keys),
         )  # fmt: skip
-        if self._on_delisted is not None:
-            await self._on_delisted(inst_id, noticed)
+        return inst_id, noticed
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

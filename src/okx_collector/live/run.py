@@ -73,7 +73,7 @@ async def collect_async(
     )
     try:
         since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
-        await _repair(store, session, since, delays)
+        await _repair(store, session, since, delays, stop)
         series, funding_last = await asyncio.to_thread(_stored_ends, store, writers, session)
         options = CollectorOptions(
             mode=mode,
@@ -138,7 +138,9 @@ def _stored_ends(
     return series, funding
 
 
-async def _repair(store: Store, session: Session, since: int, delays: BackoffFactory) -> None:
+async def _repair(
+    store: Store, session: Session, since: int, delays: BackoffFactory, stop: asyncio.Event
+) -> None:
     """Before going live, fetch every missing candle of each series' stored span (or since
     `since` for an empty series), at backfill speed: downtime, and holes such as a file moved
     aside at start, are filled while OKX still has the data."""
@@ -149,7 +151,10 @@ async def _repair(store: Store, session: Session, since: int, delays: BackoffFac
     )
     starts = {key: since if first is None else min(first, since) for key, first in firsts.items()}
     backfiller = Backfiller(session.exchange, store, LogProgress(), delays=delays)
-    report = await backfiller.run(session.series, [], since, session.now, session.now, starts)
+    # A stop request ends it early (what came is stored); the collector then stops at once.
+    report = await backfiller.run(
+        session.series, [], since, session.now, session.now, starts, stop=stop
+    )
     if report.written:
         log.info("caught up %d candles in %.1fs before going live", report.written, report.seconds)
 

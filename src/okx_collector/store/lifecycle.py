@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 from okx_collector.fsutil import fsync_dir
@@ -20,6 +21,9 @@ from okx_collector.store.atomic import storage_error
 
 FILE_NAME = "delisted.json"
 VERSION = 1
+# Backfill's workers may record two delistings at once (from threads): one read-modify-write at
+# a time, or one would replace the other's temp file and lose its entry.
+_LOCK = threading.Lock()
 
 
 def read_delisted(data_dir: Path) -> dict[str, int]:
@@ -35,21 +39,23 @@ def read_delisted(data_dir: Path) -> dict[str, int]:
 
 def record_delisted(data_dir: Path, inst_id: str, noticed_ms: int) -> bool:
     """Record `inst_id` as delisted (keeping an earlier notice); True if it was not recorded yet."""
-    current = read_delisted(data_dir)
-    if inst_id in current:
-        return False
-    current[inst_id] = noticed_ms
-    _write(data_dir, current)
-    return True
+    with _LOCK:
+        current = read_delisted(data_dir)
+        if inst_id in current:
+            return False
+        current[inst_id] = noticed_ms
+        _write(data_dir, current)
+        return True
 
 
 def forget_delisted(data_dir: Path, inst_id: str) -> bool:
     """OKX lists `inst_id` again: drop its record; True if there was one."""
-    current = read_delisted(data_dir)
-    if current.pop(inst_id, None) is None:
-        return False
-    _write(data_dir, current)
-    return True
+    with _LOCK:
+        current = read_delisted(data_dir)
+        if current.pop(inst_id, None) is None:
+            return False
+        _write(data_dir, current)
+        return True
 
 
 def _write(data_dir: Path, entries: dict[str, int]) -> None:
