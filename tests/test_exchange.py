@@ -129,7 +129,7 @@ async def test_websocket_confirm_flag_is_recovered() -> None:
 
         async def watch_funding() -> None:
             while True:
-                await ex.watch_funding(perp)
+                await ex.watch_funding([perp])
 
         tasks = [asyncio.create_task(watch()), asyncio.create_task(watch_funding())]
         try:

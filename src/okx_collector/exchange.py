@@ -404,10 +404,18 @@ class OkxExchange:
         client = self._ws.clients.get(self.ws_url + "/business")
         return None if client is None or client.closed() else client
 
-    async def watch_funding(self, inst: Instrument) -> None:
-        """Keep a funding-rate subscription alive; returns on each push (data goes to the sink)."""
-        with classified(inst.inst_id):
-            await self._ws.watch_funding_rate(inst.symbol)
+    async def watch_funding(self, insts: Sequence[Instrument]) -> None:
+        """Keep a batch of funding-rate subscriptions alive (one subscribe request); returns on a
+        push of any of them (data goes to the sink)."""
+        with classified(insts[0].inst_id if len(insts) == 1 else None):
+            await self._ws.watch_funding_rates([inst.symbol for inst in insts])
+
+    def forget_funding_subscriptions(self, insts: Sequence[Instrument]) -> None:
+        """Like `forget_candle_subscriptions`, for funding."""
+        if self._ws is None:
+            return
+        for inst in insts:
+            self._forget_subscriptions("funding-rate", inst.inst_id)
 
     async def close(self) -> None:
         """Close REST sessions and websocket connections; never raises."""

@@ -29,7 +29,7 @@ from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.lifecycle import REFRESH_SECONDS, InstrumentWatch
-from okx_collector.live.series import SeriesState
+from okx_collector.live.series import SeriesState, retry_hold_seconds
 from okx_collector.live.writer import Item, WritableStore, Writer
 from okx_collector.models import Candle, Source, closed_candles
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
@@ -122,6 +122,7 @@ class Collector:
         self.timeframes = list(dict.fromkeys(tf for _, tf, _ in series))
         self.funding_on = bool(funding)
         self.retired: dict[str, int] = {}  # instId -> exchange ms its delisting was noticed
+        self._missing_before: set[str] = set()  # tracked instIds the previous reload lacked
         self.watch = InstrumentWatch(
             functools.partial(exchange.load_markets, reload=True),
             self._on_instrument_list,
@@ -202,9 +203,9 @@ class Collector:
             task = self._group.create_task(self._stream(streamed[i : i + BATCH_SERIES], self._stop))
             self._streams.add(task)
             task.add_done_callback(self._streams.discard)
-        for inst in funding:
+        for i in range(0, len(funding), BATCH_SERIES):
             task = self._group.create_task(
-                self.funding.stream(inst, self._stop, self.options.delays)
+                self.funding.stream(funding[i : i + BATCH_SERIES], self._stop, self.options.delays)
             )
             self._streams.add(task)
             task.add_done_callback(self._streams.discard)
@@ -240,6 +241,10 @@ class Collector:
                     self.counters.reconnects += 1
                     log.warning("candle stream lost (%s); reconnecting", exc)
                 connection = None
+                # A 60014 (too many requests) rejects the watch but leaves the connection open,
+                # and ccxt keeps the subscriptions marked as sent: forget them, so that the next
+                # watch sends them again (harmless after a disconnect, whose client is gone).
+                self.exchange.forget_candle_subscriptions(pairs)
                 await asyncio.sleep(next(delays))
                 continue
             except ExchangeRejected as exc:
@@ -297,9 +302,16 @@ class Collector:
         """A fresh instrument list: retire what left it; with selectors, add what joined them."""
         tracked = {s.inst.inst_id for s in self.states.values()}
         tracked.update(inst.inst_id for inst in self.funding.instruments)
+        # Retired only when two reloads in a row miss it: one partial answer (an empty SWAP list)
+        # must not end hundreds of series. The second reload is asked for at once.
+        missing = tracked - listed
+        confirmed = missing & self._missing_before
+        self._missing_before = missing - confirmed
+        if self._missing_before:
+            self.watch.check_soon()
         # Every gone instrument leaves the streams before anything is awaited: ccxt's markets no
         # longer have them, and a watch naming one would fail its whole batch.
-        gone = [self._retire(inst_id) for inst_id in sorted(tracked - listed)]
+        gone = [self._retire(inst_id) for inst_id in sorted(confirmed)]
         if self._on_delisted is not None:
             for inst_id, noticed in gone:
                 await self._on_delisted(inst_id, noticed)
@@ -439,8 +451,16 @@ class Collector:
             state.hold_until = time.monotonic() + GONE_HOLD_SECONDS
             self._needs_catchup.add(key)
         except ExchangeUnavailable as exc:
-            log.warning("%s: catch-up failed (%s); will retry", state.key, exc)
+            # Retried after a hold that grows with each failure in a row, so that an outage
+            # costs a request per series now and then, not a burst every tick.
+            hold = retry_hold_seconds(state.failures)
+            state.failures += 1
+            state.hold_until = time.monotonic() + hold
             self._needs_catchup.add(key)
+            level = logging.WARNING if state.failures == 1 else logging.DEBUG
+            log.log(level, "%s: catch-up failed (%s); retrying in %.0fs", state.key, exc, hold)
+        else:
+            state.failures = 0
         finally:
             state.catching_up = False
 

@@ -52,6 +52,7 @@ class FundingTracker:
         self._by_id = {inst.inst_id: inst for inst in self.instruments}
         self._on_gone = on_gone  # OKX answered 51001: have the instrument list checked
         self._hold: dict[str, float] = {}  # inst_id -> monotonic time before which no request
+        self._refused_until: dict[str, float] = {}  # inst_id -> when to subscribe it again
 
     def add(self, inst: Instrument) -> bool:
         """Follow a new perpetual (a listing); False if it is followed already."""
@@ -72,6 +73,7 @@ class FundingTracker:
         """OKX refused the funding subscription of `inst_id`: it is polled (no pushes arrive)."""
         if channel == "funding-rate" and inst_id in self._by_id:
             self.last_push.pop(inst_id, None)
+            self._refused_until[inst_id] = time.monotonic() + REFUSED_RETRY_SECONDS
 
     def _held(self, inst_id: str) -> bool:
         return self._hold.get(inst_id, 0.0) > time.monotonic()
@@ -96,23 +98,40 @@ class FundingTracker:
     def _observe(self, inst_id: str, obs: FundingObservation) -> None:
         self.next_settlement[inst_id] = obs.funding_time
 
-    async def stream(self, inst: Instrument, stop: asyncio.Event, delays: BackoffFactory) -> None:
+    async def stream(
+        self, batch: Sequence[Instrument], stop: asyncio.Event, delays: BackoffFactory
+    ) -> None:
+        """Keep a batch of funding subscriptions alive (one subscribe request for the batch:
+        OKX allows 480 a hour per connection); the data arrives through `on_push`. Retired and
+        refused instruments are left out; the batch ends when none of it is followed."""
         waits = delays()
-        while not stop.is_set() and inst.inst_id in self._by_id:
+        while not stop.is_set():
+            local = time.monotonic()
+            followed = [inst for inst in batch if inst.inst_id in self._by_id]
+            if not followed:
+                return
+            live = [i for i in followed if self._refused_until.get(i.inst_id, 0.0) <= local]
+            if not live:
+                await asyncio.sleep(1.0)
+                continue
             try:
-                await self.exchange.watch_funding(inst)
+                await self.exchange.watch_funding(live)
                 waits = delays()
             except ExchangeUnavailable as exc:
-                log.debug("funding stream for %s lost: %s", inst.inst_id, exc)
+                log.debug("funding stream lost: %s", exc)
+                # After a 60014 ccxt keeps the subscriptions marked as sent: send them again.
+                self.exchange.forget_funding_subscriptions(live)
                 await asyncio.sleep(next(waits))
             except ExchangeRejected as exc:
                 # A refusal ccxt could not attribute: polled meanwhile, subscribed again later.
+                pause = max(next(waits), 30.0)
                 log.warning(
-                    "funding subscription for %s refused (%s); polling it, subscribing again "
-                    "in %.0fs",
-                    inst.inst_id, exc, REFUSED_RETRY_SECONDS,
+                    "a funding subscription of %d perpetuals was refused (%s); polling them, "
+                    "subscribing again in %.0fs",
+                    len(live), exc, pause,
                 )  # fmt: skip
-                await asyncio.sleep(REFUSED_RETRY_SECONDS)
+                self.exchange.forget_funding_subscriptions(live)
+                await asyncio.sleep(pause)
 
     async def run(self, stop: asyncio.Event, options: CollectorOptions) -> None:
         await self._settle_all(options, initial=True)

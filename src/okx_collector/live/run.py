@@ -33,6 +33,7 @@ from okx_collector.session import (
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import record_delisted
 from okx_collector.timeframes import Timeframe
+from okx_collector.universe import split_entries
 
 log = logging.getLogger("okx_collector.collect")
 DEFAULT_SINCE = "1d"  # where an empty store's series start
@@ -177,6 +178,9 @@ async def _main(settings: Settings, writes: WriterProcess | None) -> None:
 
 def _wants_writer_process(settings: Settings) -> bool:
     if settings.writer_process == "auto":
+        # A selector names a universe (OKX lists hundreds of USDT pairs): count it as large.
+        if split_entries(settings.symbols)[1]:
+            return True
         return len(settings.symbols) * len(settings.timeframes) >= WRITER_PROCESS_SERIES
     return settings.writer_process == "on"
 

@@ -8,6 +8,15 @@ from okx_collector.instruments import Instrument
 from okx_collector.timeframes import Timeframe
 
 STALE_FLOOR_MS = 30_000  # OKX pushes at least every few seconds; 30 s of silence is a dead stream
+RETRY_HOLD_CAP_SECONDS = 60.0
+
+
+def retry_hold_seconds(failures: int) -> float:
+    """How long a series waits before its next REST catch-up after `failures` failures in a row:
+    none after the first (a passing error), then 1, 2, 4 ... capped at a minute."""
+    if failures <= 0:
+        return 0.0
+    return min(RETRY_HOLD_CAP_SECONDS, 2.0 ** (failures - 1))
 
 
 def stale_after_ms(tf: Timeframe) -> int:
@@ -29,7 +38,8 @@ class SeriesState:
     caught_up: bool = False  # the first catch-up after start has completed
     start: int | None = None  # where an empty series starts, if not the run's --since (a listing)
     refused_until: float = 0.0  # monotonic time before which it is not subscribed (refused)
-    hold_until: float = 0.0  # monotonic time before which no REST catch-up starts (51001)
+    hold_until: float = 0.0  # monotonic time before which no REST catch-up starts
+    failures: int = 0  # REST catch-ups failed in a row
 
     @property
     def key(self) -> str:
