@@ -11,24 +11,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from okx_collector.backfill.planner import PAGE_BARS, recent_from
 from okx_collector.errors import (
-    ExchangeError,
     ExchangeRejected,
     ExchangeUnavailable,
     InstrumentGone,
 )
-from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
+from okx_collector.exchange import WS_TIMEFRAMES, OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.lifecycle import REFRESH_SECONDS, InstrumentWatch
+from okx_collector.live.membership import Membership
+from okx_collector.live.report import heartbeat_line, totals_line
 from okx_collector.live.series import SeriesState, retry_hold_seconds
 from okx_collector.live.writer import Item, WritableStore, Writer
 from okx_collector.models import Candle, Source, closed_candles
@@ -42,7 +41,6 @@ TICK_SECONDS = 0.25  # supervisor cadence (real time)
 WATCH_PAUSE = 0.2  # seconds between re-arming a batch's watch call (pushes flow regardless)
 OVERDUE_SECONDS = 2.0  # real time a closed candle may lag before the stream counts as lossy
 CLOCK_SYNC_SECONDS = 5.0
-REFUSED_RETRY_SECONDS = 600.0  # a subscription OKX refused for a listed instrument: ask again
 GONE_HOLD_SECONDS = 60.0  # REST said 51001 but the list still has it: no catch-up for a while
 
 
@@ -67,7 +65,7 @@ class Counters:
     listed: int = 0  # instruments added while running (selectors)
 
 
-class Collector:
+class Collector(Membership):
     """Run until `stop` is set; then flush and return."""
 
     def __init__(
@@ -273,110 +271,6 @@ class Collector:
                 )
             await asyncio.sleep(WATCH_PAUSE)
 
-    # -- instruments: refusals, delistings, listings -----------------------------------------------
-
-    def on_refused(self, channel: str, inst_id: str, message: str) -> None:
-        """OKX refused one subscription (60018): only that instrument is affected. It is served
-        over REST and the instrument list is reloaded, to tell a delisting from a passing refusal
-        (then it is subscribed again after REFUSED_RETRY_SECONDS)."""
-        self.counters.refused += 1
-        until = time.monotonic() + REFUSED_RETRY_SECONDS
-        for state in self.states.values():
-            if state.inst.inst_id == inst_id and ("candle" + OKX_BARS[state.tf.name]) == channel:
-                state.refused_until = until
-                self._needs_catchup.add(state.ident)
-        self.funding.refused(inst_id, channel)
-        log.warning(
-            "OKX refused the %s subscription for %s (%s); serving it over REST and checking "
-            "whether it was delisted",
-            channel, inst_id, message[:120],
-        )  # fmt: skip
-        self.watch.check_soon()
-
-    def on_bad_push(self, inst_id: str, tf: Timeframe | None, raw: str) -> None:
-        """A push that did not parse (logged by the exchange layer): REST fetches that candle."""
-        if tf is not None and (inst_id, tf.name) in self.states:
-            self._needs_catchup.add((inst_id, tf.name))
-
-    async def _on_instrument_list(self, listed: set[str]) -> None:
-        """A fresh instrument list: retire what left it; with selectors, add what joined them."""
-        tracked = {s.inst.inst_id for s in self.states.values()}
-        tracked.update(inst.inst_id for inst in self.funding.instruments)
-        # Retired only when two reloads in a row miss it: one partial answer (an empty SWAP list)
-        # must not end hundreds of series. The second reload is asked for at once.
-        missing = tracked - listed
-        confirmed = missing & self._missing_before
-        self._missing_before = missing - confirmed
-        if self._missing_before:
-            self.watch.check_soon()
-        # Every gone instrument leaves the streams before anything is awaited: ccxt's markets no
-        # longer have them, and a watch naming one would fail its whole batch.
-        gone = [self._retire(inst_id) for inst_id in sorted(confirmed)]
-        if self._on_delisted is not None:
-            for inst_id, noticed in gone:
-                await self._on_delisted(inst_id, noticed)
-        if self._expand is not None:
-            try:
-                chosen = await self._expand()
-            except ExchangeError as exc:
-                log.warning("selectors not re-evaluated (%s); trying at the next reload", exc)
-                return
-            series = {s.inst.inst_id for s in self.states.values()}
-            for inst in chosen:
-                if inst.inst_id not in series and inst.inst_id in listed:
-                    self._add(inst)
-
-    def _add(self, inst: Instrument) -> None:
-        """A selector names a new instrument (a listing): collect it from its first candle (or
-        from --since, for one that only now entered a top N), on the websocket."""
-        first = self.options.since
-        if inst.list_time is not None:
-            first = max(first, inst.list_time)
-        use_ws = self.options.mode != "poll"
-        states = []
-        for tf in self.timeframes:
-            state = SeriesState(inst, tf, None, streamable=use_ws and tf.name in WS_TIMEFRAMES)
-            state.polling = not state.streamable
-            state.start = tf.ceil(first)
-            state.last_push = self._now()  # stale counts from its subscription, not the run's start
-            self.states[state.ident] = state
-            self._needs_catchup.add(state.ident)
-            states.append(state)
-        self.retired.pop(inst.inst_id, None)
-        funding = []
-        if self.funding_on:
-            funding = [f for f in self.exchange.funding_instruments([inst]) if self.funding.add(f)]
-        self.counters.listed += 1
-        log.warning(
-            "%s joined the selection (listed %s): collecting %d series from %s%s",
-            inst.inst_id,
-            _iso(inst.list_time) if inst.list_time else "earlier",
-            len(states),
-            _iso(first),
-            " and its funding" if funding else "",
-        )
-        self._start_streams(states, funding)
-
-    def _retire(self, inst_id: str) -> tuple[str, int]:
-        """OKX no longer lists `inst_id`: its series stop, their data stays (one WARNING).
-        Returns (inst_id, exchange ms noticed) for the caller to record."""
-        noticed = self._now()
-        keys = [k for k, s in self.states.items() if s.inst.inst_id == inst_id]
-        lasts = [t for k in keys if (t := self.states[k].last_closed) is not None]
-        for key in keys:
-            self.states.pop(key)
-            self._needs_catchup.discard(key)
-        self.funding.remove(inst_id)
-        self.retired[inst_id] = noticed
-        self.counters.delisted += 1
-        last = f"; last candle {_iso(max(lasts))}" if lasts else ""
-        log.warning(
-            "%s is no longer listed by OKX (delisted; noticed %s%s): its %d series and funding "
-            "stop, their data stays",
-            inst_id, _iso(noticed), last, len(keys),
-        )  # fmt: skip
-        return inst_id, noticed
-
     async def _supervise(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             now = self._now()
@@ -498,48 +392,9 @@ class Collector:
 
     def heartbeat_line(self) -> str:
         """Mode, live and polling series, worst age; rows, reconnects, fallbacks since last beat."""
-        now = self._now()
-        states = list(self.states.values())
-        live = sum(1 for s in states if s.streamable and not s.polling)
-        ages = [now - (s.last_closed + s.tf.ms) for s in states if s.last_closed is not None]
-        worst = f"{max(ages) / 1000:.0f}s" if ages else "n/a"
-        delays = self.writer.stats.take_delays()
-        latency = (
-            f" close->disk p50 {statistics.median(delays) / 1000:.2f}s"
-            f" p99 {_p99(delays) / 1000:.2f}s"
-            if delays
-            else ""
-        )
-        totals = (
-            self.writer.stats.rows_written,
-            self.counters.reconnects,
-            self.counters.fallbacks,
-            self.counters.catchups,
-        )
-        rows, reconnects, fallbacks, catchups = (
-            t - p for t, p in zip(totals, self._last_beat, strict=True)
-        )
-        self._last_beat = totals
-        return (
-            f"mode={self.options.mode} live={live} polling={len(states) - live} "
-            f"worst_age={worst} rows_written={rows} reconnects={reconnects} "
-            f"fallbacks={fallbacks} catchups={catchups} queue={self.writer.backlog}{latency}"
-        )
+        line, self._last_beat = heartbeat_line(self, self._last_beat)
+        return line
 
     def totals_line(self) -> str:
         """Counts since start, for the closing log line."""
-        stats, counters = self.writer.stats, self.counters
-        return (
-            f"rows_written={stats.rows_written} ws_candles={counters.ws_candles} "
-            f"reconnects={counters.reconnects} fallbacks={counters.fallbacks} "
-            f"catchups={counters.catchups} dropped={stats.dropped}"
-        )
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _p99(values: list[int]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return totals_line(self)

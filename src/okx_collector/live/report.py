@@ -1,0 +1,54 @@
+"""The collector's log lines: the heartbeat (since the last one) and the totals at the end."""
+
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from okx_collector.live.collector import Collector
+
+Beat = tuple[int, int, int, int]  # rows, reconnects, fallbacks, catch-ups at the last beat
+
+
+def heartbeat_line(c: Collector, last: Beat) -> tuple[str, Beat]:
+    """Mode, live and polling series, worst age; rows, reconnects, fallbacks since `last`."""
+    now = c._now()
+    states = list(c.states.values())
+    live = sum(1 for s in states if s.streamable and not s.polling)
+    ages = [now - (s.last_closed + s.tf.ms) for s in states if s.last_closed is not None]
+    worst = f"{max(ages) / 1000:.0f}s" if ages else "n/a"
+    delays = c.writer.stats.take_delays()
+    latency = (
+        f" close->disk p50 {statistics.median(delays) / 1000:.2f}s p99 {p99(delays) / 1000:.2f}s"
+        if delays
+        else ""
+    )
+    totals = (
+        c.writer.stats.rows_written,
+        c.counters.reconnects,
+        c.counters.fallbacks,
+        c.counters.catchups,
+    )
+    rows, reconnects, fallbacks, catchups = (t - p for t, p in zip(totals, last, strict=True))
+    return (
+        f"mode={c.options.mode} live={live} polling={len(states) - live} "
+        f"worst_age={worst} rows_written={rows} reconnects={reconnects} "
+        f"fallbacks={fallbacks} catchups={catchups} queue={c.writer.backlog}{latency}"
+    ), totals
+
+
+def totals_line(c: Collector) -> str:
+    """Counts since start, for the closing log line."""
+    stats, counters = c.writer.stats, c.counters
+    return (
+        f"rows_written={stats.rows_written} ws_candles={counters.ws_candles} "
+        f"reconnects={counters.reconnects} fallbacks={counters.fallbacks} "
+        f"catchups={counters.catchups} refused={counters.refused} delisted={counters.delisted} "
+        f"listed={counters.listed} dropped={stats.dropped}"
+    )
+
+
+def p99(values: list[int]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
