@@ -1,0 +1,136 @@
+"""The public read API: a stored series as a pandas DataFrame indexed by UTC time.
+
+    from okx_collector import read_candles, read_funding
+    df = read_candles("data", "BTC/USDT", "1m", start="2026-11-01", end="2026-11-08")
+
+Reads go through the store, so they see everything a running `collect` has written (the files
+it has not merged yet included), deduplicated, and never change a file. A series that is not
+stored at all is an error naming what is stored; a stored series with nothing in the range is
+an empty frame with the usual columns.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeAlias
+
+import pandas as pd
+import pyarrow as pa
+
+from okx_collector.errors import BadInput
+from okx_collector.instruments import guess_inst_id
+from okx_collector.store import Store
+from okx_collector.timeframes import Timeframe, UnknownTimeframe
+
+__all__ = ["CANDLE_COLUMNS", "FUNDING_COLUMNS", "SeriesNotStored", "read_candles", "read_funding"]
+
+#: Columns of `read_candles`, in order (index: `time`, the candle's open time, UTC).
+CANDLE_COLUMNS = ("open", "high", "low", "close", "volume", "quote_volume")
+#: Columns of `read_funding` (index: `time`, the settlement's funding time, UTC).
+FUNDING_COLUMNS = ("funding_rate", "realized_rate")
+
+TimeLike: TypeAlias = datetime | pd.Timestamp | str | int | None
+
+
+class SeriesNotStored(BadInput, LookupError):
+    """The dataset holds no such series (the message names the closest stored ones)."""
+
+
+def read_candles(
+    data_dir: Path | str,
+    symbol: str,
+    timeframe: str | Timeframe,
+    start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:
+    """Closed candles of one series with open time in [start, end).
+
+    `symbol` is a ccxt symbol (`BTC/USDT`, `BTC/USDT:USDT`) or an OKX instId (`BTC-USDT-SWAP`);
+    `timeframe` a ccxt timeframe (`1m`, `15m`, `1h`, `1d`); `start`/`end` datetimes (naive ones
+    are UTC), ISO strings, or epoch milliseconds. Returns float64 columns `CANDLE_COLUMNS`
+    (`volume` in base currency, or contracts for a perpetual; `quote_volume` in quote currency)
+    indexed by a UTC DatetimeIndex named `time`, sorted and unique.
+    """
+    store = _store(data_dir)
+    inst_id = guess_inst_id(symbol)
+    tf = timeframe if isinstance(timeframe, Timeframe) else _timeframe(timeframe)
+    stored = {f"{i} {t}" for i, t in store.list_candle_series()}
+    wanted = f"{inst_id} {tf.name}"
+    if wanted not in stored:
+        raise SeriesNotStored(_not_stored("candles", wanted, stored, store.data_dir))
+    table = store.read_candles(inst_id, tf, _ms(start, "start"), _ms(end, "end"))
+    return _frame(table, "ts", CANDLE_COLUMNS)
+
+
+def read_funding(
+    data_dir: Path | str,
+    symbol: str,
+    start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:
+    """Settled funding rates of one perpetual with funding time in [start, end).
+
+    `symbol` is the perpetual (`BTC/USDT:USDT` or `BTC-USDT-SWAP`). Returns float64 columns
+    `FUNDING_COLUMNS` (the rate OKX settled at, and the realized rate) indexed by a UTC
+    DatetimeIndex named `time`, sorted and unique.
+    """
+    store = _store(data_dir)
+    inst_id = guess_inst_id(symbol)
+    stored = set(store.list_funding_series())
+    if inst_id not in stored:
+        raise SeriesNotStored(_not_stored("funding", inst_id, stored, store.data_dir))
+    table = store.read_funding(inst_id, _ms(start, "start"), _ms(end, "end"))
+    return _frame(table, "funding_time", FUNDING_COLUMNS)
+
+
+def _store(data_dir: Path | str) -> Store:
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise BadInput(f"no dataset at {str(path)!r}: pass the DATA_DIR that backfill wrote")
+    return Store(path)
+
+
+def _timeframe(name: str) -> Timeframe:
+    try:
+        return Timeframe.parse(name)
+    except UnknownTimeframe as exc:
+        raise BadInput(str(exc)) from exc
+
+
+def _ms(value: TimeLike, name: str) -> int | None:
+    """Epoch milliseconds of a user's time bound (None: unbounded)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise BadInput(f"{name}={value!r} is not a time: pass a datetime, ISO string or epoch ms")
+    if isinstance(value, numbers.Integral):  # numpy integers too: pandas would read them as ns
+        return int(value)
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise BadInput(
+            f"{name}={value!r} is not a time: pass a datetime, an ISO string "
+            f"(2026-11-01 or 2026-11-01T12:00Z) or epoch milliseconds"
+        ) from exc
+    if stamp is pd.NaT:
+        raise BadInput(f"{name}={value!r} is not a time")
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return int(stamp.value // 1_000_000)
+
+
+def _frame(table: pa.Table, time_column: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    times = table.column(time_column).to_numpy()
+    index = pd.DatetimeIndex(pd.to_datetime(times, unit="ms", utc=True), name="time")
+    data = {name: table.column(name).to_numpy() for name in columns}
+    return pd.DataFrame(data, index=index, columns=list(columns))
+
+
+def _not_stored(kind: str, wanted: str, stored: set[str], data_dir: Path) -> str:
+    if not stored:
+        return f"no {kind} stored in {str(data_dir)!r}: run `okx-collector backfill` first"
+    close = difflib.get_close_matches(wanted, sorted(stored), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"no {kind} series {wanted} in {str(data_dir)!r}{hint} ({len(stored)} stored)"
