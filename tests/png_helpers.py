@@ -25,6 +25,12 @@ class Image:
         i = x * self.channels
         return row[i], row[i + 1], row[i + 2]
 
+    def line(self, y: int, columns: range | None = None) -> list[tuple[int, int, int]]:
+        """The RGB pixels of line `y` (in `columns`, or all)."""
+        row, n = self.rows[y], self.channels
+        cols = columns if columns is not None else range(self.width)
+        return [(row[x * n], row[x * n + 1], row[x * n + 2]) for x in cols]
+
 
 def _paeth(a: int, b: int, c: int) -> int:
     p = a + b - c
@@ -95,5 +101,14 @@ def hex_rgb(colour: str) -> tuple[int, int, int]:
     return value >> 16, (value >> 8) & 0xFF, value & 0xFF
 
 
-def near(a: tuple[int, int, int], b: tuple[int, int, int], tolerance: int = 6) -> bool:
-    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
+def near(colours: list[str], tolerance: int = 4) -> frozenset[tuple[int, int, int]]:
+    """Every RGB within `tolerance` of one of `colours` (a set lookup beats arithmetic per
+    pixel when a test scans a whole screenshot)."""
+    steps = range(-tolerance, tolerance + 1)
+    return frozenset(
+        (r + i, g + j, b + k)
+        for r, g, b in map(hex_rgb, colours)
+        for i in steps
+        for j in steps
+        for k in steps
+    )

@@ -207,10 +207,11 @@ def _axis(scale: _Scale) -> str:
 def _grid(scale: _Scale) -> str:
     """Faint lines at the axis ticks, down through every row, to read dates off a bar."""
     lines = "".join(
-        f'<line x1="{x}" x2="{x}" y1="0" y2="100%"/>'
+        f'<line x1="{x}.5" x2="{x}.5" y1="0" y2="100%"/>'
         for x in (round(scale.x(t)) for t, _ in _ticks(scale))
+        if 0 < x < scale.width  # a line on a bar's first or last pixel would hide its end
     )
-    return f'<svg class="grid" width="{scale.width}">{lines}</svg>'
+    return f'<svg class="grid" width="{scale.width}" shape-rendering="crispEdges">{lines}</svg>'
 
 
 def _group_key(s: SeriesStatus) -> tuple[int, str]:
