@@ -7,6 +7,7 @@ delisting. Needs Debian's `chromium` (.ci/run installs it).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -153,3 +154,32 @@ def test_a_thousand_series_render_and_the_screenshot_shows_their_timelines(
     assert len(only(rows_1h[14], GAP)) >= TIMELINE_PX * 4 * DAY_MS // (30 * DAY_MS) - 2
     for y in ys[:12]:  # the worst: each has a gap of days
         assert len(only(y, GAP)) > TIMELINE_PX * HOUR_MS // DAY_MS
+
+
+@pytest.mark.parametrize(
+    ("typed", "problems_only", "shown"),
+    [
+        ("eth", False, ["ETH-USDT", "ETH-USDT", "ETH-USDT-SWAP"]),
+        ("", True, ["ETH-USDT", "ADA-USDT"]),
+        ("swap", True, []),
+    ],
+)
+def test_the_filter_hides_the_rows_it_does_not_match(
+    tmp_path: Path, typed: str, problems_only: bool, shown: list[str]
+) -> None:
+    demo = demo_dataset(tmp_path / "data")
+    html = render_coverage_html(collect_status(demo.store, demo.now_ms))
+    # What a user does: type into the box, tick the box; the page's own handlers react.
+    act = (
+        f"<script>const box=document.getElementById('q');box.value={typed!r};"
+        "box.dispatchEvent(new Event('input'));"
+        f"if({str(problems_only).lower()})document.getElementById('p').click();</script>"
+    )
+    page = tmp_path / "filtered.html"
+    page.write_text(html.replace("</body>", act + "</body>"))
+    dom = chromium(page, tmp_path, "--dump-dom").stdout
+    groups = dom[dom.index('<div class="groups">') :]
+    visible = re.findall(r'<div class="row[^"]*" id="s\d+" data-n="[^"]*"><span class="name"[^>]*>'
+                         r"([^<]+)<", groups)  # fmt: skip
+    hidden = groups.count(" hidden=")
+    assert sorted(visible) == sorted(shown) and hidden == 15 - len(shown)

@@ -7,7 +7,7 @@ Every series gets one compact row on a shared time axis (the dataset's span, up 
 
 A timeline is drawn in whole pixels: a gap covers at least one pixel (so one missing minute in a
 year still shows), and gaps that fall in the same pixels merge into one mark, which bounds the page
-at about a kilobyte per series however many gaps a series has.
+near half a kilobyte per series however many gaps a series has.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from okx_collector.timeframes import DAY_MS, HOUR_MS, MINUTE_MS, Timeframe
 
 TIMELINE_PX = 740  # timeline width: with the other columns, fits a 1,400 px window
 WORST_SHOWN = 12  # rows in the "worst series" summary
-LATE_BARS = 2  # within two bars of now counts as fresh (the /health rule), beyond is stale
+LATE_BARS = 2  # up to two bars due reads as late (amber): a collector a moment behind; more: stale
 
 # Colours, also read back from screenshots by the browser test.
 COVERED = "#2e9e5b"
