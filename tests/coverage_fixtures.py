@@ -19,7 +19,9 @@ START = int(datetime(2026, 11, 28, tzinfo=UTC).timestamp() * 1000)
 FUNDING_EVERY = 8 * HOUR_MS
 
 
-def _candles(tf: Timeframe, start: int, end: int, skip: range = range(0)) -> list[Candle]:
+def _candles(
+    tf: Timeframe, start: int, end: int, skip: range | set[int] = range(0)
+) -> list[Candle]:
     """Closed candles opening in [start, end), leaving out the opens in `skip` (ms)."""
     return [
         Candle(t, 1.0, 2.0, 0.5, 1.5, 3.0, 4.5, "backfill")
@@ -65,7 +67,8 @@ def demo_dataset(data_dir: Path) -> DemoData:
 
 def thousand_series(data_dir: Path) -> tuple[Store, int]:
     """1,000 series over 30 days: 450 pairs at 1h and 4h, 100 funding series; every 7th pair
-    has a gap, every 50th stopped early, every 90th is delisted; one 1h gap is a single candle."""
+    has a gap, every 50th stopped early, every 90th is delisted; one 1h gap is a single candle,
+    and one pair misses every 10th hour."""
     store = Store(data_dir)
     now = START + 30 * DAY_MS
     items: list[tuple[str, Timeframe, list[Candle]]] = []
@@ -73,8 +76,10 @@ def thousand_series(data_dir: Path) -> tuple[Store, int]:
         inst = f"C{k:03d}-USDT"
         begin = START + (k % 10) * DAY_MS  # listed on different days
         end = now - 3 * DAY_MS if k % 50 == 0 else now - 5 * DAY_MS if k % 90 == 45 else now
-        skip = range(0)
-        if k % 7 == 0:
+        skip: range | set[int] = range(0)
+        if k == 3:  # an illiquid pair: every 10th hour missing, one mark each
+            skip = set(range(begin + 5 * H1.ms, end, 10 * H1.ms))
+        elif k % 7 == 0:
             gap_start = START + (12 + k % 11) * DAY_MS
             skip = range(gap_start, gap_start + (H1.ms if k == 7 else (1 + k % 5) * DAY_MS))
         items.append((inst, H1, _candles(H1, begin, end, skip)))

@@ -149,6 +149,9 @@ def test_a_thousand_series_render_and_the_screenshot_shows_their_timelines(
 
     assert only(rows_1h[0], GAP) and only(rows_1h[0], BEHIND)  # C000: a gap, stopped early
     assert not only(rows_1h[1], GAP) and not only(rows_1h[1], BEHIND)  # C001: complete
+    red = set(only(rows_1h[3], GAP))
+    runs = [x for x in red if x - 1 not in red]
+    assert len(runs) >= 60  # C003: a gap every 10 hours, each its own red mark
     one_hour = only(rows_1h[7], GAP)  # C007: one missing 1h candle in 30 days, still drawn
     assert 1 <= len(one_hour) <= 2
     assert len(only(rows_1h[14], GAP)) >= TIMELINE_PX * 4 * DAY_MS // (30 * DAY_MS) - 2

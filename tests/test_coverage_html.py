@@ -14,6 +14,7 @@ from okx_collector.coverage_html import (
     ENDED,
     GAP,
     TIMELINE_PX,
+    TITLED_MARKS,
     render_coverage_html,
 )
 from okx_collector.status import SeriesStatus, collect_status
@@ -90,6 +91,20 @@ def test_gaps_sharing_pixels_merge_so_the_page_stays_small() -> None:
     assert len(marks) == 1 and marks[0][:2] == (0, TIMELINE_PX)  # one run of 20,000 gaps
     assert "20,000 gaps" in page and "20,000 missing" in page
     assert len(page) < 20_000
+
+
+def test_scattered_gaps_cost_bytes_per_mark_not_a_title_each() -> None:
+    t0, step, n = START, MINUTE_MS, 100_000
+    # Every 400th minute missing: 250 gaps, each its own mark, three pixels apart.
+    gaps = tuple(Gap(t0 + i * step, t0 + (i + 1) * step, 1) for i in range(50, n - 50, 400))
+    cov = Coverage(t0, t0 + (n - 1) * step, n - len(gaps), step, gaps, 0, 0)
+    row = row_of(render_coverage_html([series("THIN-USDT", cov, t0 + n * step)]), "s0")
+    assert f"{len(gaps):,} gaps, {len(gaps):,} missing" in row
+    path = re.search(r'<path fill="#d62728" d="([^"]+)"', row)
+    assert path is not None
+    marks = re.findall(r"M(\d+) 0h(\d+)v10h-\d+z", path[1])
+    assert len(marks) == len(gaps) > TITLED_MARKS and all(int(w) >= 1 for _, w in marks)
+    assert len(row) < 25 * len(marks) + 1_000
 
 
 def test_names_are_escaped_everywhere() -> None:

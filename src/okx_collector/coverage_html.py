@@ -2,12 +2,12 @@
 
 Pure: `SeriesStatus` values (the same coverage and gaps `status` prints) in, an HTML string out.
 The page needs no network: CSS, the SVG timelines and a few lines of filtering script are inline.
-Every series gets one compact row on a shared time axis (the dataset's span, up to the exchange's
-`now`), grouped by timeframe under a sticky axis, with the worst series summarised first.
+Every series gets one compact row on a shared time axis (from the dataset's first item to the
+status's `now`), grouped by timeframe under a sticky axis, with the worst series summarised first.
 
 A timeline is drawn in whole pixels: a gap covers at least one pixel (so one missing minute in a
-year still shows), and gaps that fall in the same pixels merge into one mark, which bounds the page
-near half a kilobyte per series however many gaps a series has.
+year still shows), and gaps that fall in the same pixels merge into one mark. A series costs about
+half a kilobyte of page, plus about 15 bytes per separate gap mark (at most one per two pixels).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from okx_collector.timeframes import DAY_MS, HOUR_MS, MINUTE_MS, Timeframe
 
 TIMELINE_PX = 740  # timeline width: with the other columns, fits a 1,400 px window
 WORST_SHOWN = 12  # rows in the "worst series" summary
+TITLED_MARKS = 12  # gap marks per series that get their own hover title
 LATE_BARS = 2  # up to two bars due reads as late (amber): a collector a moment behind; more: stale
 
 # Colours, also read back from screenshots by the browser test.
@@ -103,7 +104,9 @@ def _rect(x0: int, x1: int, colour: str, title: str | None = None) -> str:
 
 
 def _gap_marks(s: SeriesStatus, scale: _Scale) -> Iterable[str]:
-    """One red mark per run of gaps that share pixels, titled with what it holds."""
+    """Red marks for the gaps: one per run of gaps that share pixels, titled with what it holds;
+    past `TITLED_MARKS` runs, one untitled path, ~15 bytes a mark (a series missing a candle in
+    every few pixels would otherwise cost kilobytes of titles nobody can hover apart)."""
     runs: list[list[int]] = []  # [x0, x1, first gap index, last gap index]
     for i, g in enumerate(s.coverage.gaps):
         x0, x1 = scale.span(g.start, g.end)
@@ -113,6 +116,11 @@ def _gap_marks(s: SeriesStatus, scale: _Scale) -> Iterable[str]:
         else:
             runs.append([x0, x1, i, i])
     gaps = s.coverage.gaps
+    if len(runs) > TITLED_MARKS:
+        d = "".join(f"M{x0} 0h{x1 - x0}v10h-{x1 - x0}z" for x0, x1, _, _ in runs)
+        title = f"{len(gaps):,} gaps, {s.coverage.missing:,} missing"
+        yield f'<path fill="{GAP}" d="{d}"><title>{title}</title></path>'
+        return
     for x0, x1, a, b in runs:
         missing = sum(g.missing for g in gaps[a : b + 1])
         what = "gap" if a == b else f"{b - a + 1:,} gaps"
