@@ -119,15 +119,21 @@ def test_the_demo_page_shows_every_timeline_with_its_gap_tail_and_delisting(
         assert not only(y, GAP) and not only(y, BEHIND) and not only(y, ENDED)
 
 
-def test_a_thousand_series_render_and_the_screenshot_shows_their_timelines(
-    tmp_path: Path,
-) -> None:
-    store, now = thousand_series(tmp_path / "data")
+@pytest.fixture(scope="module")
+def thousand_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, float]:
+    """The page of 1,000 series, and the seconds it took to build from their statuses."""
+    store, now = thousand_series(tmp_path_factory.mktemp("thousand") / "data")
     statuses = collect_status(store, now)
     assert len(statuses) == 1_000
     started = time.monotonic()
     html = render_coverage_html(statuses)
-    build_seconds = time.monotonic() - started
+    return html, time.monotonic() - started
+
+
+def test_a_thousand_series_render_and_the_screenshot_shows_their_timelines(
+    tmp_path: Path, thousand_page: tuple[str, float]
+) -> None:
+    html, build_seconds = thousand_page
     page = tmp_path / "thousand.html"
     page.write_text(html)
     img, render_seconds = screenshot(page, tmp_path)
@@ -157,6 +163,23 @@ def test_a_thousand_series_render_and_the_screenshot_shows_their_timelines(
     assert len(only(rows_1h[14], GAP)) >= TIMELINE_PX * 4 * DAY_MS // (30 * DAY_MS) - 2
     for y in ys[:12]:  # the worst: each has a gap of days
         assert len(only(y, GAP)) > TIMELINE_PX * HOUR_MS // DAY_MS
+
+
+def test_the_axis_stays_on_top_while_a_thousand_rows_scroll_by(
+    tmp_path: Path, thousand_page: tuple[str, float]
+) -> None:
+    # Scroll far down, then ask the layout where the header and the first group's rows are.
+    probe = (
+        "<script>window.scrollTo(0, 6000);const b=document.body.dataset;b.scrolled=scrollY;"
+        "b.head=Math.round(document.querySelector('.head').getBoundingClientRect().top);"
+        "b.row=Math.round(document.getElementById('s0').getBoundingClientRect().top);</script>"
+    )
+    page = tmp_path / "scrolled.html"
+    page.write_text(thousand_page[0].replace("</body>", probe + "</body>"))
+    dom = chromium(page, tmp_path, "--window-size=1400,900", "--dump-dom").stdout
+    found = dict(re.findall(r'data-(scrolled|head|row)="(-?\d+)"', dom))
+    assert found["scrolled"] == "6000"  # the page is that long
+    assert found["head"] == "0" and int(found["row"]) < -5000  # rows went up, the axis did not
 
 
 @pytest.mark.parametrize(
