@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,5 +130,7 @@ def test_status_html_writes_the_page_and_bad_paths_are_one_line(tmp_path: Path) 
     assert result.stdout == "" and f"wrote {out} (15 series" in result.stderr
     page = out.read_text()
     assert "ETH-USDT" in page and "</html>" in page
+    both = run_cli("status", "--data-dir", str(data), "--json", "--html", str(out))
+    assert both.returncode == 0 and len(json.loads(both.stdout)["series"]) == 15
     missing = run_cli("status", "--data-dir", str(data), "--html", str(tmp_path / "no" / "x.html"))
     assert_one_line_error(missing, 2, "--html", "no folder")
