@@ -175,12 +175,15 @@ def collect(**kwargs: Any) -> None:
 @cli.command()
 @data_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML page of every series' timeline to FILE instead "
+              "of the table.")  # fmt: skip
 @reports_errors
-def status(as_json: bool, **kwargs: Any) -> None:
+def status(as_json: bool, html_file: Path | None, **kwargs: Any) -> None:
     """Coverage per series: first, last, rows, gaps, missing candles, age of the last candle."""
     from okx_collector.status_command import run_status
 
-    run_status(settings_from(kwargs), as_json=as_json)
+    run_status(settings_from(kwargs), as_json=as_json, html=html_file)
 
 
 @cli.command("export-qlib")
