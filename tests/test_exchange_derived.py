@@ -230,3 +230,58 @@ async def test_websocket_pushes_with_confirm_and_open_interest() -> None:
             assert inst_id == "BTC-USDT-SWAP" and oi.source == "ws"
             assert oi.ts % 3000 == 0  # the 3 s step at which it changed
             assert tuple(oi[:4]) == sim.derived.open_interest_at(inst_id, oi.ts)
+
+
+async def test_refusal_names_its_subscription_and_a_drop_resubscribes() -> None:
+    """A delisted perpetual's mark channel is refused (60018) to the refusal sink without
+    failing the batch; after the simulator drops every connection, the next watch reconnects and
+    subscribes again."""
+    async with Simulator(seed=3, rate_limit_scale=0, push_interval=0.05) as sim:
+        ex, derived = await derived_client(sim)
+        refused: list[tuple[str, str]] = []
+        ex.attach_sinks(
+            lambda i, t, ts, final: None,
+            lambda i, o: None,
+            lambda channel, inst_id, msg: refused.append((channel, inst_id)),
+            lambda i, t, raw: None,
+        )
+        pushes: list[tuple[str, int]] = []
+        derived.attach_sinks(
+            lambda kind, series, tf, ts, final: pushes.append((series, ts)),
+            lambda inst_id, oi: None,
+            lambda i, t, raw: None,
+        )
+        btc, dot = perp(ex), perp(ex, "DOT/USDT:USDT")
+        sim.delist(dot.inst_id)
+        errors: list[Exception] = []
+
+        async def watch() -> None:
+            while True:
+                try:
+                    await derived.watch_price_candles("mark", [(btc, TF1), (dot, TF1)])
+                except Exception as exc:  # the drop: classified, then watched again
+                    errors.append(exc)
+
+        task = asyncio.create_task(watch())
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if refused and len(pushes) >= 3:
+                    break
+            # Each watch of the batch asks for it again (ccxt forgot it): the caller's live code
+            # leaves refused instruments out of its next batches, as for trade candles.
+            assert set(refused) == {("mark-price-candle1m", "DOT-USDT-SWAP")}
+            assert {series for series, _ in pushes} == {"BTC-USDT-SWAP"}
+            assert await sim.drop_connections() == 1
+            seen = len(pushes)
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if len(pushes) >= seen + 3:
+                    break
+            assert len(pushes) >= seen + 3  # pushing again on a new connection
+            assert sim.stats.ws_connections == 2
+            assert any("1001" in str(e) for e in errors)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await ex.close()
