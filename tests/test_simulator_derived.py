@@ -11,6 +11,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from okx_collector.pacing import OKX_LIMITS
+from okx_collector.simulator import DerivedMarket, Market
 from okx_collector.simulator.ratelimit import LIMITS
 from sim_helpers import HOUR, MINUTE, START_MS, pro_client, rest_client, simulator, within
 
@@ -244,3 +245,19 @@ async def test_websocket_refusals_and_silence() -> None:
         )
         assert [json.dumps(m) for m in wrong_url if "60018" in json.dumps(m)]
         await within(sim.drop_connections(), 5)
+
+
+def test_values_are_a_function_of_seed_and_time_only() -> None:
+    one, same, other = (DerivedMarket(Market(seed)) for seed in (7, 7, 8))
+    start = START_MS - 3 * HOUR
+    # Computed in another order and over other ranges first: the same values.
+    same.mark_candles("ETH-USDT-SWAP", "1m", start + HOUR, start + 2 * HOUR)
+    for d in (one, same):
+        assert d.open_interest_at("ETH-USDT-SWAP", start + 5)[1] > 0
+    for call in (
+        lambda d: d.mark_candles("ETH-USDT-SWAP", "15m", start, START_MS),
+        lambda d: d.index_candles("ETH-USDT", "1h", start, START_MS),
+        lambda d: d.open_interest_history("ETH-USDT-SWAP", "5m", start, START_MS),
+        lambda d: [d.open_interest_at("ETH-USDT-SWAP", start + k * 1_234) for k in range(20)],
+    ):
+        assert call(one) == call(same) != call(other)
