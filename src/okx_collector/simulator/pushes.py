@@ -5,6 +5,9 @@
   different moments as on OKX (ccxt's `watch_ohlcv_for_symbols` returns one series per burst).
 - When a candle closes by simulated time, its final values (confirm "1") are pushed, then the new
   candle in progress; all series closing together are pushed together, in random order.
+- Mark-price and index candles (`derived_pushes.PriceCandleSub`) are pushed exactly as trade
+  candles; open interest (`OpenInterestSub`) on subscribe, then at each 3 s step of simulated time
+  at which it changed (at most once per push interval of real time).
 - Funding rates are pushed on subscribe, then every 30-90 simulated seconds (at most once per
   push interval of real time).
 - Nothing is pushed for a quiet or delisted instrument (its schedule runs on, silently), nor a
