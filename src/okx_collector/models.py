@@ -86,9 +86,9 @@ class OpenInterest(NamedTuple):
     """
 
     ts: int  # ms UTC
-    oi_contracts: float  # OKX `oi`: open contracts (one side counted)
-    oi_coin: float  # OKX `oiCcy`: the same in base currency (contracts x ctVal)
-    oi_usd: float  # OKX `oiUsd`: the same valued in USD (at OKX's mark price)
+    oi_contracts: float  # OKX `oi`: open interest in contracts
+    oi_coin: float  # OKX `oiCcy`: the same in base currency (contracts x ctVal for linear swaps)
+    oi_usd: float  # OKX `oiUsd`: the same in USD (at which price OKX values it is [UNVERIFIED])
     source: Source
 
 
