@@ -5,7 +5,7 @@ for public market data, serves a deterministic seeded market, enforces OKX's rat
 fault switches. It imports nothing from the rest of okx_collector. See docs/simulator.md.
 """
 
-from okx_collector.simulator.derived import DerivedMarket
+from okx_collector.simulator.derived_market import DerivedMarket
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.market import Market
 from okx_collector.simulator.server import Simulator

@@ -13,7 +13,8 @@ import asyncio
 from aiohttp import web
 
 from okx_collector.simulator.bars import BARS, Bar
-from okx_collector.simulator.derived import DerivedMarket, PriceModel
+from okx_collector.simulator.derived import PriceModel
+from okx_collector.simulator.derived_market import DerivedMarket
 from okx_collector.simulator.rest import (
     PREFIX,
     RECENT_BARS,

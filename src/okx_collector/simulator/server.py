@@ -30,7 +30,7 @@ from aiohttp import web
 from okx_collector.simulator.admin import baddays_routes
 from okx_collector.simulator.bars import HOUR_MS
 from okx_collector.simulator.clock import SimClock
-from okx_collector.simulator.derived import DerivedMarket
+from okx_collector.simulator.derived_market import DerivedMarket
 from okx_collector.simulator.derived_rest import DerivedRest
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.listing import new_instrument

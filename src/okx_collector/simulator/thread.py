@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
 
-from okx_collector.simulator.derived import DerivedMarket
+from okx_collector.simulator.derived_market import DerivedMarket
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.market import Market
 from okx_collector.simulator.server import Simulator

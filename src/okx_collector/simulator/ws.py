@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 from okx_collector.simulator.bars import BARS
 from okx_collector.simulator.clock import SimClock
-from okx_collector.simulator.derived import DerivedMarket
+from okx_collector.simulator.derived_market import DerivedMarket
 from okx_collector.simulator.derived_pushes import (
     INDEX_CHANNEL,
     MARK_CHANNEL,
