@@ -102,6 +102,11 @@ class OkxExchange:
         self.requests = 0  # REST requests sent, for benchmarks and heartbeats
         self.bad_rows = BadRows()
 
+    @property
+    def client(self) -> Any:
+        """The ccxt client (REST, and websockets once armed), for `exchange_derived`."""
+        return self._rest
+
     # -- markets ---------------------------------------------------------------------------------
 
     async def load_markets(self, *, reload: bool = False) -> set[str]:
@@ -375,7 +380,10 @@ class OkxExchange:
         names = {inst_id} if inst is None else {inst_id, inst.symbol}
         for client in list(self._ws.clients.values()):
             for key in list(client.subscriptions):
-                if channel in key and any(key.endswith(":" + name) for name in names):
+                # The channel as a whole segment: "candle1m" must not match the hashes of
+                # "mark-price-candle1m" or "index-candle1m" subscriptions.
+                named = key.startswith(channel + ":") or f":{channel}:" in key
+                if named and any(key.endswith(":" + name) for name in names):
                     del client.subscriptions[key]
 
     def forget_candle_subscriptions(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:

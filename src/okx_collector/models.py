@@ -52,6 +52,66 @@ class FundingObservation(NamedTuple):
     source: Source
 
 
+class PriceCandle(NamedTuple):
+    """One mark-price or index candle (OKX `[ts, o, h, l, c, confirm]`: no volume).
+
+    Prices in the quote currency of the perpetual (mark) or the index (`BTC-USDT`: USDT). `open` is
+    the price at the period's first instant, `close` at its last (the next candle's `open`), `high`
+    and `low` the extremes over the period, as OKX computes its mark price or index.
+    """
+
+    ts: int  # open time, ms UTC; the candle covers [ts, ts + timeframe)
+    open: float
+    high: float
+    low: float
+    close: float
+    source: Source
+
+
+class RawPriceCandle(NamedTuple):
+    """A mark-price or index candle as OKX sent it, with its `confirm` flag."""
+
+    candle: PriceCandle
+    confirmed: bool  # OKX `confirm` == "1": the candle's period has ended
+
+
+class OpenInterest(NamedTuple):
+    """Open interest of one perpetual: the values in force at instant `ts`.
+
+    Sources differ in what `ts` is (OKX v5 docs): `public/open-interest` (poll) gives the time the
+    answer was made, the `open-interest` channel (ws) the time the value last changed (OKX updates
+    it every 3 s when it changes), the rubik history (backfill) each period's timestamp (that an
+    entry holds the value at that instant, not at the period's end, is [UNVERIFIED] on OKX; the
+    simulator serves it so).
+    """
+
+    ts: int  # ms UTC
+    oi_contracts: float  # OKX `oi`: open interest in contracts
+    oi_coin: float  # OKX `oiCcy`: the same in base currency (contracts x ctVal for linear swaps)
+    oi_usd: float  # OKX `oiUsd`: the same in USD (at which price OKX values it is [UNVERIFIED])
+    source: Source
+
+
+def parse_okx_price_candle(row: Sequence[str], source: Source) -> RawPriceCandle:
+    """Parse an OKX mark-price or index candle row `[ts, o, h, l, c, confirm]`."""
+    candle = PriceCandle(
+        int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), source
+    )
+    return RawPriceCandle(candle, len(row) > 5 and str(row[5]) == "1")
+
+
+def parse_okx_open_interest(row: dict[str, str], source: Source) -> OpenInterest:
+    """Parse a `public/open-interest` row or an `open-interest` push."""
+    return OpenInterest(
+        int(row["ts"]), float(row["oi"]), float(row["oiCcy"]), float(row["oiUsd"]), source
+    )
+
+
+def parse_okx_open_interest_history(row: Sequence[str], source: Source) -> OpenInterest:
+    """Parse a rubik `contracts/open-interest-history` entry `[ts, oi, oiCcy, oiUsd]`."""
+    return OpenInterest(int(row[0]), float(row[1]), float(row[2]), float(row[3]), source)
+
+
 def parse_okx_candle(row: Sequence[str], is_spot: bool, source: Source) -> RawCandle:
     """Parse an OKX candle row `[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`.
 

@@ -6,6 +6,10 @@ ccxt is unchanged; the subclasses only add what OKX.md documents ccxt as lacking
 - raw candle rows go to a sink, with the `confirm` flag and `volCcyQuote` ccxt's parser drops
   (OKX.md §2.8);
 - raw funding pushes go to a sink;
+- raw `mark-price-candle<bar>`, `index-candle<bar>` and `open-interest` pushes go to a sink, and
+  resolve the watches of `channel:instId`: ccxt.pro 4.5.90 has no watch method for these channels
+  and its `handle_message` drops them (it routes only channels starting with `candle`), so the
+  exchange layer subscribes through ccxt's generic `watch_multiple`;
 - a refused subscription (`60018`, "…channel:candle1m,instId:DOT-USDT doesn't exist") is handed to
   a sink naming the instrument, instead of ccxt's `handle_error_message`, which cannot tell which
   subscription failed (the frame has no id) and so rejects every pending watch on the connection
@@ -35,6 +39,19 @@ REFUSAL_CODES = frozenset({"60018"})
 _REFUSED = re.compile(r"channel:\s*([\w-]+)\s*,\s*instId:\s*([\w-]+)")
 
 RefusalSink = Callable[[str, str, str], None]  # (channel, instId, OKX's message)
+# Channels ccxt.pro does not handle, handed to the derived sink (exchange_derived).
+DERIVED_CHANNEL_PREFIXES = ("mark-price-candle", "index-candle", "open-interest")
+
+
+def derived_channel(message: object) -> str | None:
+    """The channel of a data push on a derived channel, else None (acks, errors, other data)."""
+    if not isinstance(message, dict) or "data" not in message:
+        return None
+    arg = message.get("arg")
+    channel = arg.get("channel") if isinstance(arg, dict) else None
+    if isinstance(channel, str) and channel.startswith(DERIVED_CHANNEL_PREFIXES):
+        return channel
+    return None
 
 
 def parse_refusal(message: object) -> tuple[str, str] | None:
@@ -103,12 +120,20 @@ def make_ws_class() -> Any:
         candle_sink: Callable[[dict[str, Any]], None] | None = None
         funding_sink: Callable[[dict[str, Any]], None] | None = None
         refusal_sink: RefusalSink | None = None
+        derived_sink: Callable[[dict[str, Any]], None] | None = None
         fed: dict[tuple[str, str], float]  # (channel, instId) -> last fed to ccxt; attach_sinks
 
         def handle_message(self, client: Any, message: Any) -> Any:
             refused = parse_refusal(message) if self.refusal_sink is not None else None
             if refused is not None and self.refusal_sink is not None:
                 self.refusal_sink(refused[0], refused[1], str(message.get("msg", "")))
+                return None
+            channel = derived_channel(message)
+            if channel is not None:
+                if self.derived_sink is not None:
+                    self.derived_sink(message)
+                inst_id = str((message.get("arg") or {}).get("instId", ""))
+                client.resolve(message, f"{channel}:{inst_id}")
                 return None
             return super().handle_message(client, message)
 

@@ -21,6 +21,13 @@ OKX_LIMITS: dict[str, tuple[int, float]] = {
     "instruments": (20, 2.0),  # per instType
     "time": (10, 2.0),
     "tickers": (20, 2.0),
+    # Mark, index, open interest (OKX.md §8; docs/simulator.md): each limited on its own.
+    "mark-price-candles": (20, 2.0),
+    "history-mark-price-candles": (10, 2.0),  # copies of OKX's docs say 10 or 20: the lower
+    "index-candles": (20, 2.0),
+    "history-index-candles": (10, 2.0),
+    "open-interest": (20, 2.0),  # per instId
+    "open-interest-history": (10, 2.0),  # per instId
 }
 # OKX counts a request when it arrives; we cannot see that moment, but it lies between our send
 # and the response. So a slot is occupied from its grant until its response arrives, and its 2 s

@@ -34,6 +34,9 @@ class Faults:
     cap_candles: int = 0  # > 0: /market/candles returns at most this many rows (OKX max: 300)
     cap_history_candles: int = 0  # likewise /market/history-candles (300; 100 until 2025)
     cap_funding_history: int = 0  # likewise /public/funding-rate-history (400; once 100)
+    cap_price_candles: int = 0  # likewise /market/mark-price-candles and index-candles (100)
+    cap_history_price_candles: int = 0  # likewise their history endpoints (100)
+    cap_open_interest_history: int = 0  # likewise rubik open-interest-history (100)
     empty_field_share: float = 0.0  # share of candle rows with one volume field sent as ""
     settle_processing_s: float = 0.0  # exchange s after each funding time: settState processing
 

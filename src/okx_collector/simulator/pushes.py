@@ -5,6 +5,9 @@
   different moments as on OKX (ccxt's `watch_ohlcv_for_symbols` returns one series per burst).
 - When a candle closes by simulated time, its final values (confirm "1") are pushed, then the new
   candle in progress; all series closing together are pushed together, in random order.
+- Mark-price and index candles (`derived_pushes.PriceCandleSub`) are pushed exactly as trade
+  candles; open interest (`OpenInterestSub`) on subscribe, then at each 3 s step of simulated time
+  at which it changed (at most once per push interval of real time).
 - Funding rates are pushed on subscribe, then every 30-90 simulated seconds (at most once per
   push interval of real time).
 - Nothing is pushed for a quiet or delisted instrument (its schedule runs on, silently), nor a
@@ -22,15 +25,20 @@ import json
 import math
 import random
 from collections.abc import Sequence
+from typing import cast
 
 from okx_collector.simulator.bars import Bar
 from okx_collector.simulator.clock import SimClock
+from okx_collector.simulator.derived import OI_STEP_MS, PriceLive
+from okx_collector.simulator.derived_pushes import OpenInterestSub, PriceCandleSub
 from okx_collector.simulator.emptyfields import blank_field
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.funding import FundingModel
 from okx_collector.simulator.instruments import Instrument
 from okx_collector.simulator.live import LiveCandle, RawOHLCV
 from okx_collector.simulator.market import Market, okx_candle
+
+Live = LiveCandle | PriceLive
 
 FUNDING_PUSH_MS = (30_000, 90_000)  # simulated ms between funding-rate pushes
 MAX_CLOSES_PER_SERIES = 10  # at extreme speeds older closes are skipped; clients backfill them
@@ -74,7 +82,8 @@ class FundingSub:
         return self.prefix + row + "]}"
 
 
-Sub = CandleSub | FundingSub
+Sub = CandleSub | FundingSub | PriceCandleSub | OpenInterestSub
+AnyCandleSub = CandleSub | PriceCandleSub
 
 
 class PushScheduler:
@@ -91,13 +100,14 @@ class PushScheduler:
         self.market, self.clock, self.interval, self.rng = market, clock, push_interval, rng
         self.faults = faults or Faults()
         self._seq = itertools.count()  # heap tie-breaker
-        self._progress: list[tuple[float, int, CandleSub]] = []  # (real due time, _, sub)
-        self._closes: list[tuple[int, int, CandleSub]] = []  # (simulated close time, _, sub)
+        self._progress: list[tuple[float, int, AnyCandleSub]] = []  # (real due time, _, sub)
+        self._closes: list[tuple[int, int, AnyCandleSub]] = []  # (simulated close time, _, sub)
         self._funding: list[tuple[int, int, FundingSub]] = []  # (simulated due time, _, sub)
+        self._oi: list[tuple[int, int, OpenInterestSub]] = []  # (simulated due time, _, sub)
 
     def add(self, subs: Sequence[Sub], now_real: float, now_ms: int) -> list[str]:
         """Schedule new subscriptions; return their first frames (sent right away)."""
-        candles = [s for s in subs if isinstance(s, CandleSub)]
+        candles = [s for s in subs if isinstance(s, CandleSub | PriceCandleSub)]
         frames = self._roll(candles, now_ms)
         for sub in candles:
             first = now_real + self.interval * self.rng.uniform(0.5, 1.0)
@@ -105,11 +115,13 @@ class PushScheduler:
         for fsub in subs:
             if isinstance(fsub, FundingSub):
                 self._funding_push(fsub, now_real, now_ms, frames)
+            elif isinstance(fsub, OpenInterestSub):
+                self._oi_push(fsub, now_real, now_ms, frames)
         return frames
 
     def due(self, now_real: float, now_ms: int) -> list[str]:
         """The frames due now (closes first, then in-progress candles, then funding)."""
-        rolled: list[CandleSub] = []
+        rolled: list[AnyCandleSub] = []
         while self._closes and self._closes[0][0] <= now_ms:
             sub = heapq.heappop(self._closes)[2]
             if sub.active:
@@ -136,6 +148,10 @@ class PushScheduler:
                 wait_ms = (fsub.last_real + self.interval - now_real) * self.clock.speed * 1000
                 fsub.due_ms = now_ms + max(1, math.ceil(wait_ms))
                 heapq.heappush(self._funding, (fsub.due_ms, next(self._seq), fsub))
+        while self._oi and self._oi[0][0] <= now_ms:
+            osub = heapq.heappop(self._oi)[2]
+            if osub.active:
+                self._oi_push(osub, now_real, now_ms, frames)
         return frames
 
     def next_wake(self) -> float:
@@ -147,31 +163,47 @@ class PushScheduler:
             wake = min(wake, self.clock.real_at(self._closes[0][0]))
         if self._funding:
             wake = min(wake, self.clock.real_at(self._funding[0][0]))
+        if self._oi:
+            wake = min(wake, self.clock.real_at(self._oi[0][0]))
         return wake
 
-    def _roll(self, subs: Sequence[CandleSub], now_ms: int) -> list[str]:
+    def _roll(self, subs: Sequence[AnyCandleSub], now_ms: int) -> list[str]:
         """Move these series to the candle in progress at now_ms: frames for the candles that
         closed since (confirm "1"), then the new in-progress one."""
-        fresh = self.market.live([(s.inst.inst_id, s.bar, s.bar.floor(now_ms)) for s in subs])
+        trade = [
+            (s.inst.inst_id, s.bar, s.bar.floor(now_ms)) for s in subs if isinstance(s, CandleSub)
+        ]
+        fresh = iter(self.market.live(trade))  # one vectorised batch for the trade candles
         frames: list[str] = []
-        for sub, live in zip(subs, fresh, strict=True):
-            if sub.live is not None:
-                self._closed_frames(sub, sub.live, live.open_ts, frames)
-            sub.live = live
+        for sub in subs:
+            live: Live
+            if isinstance(sub, CandleSub):
+                live = trade_live = next(fresh)
+                if sub.live is not None:
+                    self._closed_frames(sub, sub.live, live.open_ts, frames)
+                sub.live = trade_live
+            else:
+                live = price_live = sub.model.live(sub.bar, sub.bar.floor(now_ms))
+                if sub.live is not None:
+                    self._closed_frames(sub, sub.live, live.open_ts, frames)
+                sub.live = price_live
             self._candle(sub, live.open_ts, live.at(now_ms), "0", frames)
             heapq.heappush(self._closes, (live.close_ts, next(self._seq), sub))
         return frames
 
     def _closed_frames(
-        self, sub: CandleSub, last: LiveCandle, current: int, frames: list[str]
+        self, sub: AnyCandleSub, last: Live, current: int, frames: list[str]
     ) -> None:
         bar = sub.bar
         first = max(last.open_ts, current - MAX_CLOSES_PER_SERIES * bar.ms)
         for open_ts in range(first, current, bar.ms):
+            raw: tuple[int, ...]
             if open_ts == last.open_ts:
                 raw = last.final()
-            else:
+            elif isinstance(sub, CandleSub):
                 raw = self.market.closed_raw(sub.inst.inst_id, bar, open_ts, 1)[0][1:]
+            else:
+                raw = sub.model.closed_raw(bar, open_ts, 1)[0][1:]
             self._candle(sub, open_ts, raw, "1", frames)
 
     def _silent(self, inst_id: str) -> bool:
@@ -179,12 +211,16 @@ class PushScheduler:
         return inst_id in self.market.quiet or inst_id in self.market.delisted
 
     def _candle(
-        self, sub: CandleSub, ts: int, raw: RawOHLCV, confirm: str, frames: list[str]
+        self, sub: AnyCandleSub, ts: int, raw: tuple[int, ...], confirm: str, frames: list[str]
     ) -> None:
+        if isinstance(sub, PriceCandleSub):
+            if ts >= sub.first_open and not self._silent(sub.silent_id):
+                frames.append(sub.frame(ts, raw, confirm))
+            return
         if ts < sub.first_open or self._silent(sub.inst.inst_id):
             return
         share = self.faults.empty_field_share
-        frames.append(sub.frame(ts, raw, confirm, share, self.market.seed))
+        frames.append(sub.frame(ts, cast(RawOHLCV, raw), confirm, share, self.market.seed))
 
     def _funding_push(
         self, sub: FundingSub, now_real: float, now_ms: int, frames: list[str]
@@ -195,3 +231,20 @@ class PushScheduler:
         if not self._silent(sub.model.inst.inst_id):
             processing = round(self.faults.settle_processing_s * 1000)
             frames.append(sub.frame(now_ms, processing))
+
+    def _oi_push(
+        self, sub: OpenInterestSub, now_real: float, now_ms: int, frames: list[str]
+    ) -> None:
+        """Push open interest if it changed (and a push interval of real time has passed since
+        the last push); check again at the next 3 s step."""
+        step_ms = OI_STEP_MS
+        if now_real - sub.last_real >= self.interval:
+            frame = None if self._silent(sub.model.inst.inst_id) else sub.frame(now_ms)
+            if frame is not None:
+                sub.last_real = now_real
+                frames.append(frame)
+            sub.due_ms = (now_ms // step_ms + 1) * step_ms
+        else:  # pushed less than a push interval ago (high speed): check again then
+            wait_ms = (sub.last_real + self.interval - now_real) * self.clock.speed * 1000
+            sub.due_ms = now_ms + max(1, math.ceil(wait_ms))
+        heapq.heappush(self._oi, (sub.due_ms, next(self._seq), sub))

@@ -24,6 +24,13 @@ LIMITS: dict[str, int] = {
     "tickers": 20,
     "trades": 100,
     "time": 10,
+    # Mark, index, open interest (OKX.md §8, docs/simulator.md "Mark, index, open interest").
+    "mark-price-candles": 20,
+    "history-mark-price-candles": 10,  # copies of OKX's docs say 10 or 20: the lower one
+    "index-candles": 20,
+    "history-index-candles": 10,
+    "open-interest": 20,  # per IP + instId
+    "open-interest-history": 10,  # rubik, per IP + instId
 }
 
 

@@ -30,6 +30,8 @@ from aiohttp import web
 from okx_collector.simulator.admin import baddays_routes
 from okx_collector.simulator.bars import HOUR_MS
 from okx_collector.simulator.clock import SimClock
+from okx_collector.simulator.derived_market import DerivedMarket
+from okx_collector.simulator.derived_rest import DerivedRest
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.listing import new_instrument
 from okx_collector.simulator.maintenance import Maintenance
@@ -71,6 +73,7 @@ class Simulator:
         self.port = port  # the bound port once started
         self.clock = SimClock(start_ms, speed)
         self.market = Market(seed, extra_instruments)  # expected values for tests
+        self.derived = DerivedMarket(self.market)  # mark, index, open interest: likewise
         self.faults = faults or Faults()  # switches, also at /_sim/faults
         self.stats = Stats()  # counters, also at /_sim/stats
         self.limiter = RateLimiter(rate_limit_scale)
@@ -86,6 +89,7 @@ class Simulator:
             idle_drop_s,
             subscribe_limit_per_hour,
             self.maintenance,
+            self.derived,
         )
         self._rest = RestApi(
             self.market,
@@ -223,6 +227,7 @@ class Simulator:
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._rest.middleware])
         app.add_routes(self._rest.routes())
+        app.add_routes(DerivedRest(self._rest, self.derived).routes())
         app.add_routes([ws_handler("public", self._ws), ws_handler("business", self._ws)])
         app.add_routes(
             [

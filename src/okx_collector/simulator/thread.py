@@ -9,6 +9,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
 
+from okx_collector.simulator.derived_market import DerivedMarket
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.market import Market
 from okx_collector.simulator.server import Simulator
@@ -53,6 +54,10 @@ class SimulatorThread:
     @property
     def market(self) -> Market:
         return self.sim.market
+
+    @property
+    def derived(self) -> DerivedMarket:
+        return self.sim.derived
 
     @property
     def faults(self) -> Faults:

@@ -1,4 +1,5 @@
-"""OKX v5 websockets: `/ws/v5/business` (candle channels) and `/ws/v5/public` (funding-rate).
+"""OKX v5 websockets: `/ws/v5/business` (candle, mark-price-candle, index-candle channels) and
+`/ws/v5/public` (funding-rate, open-interest).
 
 Each connection runs three tasks: a reader (subscribe/unsubscribe/ping), a pusher (asks its
 `PushScheduler` for the frames due, sleeps until the next are), and a writer, which sends queued
@@ -21,6 +22,14 @@ from aiohttp import WSMsgType, web
 
 from okx_collector.simulator.bars import BARS
 from okx_collector.simulator.clock import SimClock
+from okx_collector.simulator.derived_market import DerivedMarket
+from okx_collector.simulator.derived_pushes import (
+    INDEX_CHANNEL,
+    MARK_CHANNEL,
+    OI_CHANNEL,
+    OpenInterestSub,
+    PriceCandleSub,
+)
 from okx_collector.simulator.faults import Faults
 from okx_collector.simulator.maintenance import MAINTENANCE_CODE, MAINTENANCE_MSG, Maintenance
 from okx_collector.simulator.market import Market
@@ -55,6 +64,7 @@ class WsContext:
     idle_drop_s: float = 30.0  # real s: OKX's idle drop (wslimits.IdleWatch); 0 = never
     subscribe_limit_per_hour: int = 480  # subscribe/unsubscribe frames per connection; 0 = off
     maintenance: Maintenance = field(default_factory=Maintenance)
+    derived: DerivedMarket | None = None  # mark, index, open-interest channels (None: refused)
     connections: set[Connection] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -158,7 +168,13 @@ class Connection:
             added.append(sub)
 
     def _make_sub(self, channel: str, inst_id: str, echo: str) -> Sub | None:
-        market = self.ctx.market
+        market, derived = self.ctx.market, self.ctx.derived
+        if self.kind == "business" and derived is not None and channel.startswith(INDEX_CHANNEL):
+            bar = BARS.get(channel.removeprefix(INDEX_CHANNEL))
+            if bar is None or not derived.index_instruments(inst_id):  # none listed behind it
+                return None
+            model = derived.index(inst_id)
+            return PriceCandleSub(model, bar, echo, derived.first_open(model, bar))
         if not market.is_listed(inst_id):  # unknown or delisted: 60018 (OKX.md §7)
             return None
         inst = market.instrument(inst_id)
@@ -167,6 +183,16 @@ class Connection:
             return None if bar is None else CandleSub(inst, bar, echo)
         if self.kind == "public" and channel == FUNDING_CHANNEL and inst.is_swap:
             return FundingSub(market.funding(inst_id), echo)
+        if derived is None or not inst.is_swap:
+            return None
+        if self.kind == "business" and channel.startswith(MARK_CHANNEL):
+            bar = BARS.get(channel.removeprefix(MARK_CHANNEL))
+            model = derived.mark(inst_id)
+            return (
+                None if bar is None else PriceCandleSub(model, bar, echo, bar.ceil(inst.list_time))
+            )
+        if self.kind == "public" and channel == OI_CHANNEL:
+            return OpenInterestSub(derived.open_interest(inst_id), echo)
         return None
 
     # -- outgoing ------------------------------------------------------------------------------

@@ -1,0 +1,173 @@
+"""Benchmark the exchange layer's mark, index and open-interest history against OKX's limits.
+
+    python benchmarks/derived.py [--days 2] [--symbols BTC,ETH,ADA,DOT,LINK]
+
+Starts `okx-collector simulate --rate-limit-scale 1` in its own process, then fetches, in this
+process and all at once, for each perpetual: its 1m mark-price candles and its index's 1m candles
+over the history endpoints, its last-trade 1m candles over history-candles, and its 5m open-interest
+history (the latest 1,440 entries), through `OkxExchange` / `OkxDerived` at the collector's default
+pacing (scale 1). Every value is checked against the simulator's pure model built here with the
+same seed (so a page served wrong fails the run).
+
+A thread polls `/_sim/stats` every 20 ms to time each endpoint's first and last request as the
+server saw them. An endpoint allowing L requests per sliding 2 s needs at least
+2 s x floor((N - 1) / L) for N requests (the first window's burst is free); "of the ceiling" is
+that minimum over the measured span. Per-instId endpoints (open-interest-history) are reported for
+all instruments together, against 5 x their limit. A refused request (HTTP 429) or a wrong value
+fails the run (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import threading
+import time
+from typing import Any
+
+from simproc import Simulator as SimProcess
+
+from okx_collector.exchange import OkxExchange
+from okx_collector.exchange_derived import OkxDerived
+from okx_collector.pacing import OKX_LIMITS
+from okx_collector.simulator import DerivedMarket, Market
+from okx_collector.timeframes import DAY_MS, Timeframe
+
+SEED = 1
+POLL_S = 0.02
+TF1 = Timeframe.parse("1m")
+TF5 = Timeframe.parse("5m")
+ROUTES = {
+    "history-mark-price-candles": "market/history-mark-price-candles",
+    "history-index-candles": "market/history-index-candles",
+    "history-candles": "market/history-candles",
+    "open-interest-history": "rubik/stat/contracts/open-interest-history",
+}
+
+
+class StatsPoller(threading.Thread):
+    """Records (monotonic time, requests by route) every POLL_S until stopped."""
+
+    def __init__(self, sim: SimProcess) -> None:
+        super().__init__(daemon=True)
+        self.sim, self.samples = sim, []  # type: ignore[var-annotated]
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.samples.append((time.monotonic(), dict(self.sim.stats()["rest_by_route"])))
+            time.sleep(POLL_S)
+
+    def span(self, route: str, before: int) -> tuple[int, float]:
+        """(requests, seconds from the first to the last as the server counted them)."""
+        first = last = None
+        total = before
+        for t, counts in self.samples:
+            n = counts.get(route, 0)
+            if n > before and first is None:
+                first = t
+            if n > total:
+                total, last = n, t
+        if first is None or last is None:
+            return 0, 0.0
+        return total - before, last - first
+
+
+async def run(days: int, bases: list[str]) -> int:
+    sim = SimProcess("--rate-limit-scale", "1", "--seed", str(SEED))
+    poller = StatsPoller(sim)
+    failures: list[str] = []
+    try:
+        ex = OkxExchange(sim.rest_url, sim.ws_url)
+        await ex.load_markets()
+        derived = OkxDerived(ex)
+        oracle = DerivedMarket(Market(SEED))
+        market = oracle.market
+        insts = ex.resolve([f"{b}/USDT:USDT" for b in bases]).instruments
+        until = TF1.floor(sim.now_ms())
+        start = until - days * DAY_MS
+        before = sim.stats()
+        poller.start()
+        began = time.monotonic()
+
+        async def marks(kind: str) -> None:
+            for inst in insts:
+                got = await derived.fetch_price_candles(
+                    kind,  # type: ignore[arg-type]
+                    inst,
+                    TF1,
+                    start,
+                    until,
+                    recent=False,
+                )
+                rows = [tuple(r.candle[:5]) for r in got]
+                want = (
+                    oracle.mark_candles(inst.inst_id, "1m", start, until)
+                    if kind == "mark"
+                    else oracle.index_candles(derived.index_id(inst), "1m", start, until)
+                )
+                if rows != [tuple(w) for w in want]:
+                    failures.append(f"{kind} {inst.inst_id}: {len(rows)} rows, not as served")
+
+        async def trades() -> None:
+            for inst in insts:
+                got = []
+                for page in range(start, until, 300 * TF1.ms):
+                    got += await ex.fetch_candles(
+                        inst, TF1, page, min(until, page + 300 * TF1.ms), recent=False,
+                        source="backfill",
+                    )  # fmt: skip
+                rows = [tuple(r.candle[:7]) for r in got]
+                want = [tuple(c) for c in market.candles(inst.inst_id, "1m", start, until)]
+                if rows != want:
+                    failures.append(f"trade {inst.inst_id}: {len(rows)} rows, not as served")
+
+        async def interest(inst: Any) -> None:
+            now = await asyncio.to_thread(sim.now_ms)
+            got = await derived.fetch_open_interest_history(inst, TF5, 0, now + 1)
+            rows = [tuple(r[:4]) for r in got]
+            # The latest 1,440 as the server's clock moved during the paging: 1,441 if a period
+            # began meanwhile.
+            want = oracle.open_interest_history(inst.inst_id, "5m", rows[0][0], rows[-1][0] + 1)
+            if len(rows) not in (1440, 1441) or rows != want:
+                failures.append(f"open interest {inst.inst_id}: {len(rows)} entries, not as served")
+
+        await asyncio.gather(marks("mark"), marks("index"), trades(), *(interest(i) for i in insts))
+        elapsed = time.monotonic() - began
+        await ex.close()
+        await asyncio.sleep(3 * POLL_S)  # the poller sees the last requests
+        poller.stop_event.set()
+        poller.join()
+        after = sim.stats()
+    finally:
+        poller.stop_event.set()
+        sim.stop()
+    refused = after["rate_limited"] - before["rate_limited"]
+    candles = 3 * len(insts) * days * 1440
+    print(f"{candles:,} candles (mark, index, trade) + {1440 * len(insts):,} open-interest entries"
+          f" for {len(insts)} perpetuals x {days} days of 1m in {elapsed:.1f} s")  # fmt: skip
+    print(f"{'endpoint':<28}{'requests':>9}{'span s':>8}{'limit/2s':>9}{'of ceiling':>11}")
+    for key, route in ROUTES.items():
+        n, span = poller.span(route, before["rest_by_route"].get(route, 0))
+        limit = OKX_LIMITS[key][0] * (len(insts) if key == "open-interest-history" else 1)
+        minimum = 2.0 * ((n - 1) // limit)
+        share = f"{minimum / span:.1%}" if span > 0 and minimum > 0 else "burst"
+        print(f"{key:<28}{n:>9}{span:>8.2f}{limit:>9}{share:>11}")
+    print(f"refused (HTTP 429): {refused}; values checked against the model: "
+          f"{'ok' if not failures else 'FAILED'}")  # fmt: skip
+    for failure in failures:
+        print("  " + failure)
+    return 1 if failures or refused else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--symbols", default="BTC,ETH,ADA,DOT,LINK", help="base currencies")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(run(args.days, [b.strip().upper() for b in args.symbols.split(",")])))
+
+
+if __name__ == "__main__":
+    main()
