@@ -144,3 +144,24 @@ def test_help_does_not_import_the_simulator_or_the_exchange() -> None:
     # And the simulator command still runs from the same group.
     help_text = CliRunner().invoke(cli, ["simulate", "--help"])
     assert help_text.exit_code == 0 and "--speed" in help_text.output
+
+
+def test_collect_on_its_default_timeframe_says_the_store_holds_others(tmp_path: Path) -> None:
+    from okx_collector.models import Candle
+    from okx_collector.store import Store
+    from okx_collector.timeframes import Timeframe
+
+    data = tmp_path / "data"
+    store = Store(data)
+    for name in ("1m", "15m", "1h"):
+        store.write_candles("BTC-USDT", Timeframe.parse(name),
+                            [Candle(1_790_000_000_000 // 3_600_000 * 3_600_000, 1, 1, 1, 1, 1, 1,
+                                    "backfill")])  # fmt: skip
+    down = "http://127.0.0.1:9"  # (the warning comes first; then the exchange cannot be reached)
+    result = run_cli("collect", "--data-dir", str(data), "--rest-url", down)
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "the store also holds 1h, 1m candles, which collect does not follow" in warnings[0]
+    assert "pass --timeframes 1h,1m,15m to keep them fresh" in warnings[0]
+    result = run_cli("collect", "--data-dir", str(data), "--rest-url", down, "--timeframes", "1m")
+    assert "WARNING" not in result.stderr  # chosen on purpose: nothing to say

@@ -241,8 +241,11 @@ def collect(**kwargs: Any) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_cleanly)
     from okx_collector.live.run import run_collect
+    from okx_collector.stored import warn_unfollowed
 
-    run_collect(settings_from(kwargs))
+    settings = settings_from(kwargs)
+    warn_unfollowed(settings)
+    run_collect(settings)
 
 
 @cli.command()

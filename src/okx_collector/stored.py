@@ -10,6 +10,7 @@ and currency; a top-N selector needs OKX's 24 h volumes and is refused here.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from okx_collector.store import Store
 from okx_collector.universe import Selector, split_entries
 
 SWAP = "-SWAP"
+log = logging.getLogger("okx_collector.collect")
 
 
 @dataclass(frozen=True)
@@ -136,3 +138,18 @@ def unfollowed_timeframes(settings: Settings, held: Holdings) -> list[str]:
         return []  # chosen on purpose
     followed = {tf.name for tf in settings.timeframes}
     return [tf for tf in held.timeframes if tf not in followed]
+
+
+def warn_unfollowed(settings: Settings) -> None:
+    """One WARNING when `collect` runs on its default timeframes and the store holds others:
+    they would silently go stale (we say so rather than guess what the user wants collected)."""
+    if not settings.data_dir.is_dir():
+        return
+    others = unfollowed_timeframes(settings, Holdings.of(Store(settings.data_dir)))
+    if others:
+        followed = ",".join(tf.name for tf in settings.timeframes)
+        log.warning(
+            "the store also holds %s candles, which collect does not follow without "
+            "--timeframes (default %s): pass --timeframes %s to keep them fresh",
+            ", ".join(others), followed, ",".join([*others, followed]),
+        )  # fmt: skip
