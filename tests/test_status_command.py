@@ -77,9 +77,9 @@ async def test_every_number_is_whole_at_any_width(
     for series in ("ETH-USDT 15m", "BTC-USDT-SWAP fund"):
         assert series in text
     if width >= 80:  # everything fits from 80 columns
-        assert "too narrow" not in text and "1h (60)" in btc
+        assert "no room" not in text and "1h (60)" in btc
     else:  # the largest gap's column goes first
-        assert "too narrow for max gap" in text and "max gap" not in text.splitlines()[2]
+        assert "no room for max gap" in text and "max gap" not in text.splitlines()[2]
 
 
 async def test_ages_are_on_the_exchanges_clock(sim: Simulator, tmp_path: Path) -> None:

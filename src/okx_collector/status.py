@@ -220,7 +220,7 @@ def render_status(
         table.add_row(*(row[i] for i in shown), style="red" if problem else None)
     console.print(table)
     if hidden:
-        console.print(f"(too narrow for {', '.join(hidden)}: widen the terminal or use --json)")
+        console.print(f"(no room for {', '.join(hidden)}: see --json)")
 
 
 # -- JSON ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from okx_collector.status import (
 )
 from okx_collector.store import Store
 from okx_collector.stored import Holdings, series_filter
+from okx_collector.summary import emit_summary
 
 CLOCK_TIMEOUT = 2.0  # seconds: status must stay quick when the exchange cannot be reached
 CHECK_FAILED = 3  # `status --check`: a series has gaps or is stale
@@ -50,8 +51,8 @@ def exchange_now(rest_url: str, timeout: float = CLOCK_TIMEOUT) -> tuple[int, Cl
     try:
         now = asyncio.run(_ask_time(rest_url, timeout))
     except Exception as exc:  # any failure to ask means the same thing: fall back, say so
-        reason = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
-        local = Clock("local", f"ages on this machine's clock: {rest_url} gave {reason}")
+        reason = f"no answer in {timeout:g} s" if isinstance(exc, TimeoutError) else "unreachable"
+        local = Clock("local", f"ages on this machine's clock: {rest_url} {reason}")
         return int(time.time() * 1000), local
     return now, Clock("exchange", f"ages on exchange time from {rest_url}")
 
@@ -71,7 +72,7 @@ def check_line(statuses: list[SeriesStatus]) -> str | None:
         return None
     shown = ", ".join(problems[:10])
     more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
-    return f"status --check: {len(problems)} of {len(statuses)} series: {shown}{more}"
+    return f"{len(problems)} of {len(statuses)} series: {shown}{more}"
 
 
 def run_status(
@@ -101,5 +102,5 @@ def run_status(
     problem = check_line(statuses) if check else None
     if problem is None:
         return 0
-    click.echo(problem, err=True)
+    emit_summary("status --check", problem, settings.log_format, failed=True)
     return CHECK_FAILED
