@@ -1,4 +1,4 @@
-"""`export-qlib` from the command line: every named timeframe, only the named symbols, a summary."""
+"""`export-qlib` and `backfill` from the command line: what they export, their summary line."""
 
 from __future__ import annotations
 
@@ -87,3 +87,22 @@ def test_the_summary_is_one_unwrapped_line_or_json(tmp_path: Path) -> None:
     summary = entries[-1]
     assert summary["message"].startswith("export-qlib: qlib 15min")
     assert summary["summary"]["timeframe"] == "15m" and summary["summary"]["rows"] == 16
+
+
+def test_the_backfill_summary_is_json_under_log_format_json(tmp_path: Path) -> None:
+    from okx_collector.simulator import SimulatorThread
+    from tests.conftest import SIM_START
+
+    with SimulatorThread(seed=3, start_ms=SIM_START, rate_limit_scale=0) as sim:
+        result = subprocess.run(
+            [sys.executable, "-m", "okx_collector", "backfill", "--data-dir",
+             str(tmp_path / "data"), "--rest-url", sim.rest_url, "--symbols", "BTC/USDT,ETH/USDT",
+             "--timeframes", "1h", "--since", "2d", "--log-format", "json"],
+            capture_output=True, text=True, timeout=60, env=os.environ.copy(),
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
+    summary = entries[-1]
+    assert summary["message"].startswith("backfill: ")
+    assert summary["summary"]["candle_rows"] == 2 * 47 and summary["summary"]["series"] == 2
+    assert summary["summary"]["funding_rows"] == 12  # two perpetuals, 2 days at 8 h
