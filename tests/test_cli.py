@@ -141,9 +141,12 @@ def test_help_does_not_import_the_simulator_or_the_exchange() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=60, env=os.environ.copy())  # fmt: skip
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
-    # And the simulator command still runs from the same group.
+    # And the simulator command still runs from the same group, listed with its own summary.
     help_text = CliRunner().invoke(cli, ["simulate", "--help"])
     assert help_text.exit_code == 0 and "--speed" in help_text.output
+    simulate = cli.get_command(click.Context(cli), "simulate")
+    assert simulate is not None
+    assert type(cli).lazy["simulate"][1] == simulate.get_short_help_str(limit=80)
 
 
 def test_collect_on_its_default_timeframe_says_the_store_holds_others(tmp_path: Path) -> None:

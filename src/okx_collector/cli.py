@@ -149,7 +149,7 @@ class _LazyGroup(click.Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "simulate": (
             "okx_collector.simulator.cli:simulate",
-            "Run the OKX simulator (REST + websockets) until SIGINT/SIGTERM.",
+            "Run the OKX simulator (REST + websockets) until SIGINT/SIGTERM; print its URLs.",
         ),
     }
 
