@@ -56,8 +56,13 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
                 f"another okx-collector{holder} is already writing to {data_dir}; "
                 "stop it first or use another --data-dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            # Only a courtesy for the refusal's message: a full disk is reported, with the file
+            # and the cure, by the first real write.
+            log.debug("cannot record the PID in the lock file", exc_info=True)
         probe = data_dir / f".write-probe-{os.getpid()}"
         try:
             probe.write_bytes(b"")
