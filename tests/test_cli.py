@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -168,3 +169,21 @@ def test_collect_on_its_default_timeframe_says_the_store_holds_others(tmp_path: 
     assert "pass --timeframes 1h,1m,15m to keep them fresh" in warnings[0]
     result = run_cli("collect", "--data-dir", str(data), "--rest-url", down, "--timeframes", "1m")
     assert "the store also holds" not in result.stderr  # chosen on purpose: nothing to say
+
+
+def test_status_check_exits_3_from_the_command_line(tmp_path: Path) -> None:
+    from okx_collector.models import Candle
+    from okx_collector.store import Store
+    from okx_collector.timeframes import Timeframe
+
+    data = tmp_path / "data"
+    h1 = Timeframe.parse("1h")
+    t0 = 1_790_000_000_000 // h1.ms * h1.ms
+    rows = [Candle(t0 + k * h1.ms, 1, 1, 1, 1, 1, 1, "backfill") for k in (0, 1, 5)]
+    Store(data).write_candles("BTC-USDT", h1, rows)
+    args = ["status", "--data-dir", str(data), "--rest-url", "http://127.0.0.1:9"]
+    result = run_cli(*args, "--check", "--json")
+    assert result.returncode == 3, result.stderr
+    assert json.loads(result.stdout)["series"][0]["gap_count"] == 1
+    assert result.stderr.startswith("status --check: 1 of 1 series: BTC-USDT 1h (1 gap(s), stale")
+    assert run_cli(*args).returncode == 0  # without --check, a report is not a failure
