@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -29,15 +30,14 @@ from okx_collector.store import Store
 from okx_collector.stored import Holdings, series_filter
 from okx_collector.summary import emit_summary
 
+if TYPE_CHECKING:
+    from okx_collector.exchange import OkxExchange
+
 CLOCK_TIMEOUT = 2.0  # seconds: status must stay quick when the exchange cannot be reached
 CHECK_FAILED = 3  # `status --check`: a series has gaps or is stale
 
 
-async def _ask_time(rest_url: str, seconds: float) -> int:
-    # Imported here: ccxt takes most of a second to import, and only this path needs it.
-    from okx_collector.exchange import OkxExchange
-
-    exchange = OkxExchange(rest_url, OKX_WS_URL, timeout_ms=int(seconds * 1000))
+async def _ask_time(exchange: OkxExchange, seconds: float) -> int:
     try:
         async with asyncio.timeout(seconds):
             return await exchange.fetch_time()
@@ -48,8 +48,13 @@ async def _ask_time(rest_url: str, seconds: float) -> int:
 
 def exchange_now(rest_url: str, timeout: float = CLOCK_TIMEOUT) -> tuple[int, Clock]:
     """The exchange's current time, or this machine's, labelled, when it cannot answer in time."""
+    # Imported and built here, off the event loop: ccxt takes most of a second to import, and
+    # only this command's clock needs it.
+    from okx_collector.exchange import OkxExchange
+
+    exchange = OkxExchange(rest_url, OKX_WS_URL, timeout_ms=int(timeout * 1000))
     try:
-        now = asyncio.run(_ask_time(rest_url, timeout))
+        now = asyncio.run(_ask_time(exchange, timeout))
     except Exception as exc:  # any failure to ask means the same thing: fall back, say so
         reason = f"no answer in {timeout:g} s" if isinstance(exc, TimeoutError) else "unreachable"
         local = Clock("local", f"ages on this machine's clock: {rest_url} {reason}")
