@@ -88,3 +88,25 @@ def test_resolve_range() -> None:
         resolve_range(build_settings({"since": "2099-01-01"}, env={}), NOW, "30d")
     with pytest.raises(BadInput, match="not before"):
         resolve_range(build_settings({"since": "1d", "until": "2d"}, env={}), NOW, "30d")
+
+
+def test_an_unknown_config_key_gets_a_did_you_mean(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('simbols = "BTC/USDT"\npoll-intervall = 5\nzzz = 1\n')
+    with pytest.raises(BadInput) as caught:
+        build_settings({}, config_file=cfg, env={})
+    message = str(caught.value)
+    assert "poll_intervall (did you mean poll_interval?)" in message
+    assert "simbols (did you mean symbols?)" in message
+    assert "zzz;" in message  # nothing close: named as it is
+
+
+def test_settings_a_command_does_not_read_are_ignored_from_env_and_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('mode = "fast"\ntimeframes = "1m"\n')
+    env = {"POLL_INTERVAL": "abc", "OKX_COLLECTOR_SYMBOLS": "ETH/USDT"}
+    s = build_settings({}, config_file=cfg, env=env, used={"symbols", "timeframes", "data_dir"})
+    assert s.mode == "auto" and s.poll_interval == 60.0  # not read: not validated either
+    assert s.symbols == ("ETH/USDT",) and s.given == {"symbols", "timeframes"}
+    with pytest.raises(BadInput, match="--poll-interval must be a number"):
+        build_settings({}, env=env)

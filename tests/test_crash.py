@@ -59,7 +59,7 @@ def bsim() -> Iterator[SimulatorThread]:
 
 def backfill_args(sim: SimulatorThread, data: Path) -> list[str]:
     return [
-        "backfill", "--data-dir", str(data), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
+        "backfill", "--data-dir", str(data), "--rest-url", sim.rest_url,
         "--symbols", BF_SYMBOLS, "--timeframes", "1m", "--since", iso(BF_SINCE),
         "--until", iso(BF_UNTIL),
     ]  # fmt: skip

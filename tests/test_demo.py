@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from okx_collector.live.report import latency_text
+
 
 def test_demo_runs_offline_and_leaves_a_dataset_and_a_qlib_export(tmp_path: Path) -> None:
     out = tmp_path / "demo"
@@ -31,3 +33,30 @@ def test_demo_runs_offline_and_leaves_a_dataset_and_a_qlib_export(tmp_path: Path
     assert (out / "qlib" / "calendars" / "15min.txt").read_text().count("\n") > 150
     assert "qlib.init(provider_uri=" in result.stdout
     assert "pd.read_parquet(" in result.stdout
+    # The Python it prints pastes as it is: whole statements, flush left, one block per library.
+    pandas = _block(result.stdout, "Load it with pandas:")
+    assert pandas[0] == "import pandas as pd" and len(pandas) == 3
+    compile("\n".join(pandas), "pandas", "exec")
+    qlib = _block(result.stdout, "Load it with qlib")
+    assert qlib[0] == "import qlib" and len(qlib) == 4
+    compile("\n".join(qlib), "qlib", "exec")
+    assert f'provider_uri="{(out / "qlib").resolve()}"' in qlib[2]
+
+
+def _block(stdout: str, heading: str) -> list[str]:
+    """The lines after `heading` up to the next heading or blank line."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading)) + 1
+    block = []
+    for line in lines[start:]:
+        if not line.strip() or line.startswith("Load it"):
+            break
+        block.append(line)
+    return block
+
+
+def test_the_heartbeat_reports_close_to_disk_in_real_seconds() -> None:
+    # 9.96 s of a simulator's clock at 60x is 0.17 s of real time: the writer's actual delay.
+    assert latency_text([9_960] * 100, 60.0) == " close->disk p50 0.17s p99 0.17s"
+    assert latency_text([120, 170], 1.0) == " close->disk p50 0.14s p99 0.17s"  # OKX: rate 1
+    assert latency_text([], 60.0) == ""

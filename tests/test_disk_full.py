@@ -92,7 +92,7 @@ def test_backfill_into_a_full_disk_stops_with_one_line_then_the_rerun_resumes_ex
     data = tmpfs / "data"
     filler = fill(tmpfs)
     args = [
-        "backfill", "--data-dir", str(data), "--rest-url", dsim.rest_url, "--ws-url", dsim.ws_url,
+        "backfill", "--data-dir", str(data), "--rest-url", dsim.rest_url,
         "--symbols", SYMBOLS, "--timeframes", "1m", "--since", iso(SINCE), "--until", iso(UNTIL),
         "--no-funding",  # (a failed funding write ended the old code's run: the hang needs none)
     ]  # fmt: skip

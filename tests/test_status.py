@@ -88,7 +88,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert list(first) == [
         "series", "kind", "inst_id", "timeframe", "interval_ms", "now_ms", "now", "first_ms",
         "first", "last_ms", "last", "rows", "gap_count", "missing", "largest_gap_missing",
-        "largest_gap_ms", "age_ms", "behind", "gaps", "delisted_ms", "delisted",
+        "largest_gap_ms", "age_ms", "behind", "gaps", "delisted_ms", "delisted", "stale",
     ]  # fmt: skip
     assert first["first"] == "2026-01-31T20:00:00Z" and first["first_ms"] == T0
     assert first["gaps"][0] == {

@@ -6,11 +6,12 @@ file > default. Everything is validated here, so the rest of the program only se
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +64,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys kept for error messages
+    # The settings a flag, the environment or the config file set (the rest are defaults):
+    # `status` and `export-qlib` read every stored series unless --symbols/--timeframes narrow it.
+    given: frozenset[str] = frozenset()
 
 
 def parse_time_spec(spec: str, now_ms: int, name: str = "--since") -> int:
@@ -217,7 +221,7 @@ def _convert(name: str, value: Any) -> Any:
     raise BadInput(f"unknown setting {name!r}")  # pragma: no cover - names come from the dataclass
 
 
-SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "extra")
+SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name not in ("extra", "given"))
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -235,11 +239,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
     values = {str(k).replace("-", "_"): v for k, v in table.items()}
     unknown = sorted(set(values) - set(SETTING_NAMES))
     if unknown:
+        named = ", ".join(_with_suggestion(key) for key in unknown)
         raise BadInput(
-            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
-            f"known: {', '.join(SETTING_NAMES)}"
+            f"config file {path}: unknown setting(s) {named}; known: {', '.join(SETTING_NAMES)}"
         )
     return values
+
+
+def _with_suggestion(key: str) -> str:
+    """`simbols (did you mean symbols?)`: most unknown keys are typos of a known one."""
+    close = difflib.get_close_matches(key, SETTING_NAMES, n=1, cutoff=0.6)
+    return f"{key} (did you mean {close[0]}?)" if close else key
 
 
 def environment_values(env: Mapping[str, str]) -> dict[str, Any]:
@@ -258,20 +268,29 @@ def build_settings(
     flags: Mapping[str, Any],
     config_file: Path | None = None,
     env: Mapping[str, str] | None = None,
+    used: Collection[str] | None = None,
 ) -> Settings:
     """Merge flag > environment > config file > default and validate every value.
 
-    `flags` holds only the options the user actually gave (None values are ignored).
+    `flags` holds only the options the user actually gave (None values are ignored). `used`
+    (default: all) names the settings the command reads: environment and config values of the
+    others are ignored, so that `POLL_INTERVAL=abc okx-collector status` (or a config file
+    shared by every command) cannot fail a command that never polls.
     """
     environ = os.environ if env is None else env
     if config_file is None and environ.get("OKX_COLLECTOR_CONFIG"):
         config_file = Path(environ["OKX_COLLECTOR_CONFIG"])
+    wanted = set(SETTING_NAMES if used is None else used)
     merged: dict[str, Any] = {}
     if config_file is not None:
         merged.update(read_config_file(config_file))
     merged.update(environment_values(environ))
+    merged = {k: v for k, v in merged.items() if k in wanted}
     merged.update({k: v for k, v in flags.items() if v is not None and k in SETTING_NAMES})
-    settings = Settings(**{name: _convert(name, value) for name, value in merged.items()})
+    settings = Settings(
+        **{name: _convert(name, value) for name, value in merged.items()},
+        given=frozenset(merged),
+    )
     if settings.since and settings.until:
         # Checked again against the exchange's clock later; this catches `--since 2d --until 3d`
         # before any network call.

@@ -56,31 +56,34 @@ async def _demo(data_dir: Path, live_seconds: float, speed: float, console: Cons
         await asyncio.sleep(live_seconds)
         stop.set()
         collector = await collecting
-        console.print(f"live: {collector.totals_line()}")
+        console.print(f"live: {collector.totals_line()}", soft_wrap=True)
     console.rule("[bold]4. export to qlib")
     store = Store(settings.data_dir)
     qlib_dir = data_dir / "qlib"
     export = await asyncio.to_thread(export_qlib, store, qlib_dir, Timeframe.parse("15m"))
-    console.print(f"{export}")
+    console.print(f"{export}", soft_wrap=True)
     console.rule("[bold]5. status")
     render_status(collect_status(store, sim.now_ms()), console)
     console.rule("[bold]where everything is")
-    console.print(f"dataset (Parquet): {settings.data_dir.resolve()}")
-    console.print(f"qlib export:       {qlib_dir.resolve()}")
+    console.print(f"dataset (Parquet): {settings.data_dir.resolve()}", soft_wrap=True)
+    console.print(f"qlib export:       {qlib_dir.resolve()}", soft_wrap=True)
+    # One statement per line, flush left and never wrapped by the console: pasted into
+    # `python`, each block runs as it is.
+    dataset = f"{settings.data_dir.resolve()}/candles/BTC-USDT/15m"
+    pandas_lines = ["import pandas as pd", f'df = pd.read_parquet("{dataset}")', "print(df.tail())"]
     console.print("\nLoad it with pandas:")
-    console.print(
-        f'  import pandas as pd; df = pd.read_parquet("{settings.data_dir.resolve()}/candles/'
-        'BTC-USDT/15m"); print(df.tail())',
-        highlight=False,
-    )
+    for line in pandas_lines:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
     console.print("Load it with qlib (pip install 'okx-collector\\[qlib]'):")
-    console.print(
-        f'  import qlib; from qlib.data import D; qlib.init(provider_uri="{qlib_dir.resolve()}",'
-        ' region="us")\n'
-        '  print(D.features(["BTC-USDT"], ["$close", "$volume", "$funding_rate"], '
+    qlib_lines = [
+        "import qlib",
+        "from qlib.data import D",
+        f'qlib.init(provider_uri="{qlib_dir.resolve()}", region="us")',
+        'print(D.features(["BTC-USDT"], ["$close", "$volume", "$funding_rate"], '
         'freq="15min").tail())',
-        highlight=False,
-    )
+    ]
+    for line in qlib_lines:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def run_demo(data_dir: Path, *, live_seconds: float = 30.0, speed: float = 60.0) -> None:

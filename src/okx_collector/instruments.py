@@ -97,13 +97,18 @@ def resolve(
 
 
 def _unknown_message(unknown: Sequence[str], names: list[str]) -> str:
+    # Every one is named, so that one edit of the list fixes them all; suggestions for the
+    # first few only (a long list of typos is rarer than a list from another exchange).
     parts = []
-    for raw in unknown[:5]:
-        close = difflib.get_close_matches(raw.strip().upper(), names, n=3, cutoff=0.6)
+    for index, raw in enumerate(unknown):
+        close = (
+            difflib.get_close_matches(raw.strip().upper(), names, n=3, cutoff=0.6)
+            if index < 5
+            else []
+        )
         parts.append(f"{raw!r} (did you mean {', '.join(close)}?)" if close else repr(raw))
-    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
     noun = "symbol" if len(unknown) == 1 else f"{len(unknown)} symbols"
     return (
-        f"unknown {noun}: {', '.join(parts)}{more}: OKX lists no such spot or swap market "
+        f"unknown {noun}: {', '.join(parts)}: OKX lists no such spot or swap market "
         "(use ccxt symbols such as BTC/USDT or BTC/USDT:USDT, or a selector such as spot:USDT)"
     )

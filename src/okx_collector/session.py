@@ -34,7 +34,11 @@ LOCK_NAME = ".okx-collector.lock"
 
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the data dir: two writers would race on the same files."""
+    """Hold an exclusive lock on the data dir: two writers would race on the same files.
+
+    The lock file holds the holder's PID, so that the refusal can name the process to stop. The
+    flock, not the file, is the lock: a PID left by a killed process means nothing.
+    """
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -47,10 +51,18 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _lock_holder(fd)
             raise EnvironmentProblem(
-                f"another okx-collector is already writing to {data_dir}; "
+                f"another okx-collector{holder} is already writing to {data_dir}; "
                 "stop it first or use another --data-dir"
             ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            # Only a courtesy for the refusal's message: a full disk is reported, with the file
+            # and the cure, by the first real write.
+            log.debug("cannot record the PID in the lock file", exc_info=True)
         probe = data_dir / f".write-probe-{os.getpid()}"
         try:
             probe.write_bytes(b"")
@@ -63,6 +75,15 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _lock_holder(fd: int) -> str:
+    """` (pid 1234)` from the lock file, or nothing when it holds no PID (an older version)."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return f" (pid {text})" if text.isdigit() else ""
 
 
 @dataclass

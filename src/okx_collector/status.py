@@ -8,10 +8,12 @@ from the data (the median spacing), since OKX sets it per instrument (1h, 2h, 4h
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -40,16 +42,25 @@ class SeriesStatus:
         return f"{self.inst_id} {self.timeframe if self.kind == 'candles' else 'funding'}"
 
 
-def collect_status(store: Store, now_ms: int) -> list[SeriesStatus]:
-    """Coverage of every candle series, then every settled-funding series, in sorted order."""
+def collect_status(
+    store: Store,
+    now_ms: int,
+    wanted: Callable[[str, str | None], bool] = lambda inst_id, tf: True,
+) -> list[SeriesStatus]:
+    """Coverage of every candle series, then every settled-funding series, in sorted order;
+    only those `wanted(inst_id, timeframe name or None for funding)` accepts."""
     out: list[SeriesStatus] = []
     delisted = read_delisted(store.data_dir)
     for inst_id, tf_name in store.list_candle_series():
+        if not wanted(inst_id, tf_name):
+            continue
         tf = Timeframe.parse(tf_name)
         ts = store.candle_timestamps(inst_id, tf)
         cov = candle_coverage(ts, tf, now_ms)
         out.append(SeriesStatus("candles", inst_id, tf.name, now_ms, cov, delisted.get(inst_id)))
     for inst_id in store.list_funding_series():
+        if not wanted(inst_id, None):
+            continue
         cov = funding_coverage(store.funding_times(inst_id), now_ms)
         out.append(SeriesStatus("funding", inst_id, None, now_ms, cov, delisted.get(inst_id)))
     return out
@@ -101,49 +112,115 @@ def _short_time(ms: int | None, fmt: str) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime(fmt)
 
 
-def render_status(statuses: list[SeriesStatus], console: Console) -> None:
-    """Print one row per series: first, last, rows, gaps, missing, largest gap, age (UTC times)."""
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Where `now` came from: the exchange's clock, or this machine's when it could not ask."""
+
+    source: Literal["exchange", "local"]
+    note: str  # shown in the title: the URL asked, or why the local clock is used
+
+
+EXCHANGE_CLOCK = Clock("exchange", "ages on exchange time")
+
+# (header, right-aligned, drop order): the table drops the lowest-numbered optional column first
+# when the terminal is too narrow, so that no number is ever cut. None: always shown.
+_COLUMNS: tuple[tuple[str, bool, int | None], ...] = (
+    ("series", False, None),
+    ("first", False, 2),
+    ("last", False, 4),
+    ("rows", True, None),
+    ("gaps", True, None),
+    ("missing", True, 3),
+    ("max gap", True, 1),
+    ("age", True, None),
+)
+
+
+def is_stale(s: SeriesStatus) -> bool:
+    """More than two bars (or funding intervals) due and not stored; a delisted series ends."""
+    return s.delisted_ms is None and s.coverage.behind >= 2
+
+
+def _age_text(s: SeriesStatus) -> str:
+    cov = s.coverage
+    if s.delisted_ms is not None:  # ended, not stale: nothing is due any more
+        return "delisted " + _short_time(s.delisted_ms, "%Y-%m-%d")
+    if cov.age_ms is not None and cov.age_ms < 0:
+        return "ahead"  # stored data newer than the clock used: only a wrong local clock does it
+    behind = f" (+{cov.behind} due)" if cov.behind else ""
+    return human_duration(cov.age_ms) + behind
+
+
+def _row(s: SeriesStatus, fmt: str) -> list[str]:
+    cov = s.coverage
+    largest = cov.largest_gap
+    gap_text = "—" if largest is None else f"{human_duration(largest.span_ms)} ({largest.missing})"
+    return [
+        s.name.replace(" funding", " fund"),
+        _short_time(cov.first, fmt),
+        _short_time(cov.last, fmt),
+        f"{cov.rows:,}",
+        f"{cov.gap_count:,}",
+        f"{cov.missing:,}",
+        gap_text,
+        _age_text(s),
+    ]
+
+
+def _fitting_columns(rows: list[list[str]], width: int) -> list[int]:
+    """Indexes of the columns to show: all that fit in `width`, dropping by priority."""
+    widths = [
+        max(cell_len(header), *(cell_len(r[i]) for r in rows))
+        for i, (header, _, _) in enumerate(_COLUMNS)
+    ]
+    shown = list(range(len(_COLUMNS)))
+    droppable = sorted((order, i) for i, (_, _, order) in enumerate(_COLUMNS) if order is not None)
+    for _, index in droppable:
+        if sum(widths[i] for i in shown) + len(shown) - 1 <= width:
+            break
+        shown.remove(index)
+    return shown
+
+
+def render_status(
+    statuses: list[SeriesStatus], console: Console, clock: Clock = EXCHANGE_CLOCK
+) -> None:
+    """Print one row per series: first, last, rows, gaps, missing, largest gap, age (UTC times).
+
+    Numbers are never cut: on a narrow console the least useful columns go first (max gap,
+    first, missing, last), and only the series name may wrap.
+    """
     if not statuses:
         console.print("no series stored yet")
         return
     fmt, times = _time_format(statuses)
-    # A light box, tight padding and short times keep every column whole on 80 columns.
+    rows = [_row(s, fmt) for s in statuses]
+    shown = _fitting_columns(rows, console.width)
+    heads = {_COLUMNS[i][0] for i in shown}
+    hidden = [h for h, _, order in sorted(_COLUMNS, key=lambda c: c[2] or 0) if h not in heads]
     table = Table(
-        title=f"okx-collector status ({times})",
+        title=f"okx-collector status ({times}; {clock.note})",
         title_justify="left",
         box=None,
         header_style="bold underline",
         padding=(0, 1, 0, 0),
         pad_edge=False,
     )
-    table.add_column("series", no_wrap=True)
-    table.add_column("first", no_wrap=True)
-    table.add_column("last", no_wrap=True)
-    for name in ("rows", "gaps", "missing", "max gap", "age"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for s in statuses:
-        cov = s.coverage
-        largest = cov.largest_gap
-        gap_text = (
-            "—" if largest is None else f"{human_duration(largest.span_ms)} ({largest.missing})"
-        )
-        behind = f" (+{cov.behind} due)" if cov.behind else ""
-        age = human_duration(cov.age_ms) + behind
-        if s.delisted_ms is not None:  # ended, not stale: nothing is due any more
-            age = "delisted " + _short_time(s.delisted_ms, "%Y-%m-%d")
-        style = "red" if cov.gap_count or (cov.behind and s.delisted_ms is None) else None
-        table.add_row(
-            s.name.replace(" funding", " fund"),
-            _short_time(cov.first, fmt),
-            _short_time(cov.last, fmt),
-            f"{cov.rows:,}",
-            f"{cov.gap_count:,}",
-            f"{cov.missing:,}",
-            gap_text,
-            age,
-            style=style,
-        )
+    for i in shown:
+        header, right, _ = _COLUMNS[i]
+        if i == 0:  # the only column allowed to wrap: names are not numbers
+            table.add_column(header, overflow="fold")
+        else:
+            cells = max(cell_len(header), *(cell_len(r[i]) for r in rows))
+            table.add_column(
+                header, justify="right" if right else "left", no_wrap=True, min_width=cells
+            )
+    for s, row in zip(statuses, rows, strict=True):
+        problem = s.coverage.gap_count or (s.coverage.behind and s.delisted_ms is None)
+        table.add_row(*(row[i] for i in shown), style="red" if problem else None)
     console.print(table)
+    if hidden:
+        console.print(f"(no room for {', '.join(hidden)}: see --json)")
 
 
 # -- JSON ---------------------------------------------------------------------------------------
@@ -185,6 +262,7 @@ def status_to_dict(s: SeriesStatus) -> dict[str, Any]:
         "gaps": [_gap_json(g) for g in cov.gaps],
         "delisted_ms": s.delisted_ms,
         "delisted": iso(s.delisted_ms),
+        "stale": is_stale(s),
     }
 
 

@@ -15,14 +15,13 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import click
-
 from okx_collector.backfill.progress import Progress, make_progress
 from okx_collector.backfill.runner import Backfiller, BackfillReport
 from okx_collector.config import Settings, resolve_range
 from okx_collector.errors import Interrupted, unwrap
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import data_dir_lock, open_session, open_store, report_notes
+from okx_collector.summary import emit_summary
 
 log = logging.getLogger("okx_collector.backfill")
 DEFAULT_SINCE = "30d"
@@ -124,6 +123,10 @@ def run_backfill(settings: Settings) -> BackfillReport:
     )
     if report.interrupted:
         raise Interrupted(request.signum, f"{saved}; rerun to resume where it stopped")
-    click.echo(f"backfill: {saved} ({report.requests} requests, {report.retries} retries)",
-               err=True)  # fmt: skip
+    emit_summary(
+        "backfill", f"{saved} ({report.requests} requests, {report.retries} retries)",
+        settings.log_format, candle_rows=report.written, funding_rows=report.funding_rows,
+        series=report.series, seconds=round(report.seconds, 3), requests=report.requests,
+        retries=report.retries,
+    )  # fmt: skip
     return report
