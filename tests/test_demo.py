@@ -32,11 +32,14 @@ def test_demo_runs_offline_and_leaves_a_dataset_and_a_qlib_export(tmp_path: Path
     assert manifest
     assert (out / "qlib" / "calendars" / "15min.txt").read_text().count("\n") > 150
     assert "qlib.init(provider_uri=" in result.stdout
-    assert "pd.read_parquet(" in result.stdout
-    # The Python it prints pastes as it is: whole statements, flush left, one block per library.
-    pandas = _block(result.stdout, "Load it with pandas:")
-    assert pandas[0] == "import pandas as pd" and len(pandas) == 3
-    compile("\n".join(pandas), "pandas", "exec")
+    # The Python it prints pastes as it is: whole statements, flush left, one block per library;
+    # the read API's block runs and prints the newest candles.
+    pandas = _block(result.stdout, "Load it as a pandas DataFrame:")
+    assert pandas[0] == "from okx_collector import read_candles" and len(pandas) == 3
+    ran = subprocess.run([sys.executable, "-c", "\n".join(pandas)], capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    assert "quote_volume" in ran.stdout and "+00:00" in ran.stdout
+    assert "coverage.html" in result.stdout and (out / "coverage.html").stat().st_size > 1000
     qlib = _block(result.stdout, "Load it with qlib")
     assert qlib[0] == "import qlib" and len(qlib) == 4
     compile("\n".join(qlib), "qlib", "exec")

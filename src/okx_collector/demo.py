@@ -12,6 +12,7 @@ from rich.console import Console
 from okx_collector.backfill import run_backfill_async
 from okx_collector.backfill.progress import make_progress
 from okx_collector.config import build_settings
+from okx_collector.coverage_html import render_coverage_html
 from okx_collector.errors import unwrap
 from okx_collector.live.run import collect_async
 from okx_collector.qlib_export import export_qlib
@@ -63,15 +64,24 @@ async def _demo(data_dir: Path, live_seconds: float, speed: float, console: Cons
     export = await asyncio.to_thread(export_qlib, store, qlib_dir, Timeframe.parse("15m"))
     console.print(f"{export}", soft_wrap=True)
     console.rule("[bold]5. status")
-    render_status(collect_status(store, sim.now_ms()), console)
+    statuses = collect_status(store, sim.now_ms())
+    render_status(statuses, console)
+    coverage_page = data_dir / "coverage.html"
+    await asyncio.to_thread(
+        coverage_page.write_text, render_coverage_html(statuses, source=str(data_dir))
+    )
     console.rule("[bold]where everything is")
     console.print(f"dataset (Parquet): {settings.data_dir.resolve()}", soft_wrap=True)
     console.print(f"qlib export:       {qlib_dir.resolve()}", soft_wrap=True)
+    console.print(f"coverage page:     {coverage_page.resolve()}", soft_wrap=True)
     # One statement per line, flush left and never wrapped by the console: pasted into
     # `python`, each block runs as it is.
-    dataset = f"{settings.data_dir.resolve()}/candles/BTC-USDT/15m"
-    pandas_lines = ["import pandas as pd", f'df = pd.read_parquet("{dataset}")', "print(df.tail())"]
-    console.print("\nLoad it with pandas:")
+    pandas_lines = [
+        "from okx_collector import read_candles",
+        f'df = read_candles("{settings.data_dir.resolve()}", "BTC/USDT", "15m")',
+        "print(df.tail())",
+    ]
+    console.print("\nLoad it as a pandas DataFrame:")
     for line in pandas_lines:
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     console.print("Load it with qlib (pip install 'okx-collector\\[qlib]'):")
