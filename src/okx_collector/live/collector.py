@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from okx_collector.backfill.planner import PAGE_BARS, recent_from
 from okx_collector.errors import (
@@ -65,6 +66,17 @@ class Counters:
     listed: int = 0  # instruments added while running (selectors)
 
 
+class Observer(Protocol):
+    """Watches a live collector (metrics, health, systemd): `run` is a task of its task group."""
+
+    async def run(self, collector: Collector, stop: asyncio.Event) -> None: ...
+
+
+class _Unobserved:
+    async def run(self, collector: Collector, stop: asyncio.Event) -> None:
+        return None
+
+
 class Collector(Membership):
     """Run until `stop` is set; then flush and return."""
 
@@ -79,10 +91,13 @@ class Collector(Membership):
         clock: ExchangeClock | None = None,
         on_delisted: Callable[[str, int], Awaitable[None]] | None = None,
         expand: Callable[[], Awaitable[list[Instrument]]] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         """`on_delisted(inst_id, noticed_ms)` records a delisting (the store's lifecycle file);
-        `expand()` gives what the selectors name now (instruments not collected yet join)."""
+        `expand()` gives what the selectors name now (instruments not collected yet join);
+        `observer.run(self, stop)` runs alongside once live."""
         self.exchange = exchange
+        self.observer: Observer = observer or _Unobserved()
         self.options = options
         self.clock = clock or ExchangeClock()
         self.writer = Writer(stores, self._now)
@@ -180,6 +195,7 @@ class Collector(Membership):
                     group.create_task(self.watch.run(stop), name="instruments"),
                 ]
                 self._start_streams(list(self.states.values()), self.funding.instruments)
+                tasks.append(group.create_task(self.observer.run(self, stop), name="observer"))
                 await stop.wait()
                 for task in tasks:
                     task.cancel()
