@@ -14,7 +14,13 @@ import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector as PromCollector
@@ -60,6 +66,9 @@ class Metrics:
     """The run's registry and its instruments; `render()` gives the text exposition."""
 
     def __init__(self, writer_pid: Callable[[], int] | None = None) -> None:
+        # No `*_created` gauge beside every counter: Prometheus does not need them, and they
+        # would double the text of every labelled counter. (A process-wide switch; idempotent.)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         self.snapshot: Snapshot | None = None  # set before each render, on the event loop
         self._endpoints: set[str] = set()
