@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from okx_collector.backfill.planner import PAGE_BARS, recent_from
 from okx_collector.errors import (
@@ -28,6 +27,7 @@ from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.lifecycle import REFRESH_SECONDS, InstrumentWatch
 from okx_collector.live.membership import Membership
+from okx_collector.live.observer import Observer, Unobserved
 from okx_collector.live.report import heartbeat_line, totals_line
 from okx_collector.live.series import SeriesState, retry_hold_seconds
 from okx_collector.live.writer import Item, WritableStore, Writer
@@ -66,17 +66,6 @@ class Counters:
     listed: int = 0  # instruments added while running (selectors)
 
 
-class Observer(Protocol):
-    """Watches a live collector (metrics, health, systemd): `run` is a task of its task group."""
-
-    async def run(self, collector: Collector, stop: asyncio.Event) -> None: ...
-
-
-class _Unobserved:
-    async def run(self, collector: Collector, stop: asyncio.Event) -> None:
-        return None
-
-
 class Collector(Membership):
     """Run until `stop` is set; then flush and return."""
 
@@ -91,13 +80,12 @@ class Collector(Membership):
         clock: ExchangeClock | None = None,
         on_delisted: Callable[[str, int], Awaitable[None]] | None = None,
         expand: Callable[[], Awaitable[list[Instrument]]] | None = None,
-        observer: Observer | None = None,
+        observer: Observer | None = None,  # metrics, health, systemd (see live/observer.py)
     ) -> None:
         """`on_delisted(inst_id, noticed_ms)` records a delisting (the store's lifecycle file);
-        `expand()` gives what the selectors name now (instruments not collected yet join);
-        `observer.run(self, stop)` runs alongside once live."""
+        `expand()` gives what the selectors name now (instruments not collected yet join)."""
         self.exchange = exchange
-        self.observer: Observer = observer or _Unobserved()
+        self.observer: Observer = observer or Unobserved()
         self.options = options
         self.clock = clock or ExchangeClock()
         self.writer = Writer(stores, self._now)
