@@ -29,7 +29,7 @@ MakeSettings = Callable[..., Settings]
 SPEED = 120.0  # a 1m candle closes every 0.5 s of real time; "two bars" is 1 s
 SERIES = (("BTC-USDT", "1m"), ("ETH-USDT-SWAP", "1m"))
 AGE = "okx_collector_series_last_candle_age_seconds"
-WAIT = 20.0  # seconds a condition may take before the test fails (a loaded CI machine)
+WAIT = 30.0  # seconds a condition may take before the test fails (a loaded CI machine)
 
 
 def free_port() -> int:

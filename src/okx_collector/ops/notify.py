@@ -24,7 +24,7 @@ class Notifier:
         # '@name' is Linux's abstract namespace: the address starts with a NUL byte instead.
         self.address = "\0" + address[1:] if address.startswith("@") else address
         self.watchdog_s = watchdog_s
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # not inherited (PEP 446)
         self._sock.setblocking(False)  # a full receive queue drops the message, never stalls us
         self._failed = False
         self._stopping = False  # STOPPING=1 was sent (it is sent once)
