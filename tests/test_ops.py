@@ -98,6 +98,14 @@ class Scraper:
             return False
 
 
+async def eventually(what: str, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {WAIT}s: {what}")
+        await asyncio.sleep(0.05)
+
+
 def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -137,6 +145,12 @@ async def test_metrics_and_health_follow_faults(make_settings: MakeSettings) -> 
             assert value(samples, "okx_collector_rest_responses_total",
                          endpoint="/api/v5/public/time", code="2xx") > 0  # fmt: skip
             reconnects = value(samples, "okx_collector_reconnects_total")
+            # Staleness is judged on the collector's clock, which learns the simulator's speed
+            # from its syncs after going live (with REST failing, below, it could not).
+            syncs = sim.stats.rest_by_route.get("public/time", 0)
+            await eventually(
+                "two clock syncs", lambda: sim.stats.rest_by_route["public/time"] >= syncs + 2
+            )
 
             # A dropped connection raises the reconnect counter.
             sim.faults.ws_drop_after_s = 0.3
@@ -241,15 +255,23 @@ class NotifySocket:
         self.sock.setblocking(False)
         self.messages: list[str] = []
 
-    async def until(self, field: str) -> None:
-        """Receive datagrams until one holds `field`."""
+    async def until(self, field: str, start: int = 0) -> int:
+        """Receive datagrams until one from index `start` on holds the line `field` (or a line
+        starting with it, for a `STATUS=`); returns its index."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(WAIT):
-            while not any(field in m.split("\n") for m in self.messages):
+            while True:
+                for i in range(start, len(self.messages)):
+                    if any(line.startswith(field) for line in self.messages[i].split("\n")):
+                        return i
                 self.messages.append((await loop.sock_recv(self.sock, 4096)).decode())
 
     def close(self) -> None:
         self.sock.close()
+
+
+ALL_STALE = "STATUS=collecting 2 series (2 polling, 2 stale)"
+ALL_FRESH = "STATUS=collecting 2 series (0 polling, 0 stale)"
 
 
 async def test_notify_ready_watchdog_stopping(make_settings: MakeSettings, tmp_path: Path) -> None:
@@ -265,10 +287,30 @@ async def test_notify_ready_watchdog_stopping(make_settings: MakeSettings, tmp_p
                 await systemd.until("WATCHDOG=1")
                 ready = next(m for m in systemd.messages if "READY=1" in m)
                 assert "STATUS=collecting 2 series" in ready
+                # The collector's clock learns the simulator's speed from its syncs after going
+                # live: with REST failing it could learn nothing more.
+                syncs = sim.stats.rest_by_route.get("public/time", 0)
+                await eventually(
+                    "two clock syncs", lambda: sim.stats.rest_by_route["public/time"] >= syncs + 2
+                )
+                # Nothing fresh (pushes stopped, REST failing): the watchdog is no longer fed...
+                sim.faults.update({"stop_pushing": True, "rest_5xx_share": 1.0})
+                wedged = await systemd.until(ALL_STALE)
+                wedged = await systemd.until(ALL_STALE, wedged + 1)
+                # ...and is again once the series are fresh.
+                sim.faults.reset()
+                back = await systemd.until(ALL_FRESH, wedged)
+                await systemd.until("WATCHDOG=1", back)
             await systemd.until("STOPPING=1")
-        stopping = [m for m in systemd.messages if "STOPPING=1" in m]
+        # Each watchdog tick sends WATCHDOG=1 (if fed), then STATUS= of the same snapshot: no
+        # WATCHDOG=1 ever precedes a status in which every series is stale.
+        messages = systemd.messages
+        for i, message in enumerate(messages):
+            if message.endswith(", 2 stale)") and i > 0:
+                assert messages[i - 1] != "WATCHDOG=1", messages[i - 3 : i + 1]
+        stopping = [m for m in messages if "STOPPING=1" in m]
         assert len(stopping) == 1  # sent once, when the stop began
-        after = systemd.messages[systemd.messages.index(stopping[0]) + 1 :]
+        after = messages[messages.index(stopping[0]) + 1 :]
         assert not any("WATCHDOG=1" in m or "READY=1" in m for m in after)
     finally:
         systemd.close()
