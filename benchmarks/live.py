@@ -2,6 +2,7 @@
 
     python benchmarks/live.py [--series 1000] [--seconds 60] [--rates 1,4] [--store-rows 10]
         [--late-in-day] [--cache-mb MB] [--writer-process auto|on|off] [--no-baseline]
+        [--metrics [--scrape-interval 15]]
 
 For each rate R (1 = OKX's cadence: an in-progress update every 0.5 s per series), the script
 starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R --speed 1
@@ -30,6 +31,10 @@ p99 ..`, per heartbeat: the table shows the worst heartbeat's) and, independentl
 became visible there (the atomic rename of the file that holds it; the mtime would be earlier, the
 temp file's write, before the store's sync). The collector is then stopped with SIGTERM and must
 exit 0 within 30 s. Exit status 1 if a target is missed.
+
+`--metrics` runs the collector with `--metrics-port` and scrapes its /metrics every
+`--scrape-interval` seconds (Prometheus' common 15 s) throughout, to measure what metrics cost:
+compare the CPU rows of a run with and without it (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -40,11 +45,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,6 +152,58 @@ def terminate(proc: subprocess.Popen[str], timeout: float) -> tuple[int, float, 
         time.sleep(0.05)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, time.monotonic() - start, usage.ru_maxrss / 1024
+
+
+class MetricsScraper(threading.Thread):
+    """GETs the collector's /metrics every `interval` s, as Prometheus would; keeps the timings."""
+
+    def __init__(self, port: int | None, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.port = port  # None: metrics off, nothing scraped
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.interval = interval
+        self.stop = threading.Event()
+        self.scrapes: list[tuple[float, int]] = []  # (seconds, bytes) of each good scrape
+        self.failures = 0
+
+    def flags(self) -> list[str]:
+        return [] if self.port is None else ["--metrics-port", str(self.port)]
+
+    def finish(self) -> list[str]:
+        """Stop scraping; the summary note (none when metrics are off)."""
+        self.stop.set()
+        self.join(timeout=15)
+        return [] if self.port is None else [self.summary()]
+
+    def run(self) -> None:
+        if self.port is None:
+            return
+        while not self.stop.wait(self.interval):
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310
+                    size = len(response.read())
+            except OSError:
+                self.failures += 1  # not listening yet (start-up), or stopping
+                continue
+            self.scrapes.append((time.monotonic() - started, size))
+
+    def summary(self) -> str:
+        if not self.scrapes:
+            return f"metrics: no scrape answered ({self.failures} failed)"
+        times = sorted(t for t, _ in self.scrapes)
+        size = self.scrapes[-1][1] / 1024
+        p50 = percentile(times, 0.5) * 1000
+        return (
+            f"metrics: {len(times)} scrapes every {self.interval:g} s, {size:.0f} KiB each, "
+            f"took p50 {p50:.0f} ms max {times[-1] * 1000:.0f} ms ({self.failures} not answered)"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class LineReader(threading.Thread):
@@ -384,11 +443,14 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
             *(["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []),
             *(["--writer-process", args.writer_process] if args.writer_process else []),
         ]  # fmt: skip
+        scraper = MetricsScraper(free_port() if args.metrics else None, args.scrape_interval)
+        cmd += scraper.flags()
         say(t0, f"store seeded with {args.store_rows} rows/series; starting the collector")
         started = time.monotonic()
         collector = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         footprint = Footprint(collector.pid)
         footprint.start()
+        scraper.start()
         log = LineReader(collector.stderr)
         log.start()
         settled = wait_settled(sim, args.series)
@@ -404,6 +466,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
         scanner.join(timeout=5)
         say(t0, "stopping the collector")
         footprint.stop.set()
+        notes.extend(scraper.finish())
         code, exit_s, rss = terminate(collector, 30)
         footprint.join(timeout=5)
         if args.keep_log:
@@ -517,6 +580,7 @@ def report(args: argparse.Namespace, results: list[Result]) -> bool:
         f"{args.store_rows} rows/series{' late in the day' if args.late_in_day else ''}, "
         f"cache {'64 (default)' if args.cache_mb is None else f'{args.cache_mb:g}'} MB, "
         f"writer process {args.writer_process or 'auto'}, "
+        f"metrics {f'scraped every {args.scrape_interval:g} s' if args.metrics else 'off'}, "
         f"windows of >= {args.seconds:g} s, {os.cpu_count()} cores"
     )
     row("", each(lambda r: f"{r.rate}x ({2 * r.rate} upd/s/series)"))
@@ -600,6 +664,12 @@ def main() -> int:
         "--writer-process", choices=("auto", "on", "off"), help="the collector's --writer-process"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
+    parser.add_argument(
+        "--metrics", action="store_true", help="collect with --metrics-port, scraped meanwhile"
+    )
+    parser.add_argument(
+        "--scrape-interval", type=float, default=15.0, help="seconds between scrapes [15]"
+    )
     parser.add_argument(
         "--keep-log", metavar="PATH", help="save the collector's log lines to PATH.<rate>x"
     )

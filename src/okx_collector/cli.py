@@ -233,6 +233,9 @@ def backfill(**kwargs: Any) -> None:
 @click.option("--writer-process", type=click.Choice(WRITER_PROCESS), help="Write Parquet in a "
               "child process with its own interpreter lock: on, off, or auto = from 500 series "
               "[default auto].")  # fmt: skip
+@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics and /health on this "
+              "port (docs/operations.md) [default: off].")  # fmt: skip
+@click.option("--metrics-host", help="Address the metrics port listens on [default 127.0.0.1].")
 @reports_errors
 def collect(**kwargs: Any) -> None:
     """Catch up from the last stored candle, then stay live until SIGINT/SIGTERM."""

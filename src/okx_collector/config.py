@@ -11,7 +11,7 @@ import os
 import re
 import time
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,10 @@ class Settings:
     cache_mb: float | None = None
     # Live writes in a child process with its own interpreter lock; auto: from 500 series.
     writer_process: str = "auto"
+    # `collect` serves Prometheus metrics and /health on this port (None: not at all), on
+    # loopback unless told otherwise: the endpoint has no authentication.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: str = "text"
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys kept for error messages
@@ -159,6 +163,23 @@ def _megabytes(value: Any, name: str) -> float | None:
     return number
 
 
+def _port(value: Any, name: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise BadInput(f"{name} must be a TCP port number (0-65535), got {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise BadInput(f"{name} must be a TCP port number (0-65535), got {value!r}")
+    return number
+
+
+def _host(value: Any, name: str) -> str:
+    text = str(value).strip()
+    if not text or any(c.isspace() for c in text):
+        raise BadInput(f"{name} must be an address to listen on (127.0.0.1, ::1, 0.0.0.0)")
+    return text
+
+
 def _choice(value: Any, name: str, choices: tuple[str, ...], upper: bool = False) -> str:
     text = str(value).strip()
     text = text.upper() if upper else text.lower()
@@ -188,6 +209,13 @@ def _time_spec(value: Any, flag: str) -> str | None:
     return str(value)
 
 
+_CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
+    "cache_mb": _megabytes,
+    "metrics_port": _port,
+    "metrics_host": _host,
+}
+
+
 def _convert(name: str, value: Any) -> Any:
     flag = "--" + name.replace("_", "-")
     if name == "data_dir":
@@ -212,8 +240,8 @@ def _convert(name: str, value: Any) -> Any:
         return _choice(value, flag, WRITER_PROCESS)
     if name in ("poll_interval", "heartbeat"):
         return _positive(value, flag)
-    if name == "cache_mb":
-        return _megabytes(value, flag)
+    if name in _CONVERTERS:
+        return _CONVERTERS[name](value, flag)
     if name == "log_level":
         return _choice(value, flag, LOG_LEVELS, upper=True)
     if name == "log_format":

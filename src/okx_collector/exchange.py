@@ -35,7 +35,13 @@ from okx_collector.models import (
     parse_okx_funding_history,
 )
 from okx_collector.okx_answers import BadRows, classified, okx_data
-from okx_collector.okx_ws import WS_IMPORT_ERROR, OkxRest, RefusalSink, make_ws_class
+from okx_collector.okx_ws import (
+    WS_IMPORT_ERROR,
+    OkxRest,
+    RefusalSink,
+    RestObserver,
+    make_ws_class,
+)
 from okx_collector.pacing import Pacer
 from okx_collector.timeframes import Timeframe
 
@@ -106,6 +112,10 @@ class OkxExchange:
     def client(self) -> Any:
         """The ccxt client (REST, and websockets once armed), for `exchange_derived`."""
         return self._rest
+
+    def observe_rest(self, observer: RestObserver | None) -> None:
+        """Show every REST request and HTTP answer to `observer` (the run's metrics)."""
+        self._rest.rest_observer = observer
 
     # -- markets ---------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import ccxt.async_support as ccxt_async
 
@@ -52,6 +52,13 @@ def derived_channel(message: object) -> str | None:
     if isinstance(channel, str) and channel.startswith(DERIVED_CHANNEL_PREFIXES):
         return channel
     return None
+
+
+class RestObserver(Protocol):
+    """Sees every REST request ccxt sends (`request`) and every HTTP answer (`answer`)."""
+
+    def request(self, url: str) -> None: ...
+    def answer(self, url: str, status: int) -> None: ...
 
 
 def parse_refusal(message: object) -> tuple[str, str] | None:
@@ -95,7 +102,21 @@ class NotOkx(ccxt_async.BadResponse):  # type: ignore[misc]
 
 class _OkxAnswersOnly:
     """Mixed into the ccxt client: an HTML page or foreign JSON raises `NotOkx` within the call
-    (ccxt would return the text, and the parse of it fail somewhere with a TypeError)."""
+    (ccxt would return the text, and the parse of it fail somewhere with a TypeError).
+    An observer, when set, sees every request and answer (the metrics of REST use)."""
+
+    rest_observer: RestObserver | None = None
+
+    async def fetch(self, url: str, method: str = "GET", headers: Any = None,
+                    body: Any = None) -> Any:  # fmt: skip
+        if self.rest_observer is not None:
+            self.rest_observer.request(url)
+        return await super().fetch(url, method, headers, body)  # type: ignore[misc]
+
+    def on_rest_response(self, code: int, reason: str, url: str, *rest: Any) -> Any:
+        if self.rest_observer is not None:
+            self.rest_observer.answer(url, code)
+        return super().on_rest_response(code, reason, url, *rest)  # type: ignore[misc]
 
     def handle_errors(self, code: int, reason: str, url: str, method: str, headers: Any,
                       body: Any, response: Any, *rest: Any) -> Any:  # fmt: skip

@@ -27,6 +27,7 @@ from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.lifecycle import REFRESH_SECONDS, InstrumentWatch
 from okx_collector.live.membership import Membership
+from okx_collector.live.observer import Observer, Unobserved
 from okx_collector.live.report import heartbeat_line, totals_line
 from okx_collector.live.series import SeriesState, retry_hold_seconds
 from okx_collector.live.writer import Item, WritableStore, Writer
@@ -79,10 +80,12 @@ class Collector(Membership):
         clock: ExchangeClock | None = None,
         on_delisted: Callable[[str, int], Awaitable[None]] | None = None,
         expand: Callable[[], Awaitable[list[Instrument]]] | None = None,
+        observer: Observer | None = None,  # metrics, health, systemd (see live/observer.py)
     ) -> None:
         """`on_delisted(inst_id, noticed_ms)` records a delisting (the store's lifecycle file);
         `expand()` gives what the selectors name now (instruments not collected yet join)."""
         self.exchange = exchange
+        self.observer: Observer = observer or Unobserved()
         self.options = options
         self.clock = clock or ExchangeClock()
         self.writer = Writer(stores, self._now)
@@ -180,6 +183,7 @@ class Collector(Membership):
                     group.create_task(self.watch.run(stop), name="instruments"),
                 ]
                 self._start_streams(list(self.states.values()), self.funding.instruments)
+                tasks.append(group.create_task(self.observer.run(self, stop), name="observer"))
                 await stop.wait()
                 for task in tasks:
                     task.cancel()

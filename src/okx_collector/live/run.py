@@ -21,6 +21,8 @@ from okx_collector.live.lifecycle import REFRESH_SECONDS
 from okx_collector.live.writer import WritableStore, route
 from okx_collector.live.writer_process import WriterProcess
 from okx_collector.memory import give_back
+from okx_collector.ops import Ops
+from okx_collector.ops.notify import Notifier
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import (
     Session,
@@ -53,13 +55,42 @@ async def collect_async(
     rate_limit_scale: float = 1.0,
     writes: WriterProcess | None = None,
     refresh_seconds: float = REFRESH_SECONDS,
+    notifier: Notifier | None = None,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters).
 
     `refresh_seconds`: how often OKX's instrument list is reloaded (delistings, listings).
     `writes`: a writer process to do the live writes (it owns the partition cache); without it
-    they run in this process's threads.
+    they run in this process's threads. `notifier`: systemd's notify socket (see ops.notify);
+    `settings.metrics_port` serves metrics and /health for the whole run.
     """
+    ops = Ops(
+        settings.metrics_host,
+        settings.metrics_port,
+        notifier,
+        writer_pid=None if writes is None else (lambda: writes.pid),
+    )
+    await ops.start()
+    try:
+        return await _collect(
+            settings, stop, ops, clock, delays, keepalive_ms, rate_limit_scale, writes,
+            refresh_seconds,
+        )  # fmt: skip
+    finally:
+        await ops.close()
+
+
+async def _collect(
+    settings: Settings,
+    stop: asyncio.Event,
+    ops: Ops,
+    clock: ExchangeClock | None,
+    delays: BackoffFactory,
+    keepalive_ms: int,
+    rate_limit_scale: float,
+    writes: WriterProcess | None,
+    refresh_seconds: float,
+) -> Collector:
     store = await asyncio.to_thread(open_store, settings.data_dir, settings.cache_mb)
     writers: list[WritableStore] = [store] if writes is None else [writes, store]
     mode = settings.mode
@@ -72,6 +103,7 @@ async def collect_async(
     session = await open_session(
         settings, store, rate_limit_scale=rate_limit_scale, keepalive_ms=keepalive_ms, delays=delays
     )
+    ops.observe_exchange(session.exchange)
     try:
         since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
         await _repair(store, session, since, delays, stop)
@@ -91,7 +123,7 @@ async def collect_async(
 
         collector = Collector(
             session.exchange,
-            writers,
+            ops.stores(writers, clock),
             series,
             session.funding,
             funding_last,
@@ -103,6 +135,7 @@ async def collect_async(
                 if session.selectors
                 else None
             ),
+            observer=ops,
         )
         # A failed write (a full disk) stops the job: the collector then raises it.
         collector.writer.on_failure = lambda _: stop.set()
@@ -173,7 +206,7 @@ async def _main(settings: Settings, writes: WriterProcess | None) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    await collect_async(settings, stop, writes=writes)
+    await collect_async(settings, stop, writes=writes, notifier=Notifier.from_env(os.environ))
 
 
 def _wants_writer_process(settings: Settings) -> bool:
