@@ -103,7 +103,7 @@ def test_backfill_into_a_full_disk_stops_with_one_line_then_the_rerun_resumes_ex
     print(f"backfill on a full disk: exit {code} after {took:.1f}s")
     assert code == 1, err
     line = one_error_line(err)
-    assert line.startswith(f"okx-collector: error: cannot write {data / 'candles'}/"), line
+    assert line.startswith(f"okx-collector: error: cannot write {data / 'journal'}/"), line
     assert ".parquet: No space left on device (errno 28); free some space and rerun" in line
     assert not temp_files(data), "a temp file of the failed write was left behind"
     read_dataset(data)  # nothing torn

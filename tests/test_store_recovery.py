@@ -38,6 +38,7 @@ def torn(tmp_path: Path) -> tuple[Store, Path, Path]:
     """Jan and Feb partitions, Jan torn in half, and a temp file left by a dead writer."""
     store = Store(tmp_path / "data")
     store.write_candles("BTC-USDT", M15, candles(JAN, 8))  # 4 in January, 4 in February
+    store.compact()
     folder = store.data_dir / "candles" / "BTC-USDT" / "15m"
     jan = folder / "2026-01.parquet"
     data = jan.read_bytes()
@@ -84,6 +85,7 @@ def test_write_meets_torn_file(torn: tuple[Store, Path, Path]) -> None:
     store, _, _ = torn
     fresh = Store(store.data_dir)
     assert fresh.write_candles("BTC-USDT", M15, candles(JAN, 1)) == 1
+    fresh.compact()  # a writing command's compaction, under the data dir's lock
     assert [n.action for n in fresh.take_notes()] == ["moved_aside"]
     assert fresh.candle_timestamps("BTC-USDT", M15).size == 5
 
@@ -91,6 +93,7 @@ def test_write_meets_torn_file(torn: tuple[Store, Path, Path]) -> None:
 def test_last_ts_meets_garbage_newest_partition(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 8))
+    store.compact()
     feb = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-02.parquet"
     feb.write_bytes(b"PAR1 garbage")
     fresh = Store(tmp_path)
@@ -101,6 +104,7 @@ def test_last_ts_meets_garbage_newest_partition(tmp_path: Path) -> None:
 def test_wrong_schema_is_unreadable(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 1))
+    store.compact()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -113,6 +117,7 @@ def test_wrong_schema_is_unreadable(tmp_path: Path) -> None:
 def test_deep_recover_finds_corrupt_pages(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 4))
+    store.compact()
     path = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-01.parquet"
     data = bytearray(path.read_bytes())
     for i in range(8, len(data) // 2):  # scribble over the column chunks, keep the footer
@@ -125,6 +130,7 @@ def test_deep_recover_finds_corrupt_pages(tmp_path: Path) -> None:
 def test_live_or_young_temp_files_are_kept(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 1))
+    store.compact()
     folder = tmp_path / "candles" / "BTC-USDT" / "15m"
     ours = temp_name(folder / "2026-01.parquet")  # this process: maybe a write in flight
     ours.write_bytes(b"x")
@@ -146,6 +152,7 @@ def test_month_files_of_day_partitioned_series_are_split_into_day_files(tmp_path
         Candle(JAN + i * 3_600_000, 1.0, 2.0, 0.5, 1.5, 3.0, 4.0, "backfill") for i in range(50)
     ]
     old.write_candles("BTC-USDT", m1, rows)
+    old.compact()
     old_dir = old.data_dir / "candles" / "BTC-USDT" / "1m"
     table = pa.concat_tables(pq.read_table(p) for p in sorted(old_dir.glob("*.parquet")))
     folder = tmp_path / "data" / "candles" / "BTC-USDT" / "1m"
@@ -155,6 +162,7 @@ def test_month_files_of_day_partitioned_series_are_split_into_day_files(tmp_path
     pq.write_table(table.slice(0, 10), folder / "2026-01.parquet")
     store = Store(tmp_path / "data")
     store.write_candles("BTC-USDT", m1, rows[40:])  # new rows already in day files
+    store.compact()
     notes = store.recover()
     assert sorted(n.action for n in notes) == ["split", "split"]
     assert all("into day files" in str(n) for n in notes)
@@ -173,6 +181,7 @@ def test_live_funding_month_file_is_split(tmp_path: Path) -> None:
     store = Store(tmp_path / "data")
     obs = [FundingObservation(JAN + i * 86_400_000, JAN, 1e-4, None, None, "ws") for i in range(3)]
     store.write_funding_live("BTC-USDT-SWAP", obs)
+    store.compact()
     folder = store.data_dir / "funding_live" / "BTC-USDT-SWAP"
     table = pa.concat_tables(pq.read_table(p) for p in sorted(folder.glob("*.parquet")))
     for p in folder.glob("*.parquet"):

@@ -22,7 +22,13 @@ from okx_collector.backfill.runner import Backfiller, BackfillReport
 from okx_collector.config import Settings, resolve_range
 from okx_collector.errors import Interrupted, unwrap
 from okx_collector.retry import BackoffFactory, backoff_delays
-from okx_collector.session import data_dir_lock, open_session, open_store, report_notes
+from okx_collector.session import (
+    compacting,
+    data_dir_lock,
+    open_session,
+    open_store,
+    report_notes,
+)
 
 log = logging.getLogger("okx_collector.backfill")
 DEFAULT_SINCE = "30d"
@@ -51,9 +57,10 @@ async def run_backfill_async(
     try:
         since, until = resolve_range(settings, session.now, DEFAULT_SINCE)
         backfiller = Backfiller(session.exchange, store, progress or make_progress(), delays=delays)
-        report = await backfiller.run(
-            session.series, session.funding, since, until, session.now, stop=stop
-        )
+        async with compacting(store):
+            report = await backfiller.run(
+                session.series, session.funding, since, until, session.now, stop=stop
+            )
     finally:
         await session.exchange.close()
     report_notes(store)

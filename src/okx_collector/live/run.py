@@ -24,6 +24,7 @@ from okx_collector.memory import give_back
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import (
     Session,
+    compacting,
     data_dir_lock,
     open_session,
     open_store,
@@ -73,50 +74,51 @@ async def collect_async(
         settings, store, rate_limit_scale=rate_limit_scale, keepalive_ms=keepalive_ms, delays=delays
     )
     try:
-        since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
-        await _repair(store, session, since, delays, stop)
-        series, funding_last = await asyncio.to_thread(_stored_ends, store, writers, session)
-        options = CollectorOptions(
-            mode=mode,
-            poll_interval=settings.poll_interval,
-            heartbeat=settings.heartbeat,
-            since=since,
-            delays=delays,
-            refresh_seconds=refresh_seconds,
-        )
-        clock = clock or ExchangeClock()  # synced afresh when the collector starts
+        async with compacting(store):  # from the catch-up on: it writes too
+            since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
+            await _repair(store, session, since, delays, stop)
+            series, funding_last = await asyncio.to_thread(_stored_ends, store, writers, session)
+            options = CollectorOptions(
+                mode=mode,
+                poll_interval=settings.poll_interval,
+                heartbeat=settings.heartbeat,
+                since=since,
+                delays=delays,
+                refresh_seconds=refresh_seconds,
+            )
+            clock = clock or ExchangeClock()  # synced afresh when the collector starts
 
-        async def on_delisted(inst_id: str, noticed_ms: int) -> None:
-            await asyncio.to_thread(record_delisted, store.data_dir, inst_id, noticed_ms)
+            async def on_delisted(inst_id: str, noticed_ms: int) -> None:
+                await asyncio.to_thread(record_delisted, store.data_dir, inst_id, noticed_ms)
 
-        collector = Collector(
-            session.exchange,
-            writers,
-            series,
-            session.funding,
-            funding_last,
-            options,
-            clock,
-            on_delisted=on_delisted,
-            expand=(
-                functools.partial(selected, session.exchange, session.selectors, delays)
-                if session.selectors
-                else None
-            ),
-        )
-        # A failed write (a full disk) stops the job: the collector then raises it.
-        collector.writer.on_failure = lambda _: stop.set()
-        # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
-        # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with
-        # 2,000 instruments, a stall that lands on the candle-close write burst.
-        gc.collect()
-        gc.freeze()
-        give_back()  # what the start-up's repair pass freed
-        log.info(
-            "collecting %d series and %d funding streams in %s mode into %s",
-            len(series), len(session.funding), mode, settings.data_dir,
-        )  # fmt: skip
-        await collector.run(stop)
+            collector = Collector(
+                session.exchange,
+                writers,
+                series,
+                session.funding,
+                funding_last,
+                options,
+                clock,
+                on_delisted=on_delisted,
+                expand=(
+                    functools.partial(selected, session.exchange, session.selectors, delays)
+                    if session.selectors
+                    else None
+                ),
+            )
+            # A failed write (a full disk) stops the job: the collector then raises it.
+            collector.writer.on_failure = lambda _: stop.set()
+            # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
+            # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with
+            # 2,000 instruments, a stall that lands on the candle-close write burst.
+            gc.collect()
+            gc.freeze()
+            give_back()  # what the start-up's repair pass freed
+            log.info(
+                "collecting %d series and %d funding streams in %s mode into %s",
+                len(series), len(session.funding), mode, settings.data_dir,
+            )  # fmt: skip
+            await collector.run(stop)
         log.info("stopped cleanly: %s", collector.totals_line())
     finally:
         await session.exchange.close()

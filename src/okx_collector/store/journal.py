@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -40,7 +41,7 @@ from okx_collector.store.atomic import (
     storage_error,
     write_temp,
 )
-from okx_collector.store.merge import dedupe_last, key_array
+from okx_collector.store.merge import key_array
 from okx_collector.store.schema import CANDLES, FUNDING, FUNDING_LIVE, Kind
 
 JournalKind = Literal["candles", "funding", "funding_live"]
@@ -91,18 +92,19 @@ class JournalWriter:
         """Write `table` (validated rows of any number of series) as the next journal file;
         durable (file and folder fsynced) when this returns."""
         directory = self.root / kind
-        # Encoding and the file's fsync run outside the lock (they release the GIL and can
-        # overlap); the seq is taken at the rename so that names follow the order of renames.
-        tmp = write_temp(directory / "batch.parquet", table, sync=True, hot=True)
+        # Encoding and the file's fsync run outside the lock (they release the GIL, and two
+        # writes can overlap); the name is taken at the rename, so that no listing ever sees a
+        # later name before an earlier one (a compaction takes a prefix of the names).
+        tmp = write_temp(directory / f"{self.writer_id}{SUFFIX}", table, sync=True, hot=True)
         with self._lock:
             path = directory / f"{self.writer_id}-{next(self._seq):012d}{SUFFIX}"
             try:
-                tmp.rename(path)  # never over an existing name: the name is unique
+                tmp.rename(path)  # never over an existing file: the name is unique
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
                 raise storage_error(path, "write", exc) from exc
-            self.appended += 1
         fsync_dir(directory)
+        self.appended += 1
         return path
 
 
@@ -118,29 +120,50 @@ class JournalVanished(Exception):
     """A journal file listed a moment ago is gone: a compaction merged it (read again)."""
 
 
+def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """A string column as small integer codes, and the strings they stand for."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    indices = encoded.indices
+    raw = np.frombuffer(indices.buffers()[1], dtype=np.int32, count=indices.offset + len(indices))
+    return raw[indices.offset :].astype(np.int64), [str(v) for v in encoded.dictionary.to_pylist()]
+
+
+def series_codes(table: pa.Table) -> tuple[npt.NDArray[np.int64], list[SeriesKey]]:
+    """Per row, a code for its series, and the series (inst_id, timeframe or "") of each code."""
+    id_codes, id_names = _codes(table.column("inst_id"))
+    if "timeframe" in table.column_names:
+        tf_codes, tf_names = _codes(table.column("timeframe"))
+    else:
+        tf_codes, tf_names = np.zeros(table.num_rows, dtype=np.int64), [""]
+    names = [(i, tf) for i in id_names for tf in tf_names]
+    return id_codes * len(tf_names) + tf_codes, names
+
+
+def by_series(
+    table: pa.Table, codes: npt.NDArray[np.int64], names: list[SeriesKey]
+) -> dict[SeriesKey, tuple[int, int]]:
+    """[lo, hi) of each series in a table sorted by series code (`codes` in that order)."""
+    bounds = np.searchsorted(codes, np.arange(len(names) + 1), side="left")
+    return {
+        name: (int(bounds[c]), int(bounds[c + 1]))
+        for c, name in enumerate(names)
+        if bounds[c + 1] > bounds[c]
+    }
+
+
 def split_series(table: pa.Table, kind: Kind) -> dict[SeriesKey, pa.Table]:
-    """The rows of a batch per series, each sorted by key with the batch's last row winning."""
+    """The rows of one batch per series, each sorted by key with the batch's last row winning
+    (one sort and one take for the whole batch; the tables returned are slices of it)."""
     if table.num_rows == 0:
         return {}
-    ids = table.column("inst_id")
-    tfs = table.column("timeframe") if "timeframe" in table.column_names else None
-    joined = ids if tfs is None else pc.binary_join_element_wise(ids, tfs, "\x00")
-    encoded = pc.dictionary_encode(joined).combine_chunks()
-    indices = encoded.indices
-    codes = np.frombuffer(indices.buffers()[1], dtype=np.int32, count=indices.offset + len(indices))
-    codes = codes[indices.offset :]
-    names = encoded.dictionary.to_pylist()
-    order = np.argsort(codes, kind="stable")  # stable: a series' rows keep the batch order
-    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1), side="left")
-    out: dict[SeriesKey, pa.Table] = {}
-    for code, name in enumerate(names):
-        lo, hi = int(bounds[code]), int(bounds[code + 1])
-        if hi == lo:
-            continue
-        rows = table.take(int64s(order[lo:hi]))
-        inst, _, tf = str(name).partition("\x00")
-        out[(inst, tf)] = dedupe_last(rows, kind.key).combine_chunks()
-    return out
+    codes, names = series_codes(table)
+    keys = key_array(table, kind.key)
+    order = np.lexsort((keys, codes))  # stable: equal keys keep the batch order
+    c, k = codes[order], keys[order]
+    last = np.append((c[1:] != c[:-1]) | (k[1:] != k[:-1]), True)
+    rows = table.take(int64s(order[last])).combine_chunks()
+    spans = by_series(rows, c[last], names)
+    return {name: rows.slice(lo, hi - lo) for name, (lo, hi) in spans.items()}
 
 
 class JournalReader:
@@ -195,9 +218,10 @@ class JournalReader:
         start: int | None,
         end: int | None,
         unreadable: list[tuple[Path, str]] | None = None,
-    ) -> pa.Table | None:
-        """The series' rows in [start, end) over `files` (in order: a later file wins), sorted
-        and unique; None if none. Unreadable files are skipped and listed in `unreadable`."""
+    ) -> list[pa.Table]:
+        """The series' rows in [start, end) from each of `files` that has some, oldest first
+        (each sorted and unique; `merge.dedupe_runs` applies the precedence rule). Unreadable
+        files are skipped and listed in `unreadable`."""
         parts: list[pa.Table] = []
         for path in files:
             try:
@@ -206,15 +230,11 @@ class JournalReader:
                 if unreadable is not None:
                     unreadable.append((path, exc.reason))
                 continue
-            if rows is None or rows.num_rows == 0:
-                continue
-            parts.append(_slice(rows, kind.key, start, end))
-        parts = [p for p in parts if p.num_rows]
-        if not parts:
-            return None
-        if len(parts) == 1:
-            return parts[0]
-        return dedupe_last(pa.concat_tables(parts), kind.key).combine_chunks()
+            if rows is not None and rows.num_rows:
+                found = _slice(rows, kind.key, start, end)
+                if found.num_rows:
+                    parts.append(found)
+        return parts
 
     def series_keys(self, kind: Kind, files: list[Path]) -> set[SeriesKey]:
         """Every series with rows in `files` (unreadable and vanished files skipped)."""

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from okx_collector.fsutil import fsync_dir
-from okx_collector.store.arrow import empty_table
+from okx_collector.store.arrow import BoolArray, empty_table
 from okx_collector.store.atomic import storage_error, write_atomic, write_temp
 from okx_collector.store.cache import FileSig, TableCache, file_sig
 from okx_collector.store.layout import (
@@ -28,7 +28,7 @@ from okx_collector.store.layout import (
     list_partitions,
     partition_of,
 )
-from okx_collector.store.merge import dedupe_last, key_array, merge
+from okx_collector.store.merge import dedupe_last, key_array, merge, merge_collapsed
 from okx_collector.store.reader import Series, SeriesReader
 from okx_collector.store.recovery import RecoveryNote
 
@@ -98,6 +98,30 @@ class SeriesIO(SeriesReader):
             self.read_partition(series, parts[-1], cache=True)
 
     # -- writing -----------------------------------------------------------------------------
+
+    def merge_in(self, series: Series, rows: pa.Table, whole: BoolArray) -> int:
+        """Merge a compaction's rows of one series (`merge.collapse`d: sorted, unique, with
+        their `whole` flags) into its partitions by the precedence rule; each changed partition
+        is replaced atomically and is durable on return. Re-merging rows that are already
+        stored changes nothing and rewrites nothing. Returns the files rewritten."""
+        key = series.kind.key
+        keys = key_array(rows, key)
+        rewritten = 0
+        with self.locked(series):
+            for part in _partitions(keys, series.period):
+                lo = int(np.searchsorted(keys, part.start, side="left"))
+                hi = int(np.searchsorted(keys, part.end, side="left"))
+                found = self.read_partition(series, part, locked=True)
+                existing = empty_table(series.kind.schema) if found is None else found
+                merged = merge_collapsed(
+                    existing, rows.slice(lo, hi - lo), whole[lo:hi], series.kind
+                )
+                if merged.num_rows == existing.num_rows and merged.equals(existing):
+                    continue  # (merged before a crash: nothing to do)
+                write_atomic(series.path(part), merged.combine_chunks(), hot=_is_open(part))
+                self._cache.invalidate(series.directory)
+                rewritten += 1
+        return rewritten
 
     def write(self, series: Series, batch: pa.Table) -> int:
         """Merge a validated batch into its partitions; rows added or changed."""
@@ -299,6 +323,17 @@ class SeriesIO(SeriesReader):
             for day in ended:
                 self._write_partition(series, day, empty_table(series.kind.schema), compact=True)
             return len(ended)
+
+
+def _partitions(keys: npt.NDArray[np.int64], period: Period) -> list[Partition]:
+    """The partitions holding sorted `keys`, in order."""
+    out = []
+    lo = 0
+    while lo < keys.size:
+        part = partition_of(int(keys[lo]), period)
+        out.append(part)
+        lo = int(np.searchsorted(keys, part.end, side="left"))
+    return out
 
 
 def _cut(

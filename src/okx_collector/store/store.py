@@ -15,8 +15,17 @@ import pyarrow as pa
 from okx_collector.memory import give_back
 from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.store.arrow import to_int64
-from okx_collector.store.atomic import make_dirs, storage_error, temp_name
+from okx_collector.store.atomic import make_dirs, move_aside, storage_error, temp_name
 from okx_collector.store.cache import TableCache, file_sig
+from okx_collector.store.compact import RoundResult, compact_all, pending_files
+from okx_collector.store.journal import (
+    JournalKind,
+    JournalReader,
+    JournalVanished,
+    JournalWriter,
+    SeriesKey,
+    journal_root,
+)
 from okx_collector.store.layout import (
     Layout,
     Period,
@@ -25,6 +34,7 @@ from okx_collector.store.layout import (
     overlapping,
     validate_timeframe,
 )
+from okx_collector.store.merge import dedupe_last, dedupe_runs
 from okx_collector.store.recovery import (
     RecoveryNote,
     check_readable,
@@ -35,7 +45,7 @@ from okx_collector.store.schema import (
     CANDLES,
     FUNDING,
     FUNDING_LIVE,
-    candles_table,
+    Kind,
     candles_tables,
     funding_live_table,
     funding_table,
@@ -52,7 +62,7 @@ from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
-GROUP_COMMIT_SERIES = 100  # series per group commit: bounds the tables held until sync
+READ_TRIES = 5  # reads of a series raced by a compaction before settling for the last one
 DEFAULT_CACHE_ENTRIES = (
     4096  # series whose newest partition stays decoded (a live job has one per series)
 )
@@ -82,6 +92,8 @@ class Store:
         self.data_dir = Path(data_dir)  # the dataset root (DATA_DIR)
         self.layout = Layout(self.data_dir)  # path arithmetic under it
         self._io = SeriesIO(TableCache(cache_entries, cache_bytes))  # locks, cache, notes
+        self._journal = JournalWriter(self.data_dir)  # where every write goes first
+        self._journal_reader = JournalReader(self.data_dir)  # what reads add to the partitions
         # Validated series descriptors, by (inst_id, timeframe): as many as the series touched.
         self._candle_series: dict[tuple[str, Timeframe], Series] = {}
 
@@ -117,53 +129,72 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
 
     def write_candles(self, inst_id: str, tf: Timeframe, candles: Sequence[Candle]) -> int:
-        """Upsert closed candles (later value wins); returns rows added or changed.
+        """Append closed candles to the journal (durable on return; a later write of the same
+        `ts` wins, see `compact`); returns the rows written.
 
         The whole batch is validated first (raises `InvalidRecords`, writing nothing).
         """
-        series = self._candles(inst_id, tf)
-        table = candles_table(inst_id, tf.name, candles)
-        validate_candles(table, series.label, tf)
-        return self._io.write(series, table)
+        return self.write_candles_many([(inst_id, tf, candles)])
 
     def write_candles_many(self, items: Sequence[tuple[str, Timeframe, Sequence[Candle]]]) -> int:
-        """`write_candles` for many series at once, durable with one group commit per chunk: the
-        live writer's call. A 1m/3m/5m series' newest day goes to hour files (see `layout`), so a
-        close late in the day rewrites an hour of rows; `compact_pending` merges them later.
-
-        Every batch is validated before anything is written. Chunks bound the lock files held
-        open at once (one per series) well below the usual limit of 1,024 open files.
-        """
-        series = [self._candles(inst_id, tf) for inst_id, tf, _ in items]
+        """`write_candles` for many series at once: one journal file for the whole batch (a
+        live close of a thousand series costs one small fsynced file). Every series is
+        validated before anything is written."""
+        named = [self._candles(inst_id, tf) for inst_id, tf, _ in items]  # validates the names
+        series = [one for one, item in zip(named, items, strict=True) if item[2]]
+        items = [item for item in items if item[2]]
+        if not items:
+            return 0
         tables = candles_tables([(inst_id, tf.name, rows) for inst_id, tf, rows in items])
         if not _valid_together(tables, {tf for _, tf, _ in items}):
             for one, table, (_, tf, _) in zip(series, tables, items, strict=True):
                 validate_candles(table, one.label, tf)  # raises, naming the bad series
-        prepared = list(zip(series, tables, strict=True))
-        return sum(
-            self._io.write_many(prepared[i : i + GROUP_COMMIT_SERIES], hours=True)
-            for i in range(0, len(prepared), GROUP_COMMIT_SERIES)
-        )
+        batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+        return self._append("candles", batch)
 
     def write_funding(self, inst_id: str, rates: Sequence[FundingRate]) -> int:
-        """Upsert settled funding rates keyed by `funding_time`; returns rows added or changed."""
+        """Append settled funding rates keyed by `funding_time`; returns the rows written."""
         series = self._funding(inst_id)
         table = funding_table(inst_id, rates)
         validate_funding(table, series.label)
-        return self._io.write(series, table)
+        return self._append("funding", table)
 
     def write_funding_live(self, inst_id: str, obs: Sequence[FundingObservation]) -> int:
-        """Upsert live funding observations keyed by `ts`; returns rows added or changed."""
+        """Append live funding observations keyed by `ts`; returns the rows written."""
         series = self._funding_live(inst_id)
         table = funding_live_table(inst_id, obs)
         validate_funding_live(table, series.label)
-        return self._io.write(series, table)
+        return self._append("funding_live", table)
+
+    def _append(self, kind: JournalKind, table: pa.Table) -> int:
+        if table.num_rows:
+            self._journal.append(kind, table)
+        return int(table.num_rows)
+
+    def compact(self, max_files: int | None = None) -> RoundResult:
+        """Merge the journal into the partitions (all of it, or one round of at most
+        `max_files` files per kind); see `compact` for the precedence rule. A writing command
+        runs it at start (finishing a crashed one), in the background and at a clean stop."""
+        result = compact_all(
+            self.data_dir, self._series_for, self._io.merge_in, max_files=max_files
+        )
+        for path, reason in result.unreadable:
+            self._io.note(RecoveryNote(path, "unreadable", reason))
+        return result
+
+    def journal_pending(self) -> int:
+        """Journal files not yet merged into the partitions."""
+        return pending_files(self.data_dir)
+
+    def _series_for(self, kind: Kind, key: SeriesKey) -> Series:
+        inst_id, tf_name = key
+        if kind is CANDLES:
+            return self._candles(inst_id, Timeframe.parse(tf_name))
+        return self._funding(inst_id) if kind is FUNDING else self._funding_live(inst_id)
 
     def compact_pending(self, limit: int) -> int:
-        """Merge the hour files of days that have ended into their day files, for up to `limit`
-        series that `write_candles_many` saw move to a new day; how many still wait. Cheap when
-        none does: a live writer calls it whenever it is idle."""
-        return self._io.compact_pending(limit)
+        """Kept for the live writer's idle calls: compaction now runs on its own thread."""
+        return 0
 
     def give_back_memory(self) -> None:
         """Return freed allocator pages to the system (`okx_collector.memory`); a live writer
@@ -186,11 +217,73 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _read(
+        self,
+        series: Series,
+        key: SeriesKey,
+        start: int | None,
+        end: int | None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """The series' rows in [start, end): partitions plus journal, the journal winning by the
+        rule in `compact`. The journal is listed and read before the partitions and listed
+        again after: if a compaction moved rows meanwhile, the read is done again."""
+        kind = series.kind
+        reader = self._journal_reader
+        cols = (
+            None if columns is None else [c for c in kind.schema.names if c in {*columns, kind.key}]
+        )
+        parts = journal = None
+        for _ in range(READ_TRIES):
+            files = reader.files(kind.name)
+            problems: list[tuple[Path, str]] = []
+            try:
+                journal = reader.series_rows(kind, key, files, start, end, problems)
+            except JournalVanished:
+                continue
+            parts = self._io.read_range(series, start, end, cols)
+            if reader.files(kind.name) == files:
+                break
+        for path, reason in problems:
+            self._io.note(RecoveryNote(path, "unreadable", reason))
+        if parts is None:
+            parts = self._io.read_range(series, start, end, cols)
+        out = parts
+        if journal:
+            if cols is None:
+                out = dedupe_runs(pa.concat_tables([parts, *journal]), kind).combine_chunks()
+            else:  # keys only: the union
+                both = pa.concat_tables([parts, *(t.select(cols) for t in journal)])
+                out = dedupe_last(both, kind.key).combine_chunks()
+        return out if columns is None else out.select(columns)
+
+    def _journal_edge(self, kind: Kind, key: SeriesKey, newest: bool) -> int | None:
+        reader = self._journal_reader
+        for _ in range(READ_TRIES):
+            try:
+                rows = reader.series_rows(kind, key, reader.files(kind.name), None, None)
+            except JournalVanished:
+                continue
+            ends = [int(t.column(kind.key)[-1 if newest else 0].as_py()) for t in rows]
+            if not ends:
+                return None
+            return max(ends) if newest else min(ends)
+        return None
+
+    def _edge(self, series: Series, key: SeriesKey, newest: bool) -> int | None:
+        # The journal first: a compaction that empties it meanwhile has filled the partitions.
+        journal = self._journal_edge(series.kind, key, newest)
+        stored = self._io.edge(series, newest=newest)
+        found = [v for v in (journal, stored) if v is not None]
+        if not found:
+            return None
+        return max(found) if newest else min(found)
+
     def read_candles(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Candles with open time in [start, end), sorted by `ts` (empty table if none)."""
-        return self._io.read_range(self._candles(inst_id, tf), start, end)
+        return self._read(self._candles(inst_id, tf), (inst_id, tf.name), start, end)
 
     def read_candles_df(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
@@ -202,64 +295,79 @@ class Store:
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Settled funding with `funding_time` in [start, end), sorted."""
-        return self._io.read_range(self._funding(inst_id), start, end)
+        return self._read(self._funding(inst_id), (inst_id, ""), start, end)
 
     def read_funding_live(
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Live funding observations with `ts` in [start, end), sorted."""
-        return self._io.read_range(self._funding_live(inst_id), start, end)
+        return self._read(self._funding_live(inst_id), (inst_id, ""), start, end)
 
     def candle_timestamps(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> npt.NDArray[np.int64]:
         """Stored candle open times in [start, end): int64, sorted, unique."""
-        table = self._io.read_range(self._candles(inst_id, tf), start, end, ["ts"])
+        table = self._read(self._candles(inst_id, tf), (inst_id, tf.name), start, end, ["ts"])
         return to_int64(table.column("ts"))
 
     def funding_times(
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> npt.NDArray[np.int64]:
         """Stored settled funding times in [start, end): int64, sorted, unique."""
-        table = self._io.read_range(self._funding(inst_id), start, end, ["funding_time"])
+        table = self._read(self._funding(inst_id), (inst_id, ""), start, end, ["funding_time"])
         return to_int64(table.column("funding_time"))
 
     def candle_partition_files(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> list[Path]:
-        """The partition files that may hold candles with open time in [start, end), sorted."""
+        """The files that may hold candles with open time in [start, end): partitions, then the
+        journal files holding rows of the series there (their names identify their content:
+        the files never change)."""
         series = self._candles(inst_id, tf)
         parts = overlapping(list_partitions(series.directory, series.period), start, end)
-        return [series.path(p) for p in parts]
+        found = [series.path(p) for p in parts]
+        reader = self._journal_reader
+        for path in reader.files(CANDLES.name):
+            try:
+                rows = reader.series_rows(CANDLES, (inst_id, tf.name), [path], start, end)
+            except JournalVanished:
+                continue
+            if rows:
+                found.append(path)
+        return found
 
     def last_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
-        """Open time of the newest stored candle (reads only the newest partition's `ts`)."""
-        return self._io.edge(self._candles(inst_id, tf), newest=True)
+        """Open time of the newest stored candle."""
+        return self._edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=True)
 
     def prime_candles(self, inst_id: str, tf: Timeframe) -> None:
-        """Load the series' newest partition into the cache, so that the first live close after
-        a start costs what every later one does (no read of the file it rewrites)."""
-        self._io.prime(self._candles(inst_id, tf))
+        """Kept for the live writer: a close no longer reads a partition, so nothing to prime."""
 
     def first_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the oldest stored candle."""
-        return self._io.edge(self._candles(inst_id, tf), newest=False)
+        return self._edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=False)
 
     def last_funding_time(self, inst_id: str) -> int | None:
         """The newest stored settled `funding_time`."""
-        return self._io.edge(self._funding(inst_id), newest=True)
+        return self._edge(self._funding(inst_id), (inst_id, ""), newest=True)
 
     def list_candle_series(self) -> list[tuple[str, str]]:
         """(inst_id, timeframe name) of every stored candle series, sorted."""
-        return sorted(self.layout.candle_series())
+        return sorted(set(self.layout.candle_series()) | self._journal_series(CANDLES))
 
     def list_funding_series(self) -> list[str]:
         """inst_ids with stored settled funding, sorted."""
-        return sorted(self.layout.instrument_series(self.layout.funding_root, Period.YEAR))
+        stored = set(self.layout.instrument_series(self.layout.funding_root, Period.YEAR))
+        return sorted(stored | {i for i, _ in self._journal_series(FUNDING)})
 
     def list_funding_live_series(self) -> list[str]:
         """inst_ids with stored live funding observations, sorted."""
-        return sorted(self.layout.instrument_series(self.layout.funding_live_root, Period.DAY))
+        stored = set(self.layout.instrument_series(self.layout.funding_live_root, Period.DAY))
+        return sorted(stored | {i for i, _ in self._journal_series(FUNDING_LIVE)})
+
+    def _journal_series(self, kind: Kind) -> set[SeriesKey]:
+        reader = self._journal_reader
+        return reader.series_keys(kind, reader.files(kind.name))
 
     # -- repair --------------------------------------------------------------------------------
 
@@ -275,6 +383,15 @@ class Store:
         `deep=True` decodes every file too.
         """
         notes: list[RecoveryNote] = []
+        for kind in (CANDLES, FUNDING, FUNDING_LIVE):
+            directory = journal_root(self.data_dir) / kind.name
+            notes.extend(remove_stale_temps(directory))
+            for path in self._journal_reader.files(kind.name):
+                reason = check_readable(path, kind.schema, deep)
+                if reason is not None:
+                    moved = move_aside(path)
+                    if moved is not None:
+                        notes.append(RecoveryNote(path, "moved_aside", reason, moved))
         for series in self._series_dirs():
             notes.extend(remove_stale_temps(series.directory))
             if series.period is Period.DAY:
