@@ -81,5 +81,5 @@ async def test_a_clean_stop_leaves_every_close_in_its_day_file_across_midnight(
         assert_exact(store, sim, "BTC-USDT", "1m", since, midnight + TF1.ms)
         names = sorted(p.name for p in (settings.data_dir / "candles/BTC-USDT/1m").glob("*"))
         day = iso(since)[:10]
-        assert names == [".lock", f"{day}.parquet", f"{iso(midnight)[:10]}.parquet"], names
+        assert names == [".lock", ".series.json", f"{day}.parquet", f"{iso(midnight)[:10]}.parquet"]
         assert not list((settings.data_dir / "journal").rglob("*.parquet"))

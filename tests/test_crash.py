@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from okx_collector.simulator.thread import SimulatorThread
+from okx_collector.status import SeriesStatus, collect_status
 from okx_collector.store import Store
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 from tests.collect_helpers import assert_exact
@@ -170,6 +172,37 @@ def test_truncated_file_is_moved_aside_reported_and_refetched(
     # Only the lost day is fetched again: 24 h of 1m candles = 5 pages of 300.
     assert 1 <= candle_requests(bsim) - before <= 6
     assert not temp_files(data)
+    assert_same_dataset(data, reference)
+
+
+def test_a_damaged_first_partition_is_a_gap_in_status_and_refetched(
+    bsim: SimulatorThread, reference: Path, tmp_path: Path
+) -> None:
+    """The first day of a series torn: `status` (a read) reports its candles as a gap without
+    touching the file; a later backfill whose --since starts after that day still moves it
+    aside and fetches it again, and the dataset equals the reference."""
+    data = tmp_path / "data"
+    shutil.copytree(reference, data)
+    first = data / "candles" / "BTC-USDT" / "1m" / "2026-08-30.parquet"
+    content = first.read_bytes()
+    first.write_bytes(content[: len(content) // 3])
+    lost = pq.read_metadata(reference / first.relative_to(data)).num_rows
+    now = BF_UNTIL + 3_600_000
+
+    def btc_status() -> SeriesStatus:
+        found = [s for s in collect_status(Store(data), now) if s.name == "BTC-USDT 1m"]
+        return found[0]
+
+    status = btc_status()
+    assert status.coverage.gap_count == 1 and status.coverage.missing == lost
+    assert status.coverage.gaps[0].start == BF_SINCE  # 12:00, where the series began
+    assert first.exists() and first.read_bytes() == content[: len(content) // 3]  # untouched
+    args = backfill_args(bsim, data)
+    args[args.index("--since") + 1] = iso(BF_SINCE + 24 * 3_600_000)  # after the lost day
+    with Cli(args, tmp_path / "rerun.err") as run:
+        assert run.wait(60) == 0, run.stderr()
+    assert f"moved unreadable file {first} aside" in run.stderr()
+    assert btc_status().coverage.gap_count == 0
     assert_same_dataset(data, reference)
 
 

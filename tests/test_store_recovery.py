@@ -77,8 +77,15 @@ def test_read_meets_torn_file_without_recover(torn: tuple[Store, Path, Path]) ->
     fresh = Store(store.data_dir)
     assert fresh.read_candles("BTC-USDT", M15).num_rows == 4
     notes = fresh.take_notes()
-    assert [(n.action, n.path) for n in notes] == [("moved_aside", jan)]
+    assert [(n.action, n.path) for n in notes] == [("unreadable", jan)]
     assert fresh.take_notes() == []
+    assert jan.exists()  # a read never moves a file: only a writing command's start-up does
+    # The lost first month is still where the series starts: a gap, not an absence.
+    assert fresh.first_candle_ts("BTC-USDT", M15) == JAN + 4 * M15.ms
+    assert fresh.expected_first_ts("BTC-USDT", M15) == JAN
+    notes = fresh.recover()
+    assert "moved_aside" in [n.action for n in notes] and not jan.exists()
+    assert Store(store.data_dir).expected_first_ts("BTC-USDT", M15) == JAN
 
 
 def test_write_meets_torn_file(torn: tuple[Store, Path, Path]) -> None:
@@ -98,7 +105,8 @@ def test_last_ts_meets_garbage_newest_partition(tmp_path: Path) -> None:
     feb.write_bytes(b"PAR1 garbage")
     fresh = Store(tmp_path)
     assert fresh.last_candle_ts("BTC-USDT", M15) == JAN + 3 * M15.ms
-    assert [n.action for n in fresh.take_notes()] == ["moved_aside"]
+    assert [n.action for n in fresh.take_notes()] == ["unreadable"]
+    assert feb.exists()
 
 
 def test_wrong_schema_is_unreadable(tmp_path: Path) -> None:
@@ -191,3 +199,23 @@ def test_live_funding_month_file_is_split(tmp_path: Path) -> None:
     assert Store(tmp_path / "data").recover()
     assert Store(tmp_path / "data").read_funding_live("BTC-USDT-SWAP").equals(table)
     assert not (folder / "2026-01.parquet").exists()
+
+
+def test_the_recorded_start_outlives_a_lost_first_partition(tmp_path: Path) -> None:
+    """Compaction records where a series starts; once its first partition is gone, the
+    expected start still says so (a status gap, a backfill re-fetch)."""
+    store = Store(tmp_path)
+    store.write_candles("BTC-USDT", M15, candles(JAN + 2 * M15.ms, 6))  # Jan 23:30 .. Feb
+    store.compact()
+    store.write_candles("BTC-USDT", M15, candles(JAN, 2))  # older rows: the start moves back
+    store.compact()
+    folder = tmp_path / "candles" / "BTC-USDT" / "15m"
+    assert (folder / ".series.json").exists()
+    (folder / "2026-01.parquet").unlink()  # lost outright (a user, a disk)
+    fresh = Store(tmp_path)
+    assert fresh.first_candle_ts("BTC-USDT", M15) == JAN + 4 * M15.ms
+    assert fresh.expected_first_ts("BTC-USDT", M15) == JAN
+    from okx_collector.status import collect_status
+
+    (status,) = collect_status(fresh, JAN + 10 * M15.ms)
+    assert status.coverage.gap_count == 1 and status.coverage.missing == 4

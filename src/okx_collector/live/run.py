@@ -149,7 +149,7 @@ async def _repair(
     aside at start, are filled while OKX still has the data."""
     firsts = await asyncio.to_thread(
         lambda: {
-            (i.inst_id, tf.name): store.first_candle_ts(i.inst_id, tf) for i, tf in session.series
+            (i.inst_id, tf.name): store.expected_first_ts(i.inst_id, tf) for i, tf in session.series
         }
     )
     starts = {key: since if first is None else min(first, since) for key, first in firsts.items()}

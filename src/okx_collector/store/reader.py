@@ -142,7 +142,8 @@ class SeriesReader:
     ) -> pa.Table | None:
         """One partition's rows (sorted, unique), or None if it is absent or unreadable.
 
-        `locked`: the caller holds the partition's lock. `cache`: remember a full table read.
+        `locked`: the caller holds the partition's lock (a writer: an unreadable file is moved
+        aside; a read only reports it). `cache`: remember a full table read.
         """
         path = series.path(part)
         sig = file_sig(path)
@@ -156,7 +157,12 @@ class SeriesReader:
         except FileNotFoundError:
             return None
         except UnreadableFile as exc:
-            note = self.quarantine(series, path, exc.reason, sig, locked)
+            # Only a writer holding the series' lock (a compaction, under the data dir's lock)
+            # moves the file aside; a read reports it and reads on without it.
+            if locked:
+                note = self.quarantine(series, path, exc.reason, sig, locked)
+            else:
+                note = RecoveryNote(path, "unreadable", exc.reason)
             if note is not None:
                 self.note(note)
             return None

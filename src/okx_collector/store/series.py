@@ -29,6 +29,7 @@ from okx_collector.store.layout import (
     partition_of,
 )
 from okx_collector.store.merge import dedupe_last, key_array, merge, merge_collapsed
+from okx_collector.store.meta import read_first, record_first
 from okx_collector.store.reader import Series, SeriesReader
 from okx_collector.store.recovery import RecoveryNote
 
@@ -67,6 +68,7 @@ class SeriesIO(SeriesReader):
         self._day_max: dict[Path, tuple[Path, FileSig, int | None]] = {}
         self._merged = 0  # days merged since the pending set was last empty
         self._days_lock = threading.Lock()  # guards the four above
+        self._firsts: dict[Path, int] = {}  # recorded first open time per series (see `meta`)
 
     def split_month_files(self, series: Series) -> list[RecoveryNote]:
         """Month files in a day-partitioned series (written before 1m/3m/5m candles and live
@@ -108,6 +110,8 @@ class SeriesIO(SeriesReader):
         keys = key_array(rows, key)
         rewritten = 0
         with self.locked(series):
+            if series.kind.name == "candles" and keys.size:
+                self._note_first(series, int(keys[0]))
             for part in _partitions(keys, series.period):
                 lo = int(np.searchsorted(keys, part.start, side="left"))
                 hi = int(np.searchsorted(keys, part.end, side="left"))
@@ -122,6 +126,20 @@ class SeriesIO(SeriesReader):
                 self._cache.invalidate(series.directory)
                 rewritten += 1
         return rewritten
+
+    def _note_first(self, series: Series, first: int) -> None:
+        """Record the series' first open time if `first` is older (see `meta`); the caller
+        holds the lock. Known values are remembered: a live round asks for every series."""
+        known = self._firsts.get(series.directory)
+        if known is None:
+            known = read_first(series.directory)
+            if known is None:  # (a data dir from before the record: its stored start counts)
+                stored = self.edge(series, newest=False)
+                first = first if stored is None else min(first, stored)
+        if known is None or first < known:
+            record_first(series.directory, first)
+            known = first
+        self._firsts[series.directory] = known
 
     def write(self, series: Series, batch: pa.Table) -> int:
         """Merge a validated batch into its partitions; rows added or changed."""

@@ -35,6 +35,7 @@ from okx_collector.store.layout import (
     validate_timeframe,
 )
 from okx_collector.store.merge import dedupe_last, dedupe_runs
+from okx_collector.store.meta import lost_starts, read_first, record_first
 from okx_collector.store.recovery import (
     RecoveryNote,
     check_readable,
@@ -347,6 +348,23 @@ class Store:
         """Open time of the oldest stored candle."""
         return self._edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=False)
 
+    def expected_first_ts(self, inst_id: str, tf: Timeframe) -> int | None:
+        """Where the series is known to start, lost partitions included (see `store.meta`):
+        the older of its recorded start and its first stored candle; without a record, the
+        span of a first partition that cannot be read or of a moved-aside one counts too.
+        Older than `first_candle_ts` when a range was lost: `status` reports it as a gap,
+        backfill and collect re-fetch it."""
+        series = self._candles(inst_id, tf)
+        found = [read_first(series.directory), self.first_candle_ts(inst_id, tf)]
+        if found[0] is None:  # no record (an older data dir): what the file names say
+            found.extend(lost_starts(series.directory, series.period))
+            for part in list_partitions(series.directory, series.period):
+                if check_readable(series.path(part), series.kind.schema, deep=False) is None:
+                    break  # a readable first partition: its first row is the stored first
+                found.append(part.start)
+        known = [v for v in found if v is not None]
+        return min(known) if known else None
+
     def last_funding_time(self, inst_id: str) -> int | None:
         """The newest stored settled `funding_time`."""
         return self._edge(self._funding(inst_id), (inst_id, ""), newest=True)
@@ -394,6 +412,8 @@ class Store:
                         notes.append(RecoveryNote(path, "moved_aside", reason, moved))
         for series in self._series_dirs():
             notes.extend(remove_stale_temps(series.directory))
+            if series.kind is CANDLES and read_first(series.directory) is None:
+                self._record_legacy_first(series)
             if series.period is Period.DAY:
                 notes.extend(self._io.split_month_files(series))
                 self._io.compact_ended(series)  # hour files a stopped live job left behind
@@ -405,6 +425,23 @@ class Store:
                     if note is not None:
                         notes.append(note)
         return notes
+
+    def _record_legacy_first(self, series: Series) -> None:
+        """A series written before starts were recorded: record where it starts now, before a
+        damaged first partition is moved aside (its span counts: its rows cannot be read)."""
+        parts = list_partitions(series.directory, series.period)
+        starts = lost_starts(series.directory, series.period)
+        for part in parts:
+            if check_readable(series.path(part), series.kind.schema, deep=False) is not None:
+                starts.append(part.start)
+                continue
+            value = self._io.edge(series, newest=False)
+            if value is not None:
+                starts.append(value)
+            break
+        if starts:
+            with self._io.locked(series):
+                record_first(series.directory, min(starts))
 
     def dataset_files(self) -> list[Path]:
         """Every partition file of the dataset (for manifests and checksums), sorted."""
