@@ -247,12 +247,11 @@ def csim() -> Iterator[SimulatorThread]:
         yield sim
 
 
-def collect_args(sim: SimulatorThread, data: Path, writer_process: str = "auto") -> list[str]:
+def collect_args(sim: SimulatorThread, data: Path) -> list[str]:
     return [
         "collect", "--data-dir", str(data), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
         "--symbols", "BTC/USDT,ETH/USDT:USDT", "--timeframes", "1m", "--since", "10m",
         "--mode", "auto", "--poll-interval", "0.5", "--heartbeat", "1",
-        "--writer-process", writer_process,
     ]  # fmt: skip
 
 
@@ -269,21 +268,18 @@ def assert_collected(
         assert_exact(store, sim.sim, inst_id, "1m", first, min_end)
 
 
-@pytest.mark.parametrize("writer_process", ["off", "on"])
-def test_collect_killed_at_random_moments_then_exact(
-    csim: SimulatorThread, tmp_path: Path, writer_process: str
-) -> None:
+def test_collect_killed_at_random_moments_then_exact(csim: SimulatorThread, tmp_path: Path) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     print(f"kill moments from random.Random({seed})")
     data = tmp_path / "data"
     earliest = csim.now_ms()
     for i in range(4):
-        with Cli(collect_args(csim, data, writer_process), tmp_path / f"killed{i}.err") as run:
+        with Cli(collect_args(csim, data), tmp_path / f"killed{i}.err") as run:
             time.sleep(rng.uniform(0.5, 3.0))  # start-up takes ~1 s: some kills land in it
             run.kill_9()
         read_dataset(data)  # every file readable right after the kill
-    with Cli(collect_args(csim, data, writer_process), tmp_path / "final.err") as run:
+    with Cli(collect_args(csim, data), tmp_path / "final.err") as run:
         run.wait_for_stderr("collecting ", 15)
         latest = csim.now_ms()
         time.sleep(3.0)
@@ -296,13 +292,10 @@ def test_collect_killed_at_random_moments_then_exact(
     assert not temp_files(data)
 
 
-@pytest.mark.parametrize("writer_process", ["off", "on"])
-def test_sigterm_on_collect_flushes_and_exits_0(
-    csim: SimulatorThread, tmp_path: Path, writer_process: str
-) -> None:
+def test_sigterm_on_collect_flushes_and_exits_0(csim: SimulatorThread, tmp_path: Path) -> None:
     data = tmp_path / "data"
     earliest = csim.now_ms()
-    with Cli(collect_args(csim, data, writer_process), tmp_path / "collect.err") as run:
+    with Cli(collect_args(csim, data), tmp_path / "collect.err") as run:
         run.wait_for_stderr("collecting ", 15)
         latest = csim.now_ms()
         time.sleep(3.0)
@@ -319,38 +312,14 @@ def test_sigterm_on_collect_flushes_and_exits_0(
     # Candles closed more than ~1 s (2 bars at 120x) before the signal are all on disk.
     assert_collected(csim, data, earliest, latest, TF1.floor(stop) - 3 * TF1.ms)
     assert not temp_files(data)
+    # A clean stop leaves the journal merged: the partitions alone are the dataset.
+    assert not list((data / "journal").rglob("*.parquet"))
 
 
-def _cmdlines() -> list[bytes]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                if stat[0] != "Z":  # a zombie has exited already
-                    found.append((proc / "cmdline").read_bytes())
-            except OSError:
-                continue
-    return found
-
-
-def wait_no_writer(marker: Path, timeout: float = 5.0) -> None:
-    """Wait until no process has `marker` (the test's tmp dir) on its command line."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(str(marker).encode() in cmdline for cmdline in _cmdlines()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"a process of {marker} outlived the collector")
-
-
-@pytest.mark.parametrize("writer_process", ["off", "on"])
-def test_second_signal_during_shutdown_exits_at_once(
-    csim: SimulatorThread, tmp_path: Path, writer_process: str
-) -> None:
+def test_second_signal_during_shutdown_exits_at_once(csim: SimulatorThread, tmp_path: Path) -> None:
     data = tmp_path / "data"
     earliest = csim.now_ms()
-    with Cli(collect_args(csim, data, writer_process), tmp_path / "collect.err") as run:
+    with Cli(collect_args(csim, data), tmp_path / "collect.err") as run:
         run.wait_for_stderr("collecting ", 15)
         latest = csim.now_ms()
         time.sleep(2.0)
@@ -366,8 +335,6 @@ def test_second_signal_during_shutdown_exits_at_once(
     assert took < 1.0
     assert "Traceback" not in err
     read_dataset(data)  # no torn file
-    if writer_process == "on":  # the kernel kills the writer with its parent: let it finish dying
-        wait_no_writer(tmp_path)
     # What the next start does: any temp file of the abandoned write goes, nothing else is wrong.
     notes = Store(data).recover()
     assert all(n.action == "removed_temp" for n in notes), notes

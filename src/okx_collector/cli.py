@@ -23,7 +23,6 @@ from okx_collector.config import (
     LOG_FORMATS,
     LOG_LEVELS,
     MODES,
-    WRITER_PROCESS,
     Settings,
     build_settings,
 )
@@ -155,11 +154,6 @@ def backfill(**kwargs: Any) -> None:
 @click.option("--poll-interval", type=float, help="Seconds between REST polls [env POLL_INTERVAL; "
               "default 60].")  # fmt: skip
 @click.option("--heartbeat", type=float, help="Seconds between heartbeat log lines [default 60].")
-@click.option("--cache-mb", type=float, help="Memory for decoded newest partitions, which a close "
-              "then rewrites without reading them back; 0 = none [default 64].")  # fmt: skip
-@click.option("--writer-process", type=click.Choice(WRITER_PROCESS), help="Write Parquet in a "
-              "child process with its own interpreter lock: on, off, or auto = from 500 series "
-              "[default auto].")  # fmt: skip
 @reports_errors
 def collect(**kwargs: Any) -> None:
     """Catch up from the last stored candle, then stay live until SIGINT/SIGTERM."""

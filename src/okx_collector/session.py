@@ -25,7 +25,6 @@ from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store import Store
 from okx_collector.store.compact import BackgroundCompactor
 from okx_collector.store.lifecycle import forget_delisted, read_delisted, record_delisted
-from okx_collector.store.store import cache_bytes
 from okx_collector.timeframes import Timeframe
 from okx_collector.universe import Selector, needs_volumes, select, split_entries
 
@@ -169,11 +168,11 @@ def _stored_inst_ids(store: Store) -> set[str]:
     return {inst_id for inst_id, _ in store.list_candle_series()} | set(store.list_funding_series())
 
 
-def open_store(data_dir: Path, cache_mb: float | None = None) -> Store:
+def open_store(data_dir: Path) -> Store:
     """The store of a writing command (the caller holds the data dir's lock), after start-up
     recovery (stale temp files removed, unreadable files set aside) and the compaction of what a
-    previous run left in the journal; `cache_mb`: its partition cache (None: the default)."""
-    store = Store(data_dir, cache_bytes=cache_bytes(cache_mb))
+    previous run left in the journal."""
+    store = Store(data_dir)
     for note in store.recover():
         log.warning("%s", note)
     done = store.compact()

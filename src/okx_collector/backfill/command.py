@@ -49,8 +49,7 @@ async def run_backfill_async(
     `stop`: once set, start-up is cancelled (CancelledError), or fetching ends and what was
     fetched is written (the report says `interrupted`).
     """
-    store = await _unless_stopped(stop, asyncio.to_thread(open_store, settings.data_dir,
-                                                          settings.cache_mb))  # fmt: skip
+    store = await _unless_stopped(stop, asyncio.to_thread(open_store, settings.data_dir))
     session = await _unless_stopped(
         stop, open_session(settings, store, rate_limit_scale=rate_limit_scale, delays=delays)
     )

@@ -18,9 +18,6 @@ from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.lifecycle import REFRESH_SECONDS
-from okx_collector.live.writer import WritableStore, route
-from okx_collector.live.writer_process import WriterProcess
-from okx_collector.memory import give_back
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import (
     Session,
@@ -34,14 +31,9 @@ from okx_collector.session import (
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import record_delisted
 from okx_collector.timeframes import Timeframe
-from okx_collector.universe import split_entries
 
 log = logging.getLogger("okx_collector.collect")
 DEFAULT_SINCE = "1d"  # where an empty store's series start
-# From this many series (symbols x timeframes) the writes get a process of their own: below it
-# one process closes them well within a second (estimated ~0.5 s at 500 series of 1m, half what
-# 1,000 measure), and the child would only add its memory (~30-50 MB).
-WRITER_PROCESS_SERIES = 500
 
 
 async def collect_async(
@@ -52,17 +44,13 @@ async def collect_async(
     delays: BackoffFactory = backoff_delays,
     keepalive_ms: int = 18_000,
     rate_limit_scale: float = 1.0,
-    writes: WriterProcess | None = None,
     refresh_seconds: float = REFRESH_SECONDS,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters).
 
     `refresh_seconds`: how often OKX's instrument list is reloaded (delistings, listings).
-    `writes`: a writer process to do the live writes (it owns the partition cache); without it
-    they run in this process's threads.
     """
-    store = await asyncio.to_thread(open_store, settings.data_dir, settings.cache_mb)
-    writers: list[WritableStore] = [store] if writes is None else [writes, store]
+    store = await asyncio.to_thread(open_store, settings.data_dir)
     mode = settings.mode
     problem = OkxExchange.websocket_problem()
     if problem and mode == "ws":
@@ -77,7 +65,7 @@ async def collect_async(
         async with compacting(store):  # from the catch-up on: it writes too
             since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
             await _repair(store, session, since, delays, stop)
-            series, funding_last = await asyncio.to_thread(_stored_ends, store, writers, session)
+            series, funding_last = await asyncio.to_thread(_stored_ends, store, session)
             options = CollectorOptions(
                 mode=mode,
                 poll_interval=settings.poll_interval,
@@ -93,7 +81,7 @@ async def collect_async(
 
             collector = Collector(
                 session.exchange,
-                writers,
+                store,
                 series,
                 session.funding,
                 funding_last,
@@ -113,7 +101,6 @@ async def collect_async(
             # 2,000 instruments, a stall that lands on the candle-close write burst.
             gc.collect()
             gc.freeze()
-            give_back()  # what the start-up's repair pass freed
             log.info(
                 "collecting %d series and %d funding streams in %s mode into %s",
                 len(series), len(session.funding), mode, settings.data_dir,
@@ -123,19 +110,13 @@ async def collect_async(
     finally:
         await session.exchange.close()
     report_notes(store)
-    if writes is not None:
-        for note in await asyncio.to_thread(writes.take_notes):
-            log.warning("%s", note)
     return collector
 
 
 def _stored_ends(
-    store: Store, writers: list[WritableStore], session: Session
+    store: Store, session: Session
 ) -> tuple[list[tuple[Instrument, Timeframe, int | None]], dict[str, int | None]]:
-    """Newest stored candle per series and newest settled funding per perpetual (file reads);
-    each series' newest partition is left decoded in its writer's cache for the first close."""
-    for inst, tf in session.series:
-        route(writers, inst.inst_id, tf).prime_candles(inst.inst_id, tf)
+    """Newest stored candle per series and newest settled funding per perpetual (file reads)."""
     series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
     funding = {inst.inst_id: store.last_funding_time(inst.inst_id) for inst in session.funding}
     return series, funding
@@ -162,7 +143,7 @@ async def _repair(
         log.info("caught up %d candles in %.1fs before going live", report.written, report.seconds)
 
 
-async def _main(settings: Settings, writes: WriterProcess | None) -> None:
+async def _main(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -175,28 +156,12 @@ async def _main(settings: Settings, writes: WriterProcess | None) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    await collect_async(settings, stop, writes=writes)
-
-
-def _wants_writer_process(settings: Settings) -> bool:
-    if settings.writer_process == "auto":
-        # A selector names a universe (OKX lists hundreds of USDT pairs): count it as large.
-        if split_entries(settings.symbols)[1]:
-            return True
-        return len(settings.symbols) * len(settings.timeframes) >= WRITER_PROCESS_SERIES
-    return settings.writer_process == "on"
+    await collect_async(settings, stop)
 
 
 def run_collect(settings: Settings) -> None:
     with data_dir_lock(settings.data_dir):
-        writes = None
-        if _wants_writer_process(settings):
-            # From the main thread, which lives as long as the process (see WriterProcess).
-            writes = WriterProcess(settings.data_dir, settings.cache_mb)
         try:
-            asyncio.run(_main(settings, writes))
+            asyncio.run(_main(settings))
         except BaseExceptionGroup as group:
             raise unwrap(group) from None
-        finally:
-            if writes is not None:
-                writes.close()

@@ -12,11 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from okx_collector.memory import give_back
 from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.store.arrow import to_int64
-from okx_collector.store.atomic import make_dirs, move_aside, storage_error, temp_name
-from okx_collector.store.cache import TableCache, file_sig
+from okx_collector.store.atomic import file_sig, make_dirs, move_aside, storage_error, temp_name
 from okx_collector.store.compact import RoundResult, compact_all, pending_files
 from okx_collector.store.journal import (
     JournalKind,
@@ -64,35 +62,22 @@ if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 READ_TRIES = 5  # reads of a series raced by a compaction before settling for the last one
-DEFAULT_CACHE_ENTRIES = (
-    4096  # series whose newest partition stays decoded (a live job has one per series)
-)
-DEFAULT_CACHE_BYTES = 64 * 2**20  # and at most this many bytes of them (a live job's RSS)
-
-
-def cache_bytes(cache_mb: float | None) -> int:
-    """The cache size for a user's `--cache-mb` (None: the default)."""
-    return DEFAULT_CACHE_BYTES if cache_mb is None else int(cache_mb * 2**20)
 
 
 class Store:
-    """Candles, settled funding and live funding observations, as partitioned Parquet files.
+    """Candles, settled funding and live funding observations: a journal of immutable batch
+    files in front of per-series Parquet partitions (docs/storage.md).
 
-    Every method is safe to call from worker threads (`asyncio.to_thread`): writes to one
-    partition are serialised, and readers (here or in other processes) only ever see whole files.
-    Unreadable partitions met along the way are moved aside and reported by `take_notes()`.
+    Every method is safe to call from worker threads (`asyncio.to_thread`). Writes append to the
+    journal; `compact` merges it into the partitions, each replaced atomically, so readers (here
+    or in other processes) only ever see whole files. Reads see partitions plus journal and never
+    move a file: unreadable ones are skipped and reported by `take_notes()`.
     """
 
-    def __init__(
-        self,
-        data_dir: Path | str,
-        *,
-        cache_entries: int = DEFAULT_CACHE_ENTRIES,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-    ) -> None:
+    def __init__(self, data_dir: Path | str) -> None:
         self.data_dir = Path(data_dir)  # the dataset root (DATA_DIR)
         self.layout = Layout(self.data_dir)  # path arithmetic under it
-        self._io = SeriesIO(TableCache(cache_entries, cache_bytes))  # locks, cache, notes
+        self._io = SeriesIO()  # partition locks, merges and notes
         self._journal = JournalWriter(self.data_dir)  # where every write goes first
         self._journal_reader = JournalReader(self.data_dir)  # what reads add to the partitions
         # Validated series descriptors, by (inst_id, timeframe): as many as the series touched.
@@ -150,22 +135,35 @@ class Store:
         if not _valid_together(tables, {tf for _, tf, _ in items}):
             for one, table, (_, tf, _) in zip(series, tables, items, strict=True):
                 validate_candles(table, one.label, tf)  # raises, naming the bad series
-        batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
-        return self._append("candles", batch)
+        return self._append("candles", _joined(tables))
 
     def write_funding(self, inst_id: str, rates: Sequence[FundingRate]) -> int:
         """Append settled funding rates keyed by `funding_time`; returns the rows written."""
-        series = self._funding(inst_id)
-        table = funding_table(inst_id, rates)
-        validate_funding(table, series.label)
-        return self._append("funding", table)
+        return self.write_funding_many([(inst_id, rates)])
+
+    def write_funding_many(self, items: Sequence[tuple[str, Sequence[FundingRate]]]) -> int:
+        """`write_funding` for many perpetuals: one journal file (all validated first)."""
+        tables = []
+        for inst_id, rates in items:
+            table = funding_table(inst_id, rates)
+            validate_funding(table, self._funding(inst_id).label)
+            tables.append(table)
+        return self._append("funding", _joined(tables))
 
     def write_funding_live(self, inst_id: str, obs: Sequence[FundingObservation]) -> int:
         """Append live funding observations keyed by `ts`; returns the rows written."""
-        series = self._funding_live(inst_id)
-        table = funding_live_table(inst_id, obs)
-        validate_funding_live(table, series.label)
-        return self._append("funding_live", table)
+        return self.write_funding_live_many([(inst_id, obs)])
+
+    def write_funding_live_many(
+        self, items: Sequence[tuple[str, Sequence[FundingObservation]]]
+    ) -> int:
+        """`write_funding_live` for many perpetuals: one journal file (all validated first)."""
+        tables = []
+        for inst_id, obs in items:
+            table = funding_live_table(inst_id, obs)
+            validate_funding_live(table, self._funding_live(inst_id).label)
+            tables.append(table)
+        return self._append("funding_live", _joined(tables))
 
     def _append(self, kind: JournalKind, table: pa.Table) -> int:
         if table.num_rows:
@@ -192,16 +190,6 @@ class Store:
         if kind is CANDLES:
             return self._candles(inst_id, Timeframe.parse(tf_name))
         return self._funding(inst_id) if kind is FUNDING else self._funding_live(inst_id)
-
-    def compact_pending(self, limit: int) -> int:
-        """Kept for the live writer's idle calls: compaction now runs on its own thread."""
-        return 0
-
-    def give_back_memory(self) -> None:
-        """Return freed allocator pages to the system (`okx_collector.memory`); a live writer
-        calls it once its queue is idle after a burst of writes, so that RSS between closes stays
-        at its settled level for months."""
-        give_back()
 
     def check_writable(self) -> None:
         """Raise `StorageError` (one line, naming the path) unless files can be created here."""
@@ -341,9 +329,6 @@ class Store:
         """Open time of the newest stored candle."""
         return self._edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=True)
 
-    def prime_candles(self, inst_id: str, tf: Timeframe) -> None:
-        """Kept for the live writer: a close no longer reads a partition, so nothing to prime."""
-
     def first_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the oldest stored candle."""
         return self._edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=False)
@@ -394,8 +379,9 @@ class Store:
         return self._io.take_notes()
 
     def recover(self, *, deep: bool = False) -> list[RecoveryNote]:
-        """At start: delete stale temp files, merge the hour files of ended days into their day
-        files, move unreadable partitions aside; report what was deleted or moved.
+        """At the start of a writing command (under the data dir's lock): delete stale temp files,
+        move unreadable journal files and partitions aside, record where older series start, and
+        fold files of older layouts into day files; report what was deleted or moved.
 
         The default check reads each partition's footer and column names (what a crash can tear);
         `deep=True` decodes every file too.
@@ -414,9 +400,7 @@ class Store:
             notes.extend(remove_stale_temps(series.directory))
             if series.kind is CANDLES and read_first(series.directory) is None:
                 self._record_legacy_first(series)
-            if series.period is Period.DAY:
-                notes.extend(self._io.split_month_files(series))
-                self._io.compact_ended(series)  # hour files a stopped live job left behind
+            notes.extend(self._io.fold_legacy(series))  # month or hour files of day series
             for part in list_partitions(series.directory, series.period):
                 path = series.path(part)
                 reason = check_readable(path, series.kind.schema, deep)
@@ -460,6 +444,10 @@ class Store:
             yield Series(directory, FUNDING, Period.YEAR, f"funding {directory}")
         for directory in walk_dirs(self.layout.funding_live_root, 1):
             yield Series(directory, FUNDING_LIVE, Period.DAY, f"funding_live {directory}")
+
+
+def _joined(tables: list[pa.Table]) -> pa.Table:
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
 
 
 def _valid_together(tables: list[pa.Table], timeframes: set[Timeframe]) -> bool:
