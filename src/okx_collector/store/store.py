@@ -19,7 +19,6 @@ from okx_collector.store.compact import RoundResult, compact_all, pending_files
 from okx_collector.store.journal import (
     JournalKind,
     JournalReader,
-    JournalVanished,
     JournalWriter,
     SeriesKey,
     journal_root,
@@ -32,7 +31,6 @@ from okx_collector.store.layout import (
     overlapping,
     validate_timeframe,
 )
-from okx_collector.store.merge import dedupe_last, dedupe_runs
 from okx_collector.store.meta import lost_starts, read_first, record_first
 from okx_collector.store.recovery import (
     RecoveryNote,
@@ -50,6 +48,7 @@ from okx_collector.store.schema import (
     funding_table,
 )
 from okx_collector.store.series import Series, SeriesIO
+from okx_collector.store.union import UnionReader
 from okx_collector.store.validate import (
     InvalidRecords,
     validate_candles,
@@ -60,8 +59,6 @@ from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
-
-READ_TRIES = 5  # reads of a series raced by a compaction before settling for the last one
 
 
 class Store:
@@ -80,6 +77,7 @@ class Store:
         self._io = SeriesIO()  # partition locks, merges and notes
         self._journal = JournalWriter(self.data_dir)  # where every write goes first
         self._journal_reader = JournalReader(self.data_dir)  # what reads add to the partitions
+        self._union = UnionReader(self._io, self._journal_reader)  # reads of both
         # Validated series descriptors, by (inst_id, timeframe): as many as the series touched.
         self._candle_series: dict[tuple[str, Timeframe], Series] = {}
 
@@ -206,73 +204,11 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read(
-        self,
-        series: Series,
-        key: SeriesKey,
-        start: int | None,
-        end: int | None,
-        columns: list[str] | None = None,
-    ) -> pa.Table:
-        """The series' rows in [start, end): partitions plus journal, the journal winning by the
-        rule in `compact`. The journal is listed and read before the partitions and listed
-        again after: if a compaction moved rows meanwhile, the read is done again."""
-        kind = series.kind
-        reader = self._journal_reader
-        cols = (
-            None if columns is None else [c for c in kind.schema.names if c in {*columns, kind.key}]
-        )
-        parts = journal = None
-        for _ in range(READ_TRIES):
-            files = reader.files(kind.name)
-            problems: list[tuple[Path, str]] = []
-            try:
-                journal = reader.series_rows(kind, key, files, start, end, problems)
-            except JournalVanished:
-                continue
-            parts = self._io.read_range(series, start, end, cols)
-            if reader.files(kind.name) == files:
-                break
-        for path, reason in problems:
-            self._io.note(RecoveryNote(path, "unreadable", reason))
-        if parts is None:
-            parts = self._io.read_range(series, start, end, cols)
-        out = parts
-        if journal:
-            if cols is None:
-                out = dedupe_runs(pa.concat_tables([parts, *journal]), kind).combine_chunks()
-            else:  # keys only: the union
-                both = pa.concat_tables([parts, *(t.select(cols) for t in journal)])
-                out = dedupe_last(both, kind.key).combine_chunks()
-        return out if columns is None else out.select(columns)
-
-    def _journal_edge(self, kind: Kind, key: SeriesKey, newest: bool) -> int | None:
-        reader = self._journal_reader
-        for _ in range(READ_TRIES):
-            try:
-                rows = reader.series_rows(kind, key, reader.files(kind.name), None, None)
-            except JournalVanished:
-                continue
-            ends = [int(t.column(kind.key)[-1 if newest else 0].as_py()) for t in rows]
-            if not ends:
-                return None
-            return max(ends) if newest else min(ends)
-        return None
-
-    def _edge(self, series: Series, key: SeriesKey, newest: bool) -> int | None:
-        # The journal first: a compaction that empties it meanwhile has filled the partitions.
-        journal = self._journal_edge(series.kind, key, newest)
-        stored = self._io.edge(series, newest=newest)
-        found = [v for v in (journal, stored) if v is not None]
-        if not found:
-            return None
-        return max(found) if newest else min(found)
-
     def read_candles(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Candles with open time in [start, end), sorted by `ts` (empty table if none)."""
-        return self._read(self._candles(inst_id, tf), (inst_id, tf.name), start, end)
+        return self._union.read(self._candles(inst_id, tf), (inst_id, tf.name), start, end)
 
     def read_candles_df(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
@@ -284,26 +220,28 @@ class Store:
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Settled funding with `funding_time` in [start, end), sorted."""
-        return self._read(self._funding(inst_id), (inst_id, ""), start, end)
+        return self._union.read(self._funding(inst_id), (inst_id, ""), start, end)
 
     def read_funding_live(
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Live funding observations with `ts` in [start, end), sorted."""
-        return self._read(self._funding_live(inst_id), (inst_id, ""), start, end)
+        return self._union.read(self._funding_live(inst_id), (inst_id, ""), start, end)
 
     def candle_timestamps(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> npt.NDArray[np.int64]:
         """Stored candle open times in [start, end): int64, sorted, unique."""
-        table = self._read(self._candles(inst_id, tf), (inst_id, tf.name), start, end, ["ts"])
+        table = self._union.read(self._candles(inst_id, tf), (inst_id, tf.name), start, end, ["ts"])
         return to_int64(table.column("ts"))
 
     def funding_times(
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> npt.NDArray[np.int64]:
         """Stored settled funding times in [start, end): int64, sorted, unique."""
-        table = self._read(self._funding(inst_id), (inst_id, ""), start, end, ["funding_time"])
+        table = self._union.read(
+            self._funding(inst_id), (inst_id, ""), start, end, ["funding_time"]
+        )
         return to_int64(table.column("funding_time"))
 
     def candle_partition_files(
@@ -315,23 +253,15 @@ class Store:
         series = self._candles(inst_id, tf)
         parts = overlapping(list_partitions(series.directory, series.period), start, end)
         found = [series.path(p) for p in parts]
-        reader = self._journal_reader
-        for path in reader.files(CANDLES.name):
-            try:
-                rows = reader.series_rows(CANDLES, (inst_id, tf.name), [path], start, end)
-            except JournalVanished:
-                continue
-            if rows:
-                found.append(path)
-        return found
+        return found + self._union.journal_files(CANDLES, (inst_id, tf.name), start, end)
 
     def last_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the newest stored candle."""
-        return self._edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=True)
+        return self._union.edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=True)
 
     def first_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the oldest stored candle."""
-        return self._edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=False)
+        return self._union.edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=False)
 
     def expected_first_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Where the series is known to start, lost partitions included (see `store.meta`):
@@ -352,25 +282,21 @@ class Store:
 
     def last_funding_time(self, inst_id: str) -> int | None:
         """The newest stored settled `funding_time`."""
-        return self._edge(self._funding(inst_id), (inst_id, ""), newest=True)
+        return self._union.edge(self._funding(inst_id), (inst_id, ""), newest=True)
 
     def list_candle_series(self) -> list[tuple[str, str]]:
         """(inst_id, timeframe name) of every stored candle series, sorted."""
-        return sorted(set(self.layout.candle_series()) | self._journal_series(CANDLES))
+        return sorted(set(self.layout.candle_series()) | self._union.journal_series(CANDLES))
 
     def list_funding_series(self) -> list[str]:
         """inst_ids with stored settled funding, sorted."""
         stored = set(self.layout.instrument_series(self.layout.funding_root, Period.YEAR))
-        return sorted(stored | {i for i, _ in self._journal_series(FUNDING)})
+        return sorted(stored | {i for i, _ in self._union.journal_series(FUNDING)})
 
     def list_funding_live_series(self) -> list[str]:
         """inst_ids with stored live funding observations, sorted."""
         stored = set(self.layout.instrument_series(self.layout.funding_live_root, Period.DAY))
-        return sorted(stored | {i for i, _ in self._journal_series(FUNDING_LIVE)})
-
-    def _journal_series(self, kind: Kind) -> set[SeriesKey]:
-        reader = self._journal_reader
-        return reader.series_keys(kind, reader.files(kind.name))
+        return sorted(stored | {i for i, _ in self._union.journal_series(FUNDING_LIVE)})
 
     # -- repair --------------------------------------------------------------------------------
 
