@@ -56,7 +56,7 @@ from procstat import cpu_seconds, memory_mb
 from simproc import Simulator
 
 from okx_collector.store import Store
-from okx_collector.store.layout import HOUR_MS, Period, hour_partition, partition_of
+from okx_collector.store.layout import Period, partition_of
 from okx_collector.store.schema import CANDLE_SCHEMA
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 
@@ -180,17 +180,16 @@ def late_in_day() -> int:
 
 
 def live_file(open_ms: int) -> str:
-    """The file a live write of the candle opening at `open_ms` goes to: its hour file."""
-    return hour_partition(open_ms).filename
+    """The partition file holding the candle opening at `open_ms`: its day file."""
+    return partition_of(open_ms, Period.DAY).filename
 
 
 def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -> None:
-    """`rows` 1m candles per series (within last_open's day) ending at `last_open`, in the hour
-    files a live job would have left."""
+    """`rows` 1m candles per series (within last_open's day) ending at `last_open`, in the day
+    file a stopped job would have left."""
     store = Store(data_dir)
     first = max(last_open - (rows - 1) * MINUTE_MS, partition_of(last_open, Period.DAY).start)
-    hours = range(first - first % HOUR_MS, last_open + 1, HOUR_MS)
-    spans = [(max(h, first), min(h + HOUR_MS, last_open + MINUTE_MS)) for h in hours]
+    spans = [(first, last_open + MINUTE_MS)]
     templates = []
     for lo, hi in spans:
         n = (hi - lo) // MINUTE_MS

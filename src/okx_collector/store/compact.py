@@ -50,7 +50,7 @@ from okx_collector.store.schema import Kind
 log = logging.getLogger(__name__)
 
 ROUND_FILES = 512  # journal files merged per round at most
-ROUND_ROWS = 500_000  # and rows read per round at most (~60 MB decoded): bounded memory
+ROUND_ROWS = 400_000  # and rows read per round at most: bounded memory (see benchmarks/compact.py)
 WRITE_THREADS = 2  # partitions written at once (encoding and fsync release the GIL)
 LOCK_NAME = ".compact.lock"
 
@@ -116,8 +116,7 @@ def compact_round(
         result.rows += table.num_rows
     if not taken:
         return result
-    work = _per_series(tables, kind, series_of)
-    del tables
+    work = _per_series(tables, kind, series_of)  # (empties `tables`)
     with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="compact") as pool:
         for _ in pool.map(lambda item: write(*item), work):
             pass  # (re-raises the first failure: nothing is deleted then)
@@ -135,8 +134,9 @@ def _per_series(
 ) -> list[tuple[Series, pa.Table, BoolArray]]:
     """The rows of journal files (oldest first) collapsed by the precedence rule, per series:
     one sort for the whole round rather than one per file and series."""
-    big = pa.concat_tables(tables).combine_chunks()
     batch = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+    big = pa.concat_tables(tables).combine_chunks()
+    tables.clear()  # (each copy is dropped as soon as the next exists: two at most)
     codes, names = series_codes(big)
     keys = key_array(big, kind.key)
     order = np.lexsort((batch, keys, codes))
@@ -145,11 +145,13 @@ def _per_series(
     last_in_batch = np.append(new_key | (b[1:] != b[:-1]), True)  # within a file: last wins
     rows_idx = order[last_in_batch]
     rows = big.take(int64s(rows_idx))
+    del big
     c = codes[rows_idx]
     k = keys[rows_idx]
     group = np.cumsum(np.append(True, (c[1:] != c[:-1]) | (k[1:] != k[:-1])))
     chosen, whole = collapse(rows, group.astype(np.int64), kind.value_columns)
     out = rows.take(int64s(chosen)).combine_chunks()
+    del rows
     spans = by_series(out, c[chosen], names)
     return [
         (series_of(kind, name), out.slice(lo, hi - lo), whole[lo:hi])
