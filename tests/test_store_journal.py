@@ -9,7 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from crash_helpers import wait_until
 from okx_collector.models import Candle, FundingObservation
+from okx_collector.store import Store
+from okx_collector.store.compact import BackgroundCompactor
 from okx_collector.store.journal import (
     JournalReader,
     JournalWriter,
@@ -18,6 +21,7 @@ from okx_collector.store.journal import (
 )
 from okx_collector.store.merge import dedupe_runs
 from okx_collector.store.schema import CANDLES, candles_tables, funding_live_table
+from okx_collector.timeframes import Timeframe
 
 NAME = re.compile(r"^\d{13}-\d{7}-\d{3}-\d{12}\.parquet$")
 
@@ -115,3 +119,23 @@ def test_an_unreadable_journal_file_is_skipped_and_reported_not_moved(tmp_path: 
     assert [t.column("ts").to_pylist() for t in rows] == [[0]]
     assert [p for p, _ in problems] == [bad]
     assert bad.exists() and good.exists()
+
+
+def test_the_background_compactor_merges_once_enough_files_wait(tmp_path: Path) -> None:
+
+    store = Store(tmp_path)
+    m1 = Timeframe.parse("1m")
+    compactor = BackgroundCompactor(store.compact, store.journal_pending, min_files=3, check_s=0.01)
+    compactor.start()
+    try:
+        for k in range(2):
+            store.write_candles("BTC-USDT", m1, [Candle(k * 60_000, 1, 1, 1, 1, 1, 1, "ws")])
+        assert compactor.rounds == 0  # below the threshold: nothing merged yet
+        assert store.journal_pending() == 2
+        store.write_candles("BTC-USDT", m1, [Candle(120_000, 1, 1, 1, 1, 1, 1, "ws")])
+        wait_until(lambda: store.journal_pending() == 0, 10, "a background round")
+    finally:
+        compactor.stop()
+    assert compactor.rounds >= 1 and compactor.failure is None
+    assert (tmp_path / "candles" / "BTC-USDT" / "1m" / "1970-01-01.parquet").exists()
+    assert store.candle_timestamps("BTC-USDT", m1).tolist() == [0, 60_000, 120_000]
