@@ -1,8 +1,7 @@
 """Benchmark live collection: 1,000 series of 1m candles pushed at OKX's cadence and at 4x that.
 
     python benchmarks/live.py [--series 1000] [--seconds 60] [--rates 1,4] [--store-rows 10]
-        [--late-in-day] [--cache-mb MB] [--writer-process auto|on|off] [--no-baseline]
-        [--metrics [--scrape-interval 15]]
+        [--late-in-day] [--no-baseline] [--metrics [--scrape-interval 15]]
 
 For each rate R (1 = OKX's cadence: an in-progress update every 0.5 s per series), the script
 starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R --speed 1
@@ -63,7 +62,7 @@ from procstat import cpu_seconds, memory_mb
 from simproc import Simulator
 
 from okx_collector.store import Store
-from okx_collector.store.layout import HOUR_MS, Period, hour_partition, partition_of
+from okx_collector.store.layout import Period, partition_of
 from okx_collector.store.schema import CANDLE_SCHEMA
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 
@@ -239,17 +238,16 @@ def late_in_day() -> int:
 
 
 def live_file(open_ms: int) -> str:
-    """The file a live write of the candle opening at `open_ms` goes to: its hour file."""
-    return hour_partition(open_ms).filename
+    """The partition file holding the candle opening at `open_ms`: its day file."""
+    return partition_of(open_ms, Period.DAY).filename
 
 
 def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -> None:
-    """`rows` 1m candles per series (within last_open's day) ending at `last_open`, in the hour
-    files a live job would have left."""
+    """`rows` 1m candles per series (within last_open's day) ending at `last_open`, in the day
+    file a stopped job would have left."""
     store = Store(data_dir)
     first = max(last_open - (rows - 1) * MINUTE_MS, partition_of(last_open, Period.DAY).start)
-    hours = range(first - first % HOUR_MS, last_open + 1, HOUR_MS)
-    spans = [(max(h, first), min(h + HOUR_MS, last_open + MINUTE_MS)) for h in hours]
+    spans = [(first, last_open + MINUTE_MS)]
     templates = []
     for lo, hi in spans:
         n = (hi - lo) // MINUTE_MS
@@ -285,27 +283,46 @@ def merge_report(data_dir: Path, inst_ids: list[str]) -> str | None:
 
 
 class FileLatency(threading.Thread):
-    """At each close + SCAN_AFTER, the delay from the close to each series' file ctime."""
+    """The delay from each close to the journal file that made its candle durable: the journal
+    folder is listed every 20 ms and each new file's inst_id and ts columns are read (before a
+    compaction, a second or more later, merges and deletes it); its ctime is when its rename
+    made it visible. A series whose close is in no file seen counts as never (inf)."""
+
+    POLL_S = 0.02
 
     def __init__(self, data_dir: Path, inst_ids: list[str], closes: list[tuple[int, float]]):
         super().__init__(daemon=True)
         self.data_dir, self.inst_ids, self.closes = data_dir, inst_ids, closes
         self.delays: dict[int, list[float]] = {}  # close (exchange ms) -> seconds; inf = not yet
         self.stop = threading.Event()
+        self._seen: dict[tuple[str, int], float] = {}  # (inst_id, close ms) -> ctime
 
     def run(self) -> None:
+        folder = self.data_dir / "journal" / "candles"
+        done: set[str] = set()
+        last = self.closes[-1][1] + SCAN_AFTER if self.closes else time.time()
+        while not self.stop.wait(self.POLL_S) and time.time() < last:
+            try:
+                found = [p.name for p in folder.iterdir()]
+                names = sorted(n for n in found if n.endswith(".parquet") and n[0] != ".")
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name in done:
+                    continue
+                done.add(name)
+                try:
+                    at = (folder / name).stat().st_ctime
+                    table = pq.read_table(folder / name, columns=["inst_id", "ts"])
+                except (FileNotFoundError, OSError):
+                    continue
+                for inst_id, ts in zip(table.column("inst_id").to_pylist(),
+                                       table.column("ts").to_pylist(), strict=True):  # fmt: skip
+                    self._seen.setdefault((inst_id, ts + MINUTE_MS), at)
         for close_ms, close_wall in self.closes:
-            # (before the next close rewrites the files: SCAN_AFTER < 60 s)
-            if self.stop.wait(max(0.0, close_wall + SCAN_AFTER - time.time())):
-                return
-            name = live_file(close_ms - MINUTE_MS)
             delays = []
             for inst_id in self.inst_ids:
-                try:
-                    # ctime: the rename that made the new file visible (mtime: its write)
-                    at = (self.data_dir / "candles" / inst_id / TF.name / name).stat().st_ctime
-                except FileNotFoundError:
-                    at = 0.0
+                at = self._seen.get((inst_id, close_ms), 0.0)
                 delays.append(at - close_wall if at >= close_wall else float("inf"))
             self.delays[close_ms] = delays
 
@@ -440,8 +457,6 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
             "--symbols", symbols, "--timeframes", TF.name, "--no-funding",
             "--heartbeat", str(HEARTBEAT), "--log-format", "json", "--data-dir", str(data_dir),
             "--since", "5m", "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
-            *(["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []),
-            *(["--writer-process", args.writer_process] if args.writer_process else []),
         ]  # fmt: skip
         scraper = MetricsScraper(free_port() if args.metrics else None, args.scrape_interval)
         cmd += scraper.flags()
@@ -578,8 +593,6 @@ def report(args: argparse.Namespace, results: list[Result]) -> bool:
     print(
         f"\nlive: {args.series} series x 1m, simulator speed 1, store seeded with "
         f"{args.store_rows} rows/series{' late in the day' if args.late_in_day else ''}, "
-        f"cache {'64 (default)' if args.cache_mb is None else f'{args.cache_mb:g}'} MB, "
-        f"writer process {args.writer_process or 'auto'}, "
         f"metrics {f'scraped every {args.scrape_interval:g} s' if args.metrics else 'off'}, "
         f"windows of >= {args.seconds:g} s, {os.cpu_count()} cores"
     )
@@ -596,7 +609,6 @@ def report(args: argparse.Namespace, results: list[Result]) -> bool:
     row("collector: close->disk p99 (files)", each(lambda r: secs(r.file_p99)))
     row("collector: close->disk max (files)", each(lambda r: secs(r.file_max)))
     row("collector: peak RSS (MB), main process", each(lambda r: f"{r.collector_rss:.0f}"))
-    row("collector: writer process, private (MB)", each(lambda r: f"{r.writer_mem:.0f}"))
     row("collector: peak memory, both (MB)", each(lambda r: f"{r.collector_mem:.0f}"))
     row("collector: start-up to settled (s)", each(lambda r: f"{r.startup_s:.1f}"))
     exits = each(lambda r: f"{r.collector_exit} ({r.collector_exit_s:.1f})")
@@ -655,13 +667,7 @@ def main() -> int:
         "--late-in-day",
         action="store_true",
         help="start the simulator at 23:57 UTC of today (with --store-rows 1440: the worst case,"
-        " full hour files before midnight, then the merge of every ended day)",
-    )
-    parser.add_argument(
-        "--cache-mb", type=float, help="the collector's --cache-mb [its default, 64]"
-    )
-    parser.add_argument(
-        "--writer-process", choices=("auto", "on", "off"), help="the collector's --writer-process"
+        " full day files before midnight, then a new day)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
     parser.add_argument(

@@ -1,22 +1,18 @@
 """Soak: does `collect` stay flat in memory, and exact, over days of candles?
 
     python benchmarks/soak.py [--series 100] [--speed 240] [--minutes 13] [--start 00:00]
-        [--writer-process auto|on|off]
 
 Runs `okx-collector simulate --extra-instruments SERIES --speed SPEED` (its clock SPEED times
 faster than real time, from `--start` UTC today) and `okx-collector collect --mode ws` of SERIES 1m
 series against it, from an empty store, for `--minutes` real minutes (= minutes x SPEED / 60
 simulated hours: 13 x 240 = 52 h, two whole UTC days, 3,120 candles per series). Every 10 s it
-samples the collector's memory: its RSS plus the private pages of its writer process (the child
-that writes Parquet from 500 series on, or with --writer-process on; what it shares with the parent
-is counted once). At the end: SIGTERM (must exit 0), then `okx-collector status --json` (every
-series complete from its first stored candle to the last closed one: no gap), and the memory
-figures: the first sample, the mean and peak of each simulated UTC day, and the growth from the
-first whole day's mean to the second's. Within a day RSS rises with the day files the store keeps
-decoded for the next close (1,440 rows each by midnight) and falls when the partitions roll over,
-so "flat" means: the second day looks like the first (a single sample's peak is noisy; the day's
-mean is not). Exit status 1 if the collector did not exit 0, a series has a gap or is not fresh, or
-the second day's mean exceeds the first's by more than `--max-growth` MB.
+samples the collector's memory (its RSS, and the private pages of any child process). At the
+end: SIGTERM (must exit 0), then `okx-collector status --json` (every series complete from its
+first stored candle to the last closed one: no gap), and the memory figures: the first sample,
+the mean and peak of each simulated UTC day, and the growth from the first whole day's mean to
+the second's. "Flat" means: the second day looks like the first (a single sample's peak is
+noisy; the day's mean is not). Exit status 1 if the collector did not exit 0, a series has a gap
+or is not fresh, or the second day's mean exceeds the first's by more than `--max-growth` MB.
 """
 
 from __future__ import annotations
@@ -52,10 +48,6 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=13.0, help="real minutes to run [13]")
     parser.add_argument("--start", default="00:00", help="simulated start, HH:MM UTC today")
     parser.add_argument(
-        "--writer-process", choices=("auto", "on", "off"), default="auto",
-        help="the collector's --writer-process [auto]",
-    )  # fmt: skip
-    parser.add_argument(
         "--max-growth", type=float, default=5.0, help="day-2 over day-1 mean allowed, MB [5]"
     )
     args = parser.parse_args()
@@ -69,7 +61,6 @@ def main() -> int:
         *COLLECTOR, "collect", "--mode", "ws", "--symbols", symbols, "--timeframes", "1m",
         "--no-funding", "--since", "10m", "--heartbeat", "60", "--data-dir", str(data_dir),
         "--rest-url", sim.rest_url, "--ws-url", sim.ws_url, "--log-level", "WARNING",
-        "--writer-process", args.writer_process,
     ]  # fmt: skip
     started = time.monotonic()
     sim_start = sim.now_ms()

@@ -64,11 +64,11 @@ async def test_start_up_repairs_holes_in_the_stored_span(make_settings: MakeSett
         assert_exact(store, sim, "BTC-USDT", "1m", first, TF1.floor(now))
 
 
-async def test_a_day_that_ends_while_live_is_merged_into_its_day_file(
+async def test_a_clean_stop_leaves_every_close_in_its_day_file_across_midnight(
     make_settings: MakeSettings,
 ) -> None:
-    """1m candles are written to hour files while their day is live; once the day has ended the
-    idle writer merges them into the day file, with the data still exact."""
+    """Live closes go to the journal; after a clean stop it is empty and each day's candles are
+    in that day's file (a glob of the partitions is exact), across a midnight."""
     midnight = 1_790_000_000_000 - 1_790_000_000_000 % (24 * 60 * MINUTE_MS) + 24 * 60 * MINUTE_MS
     start = midnight - 90 * 1000  # 23:58:30: a 1m close every 2 s at speed 30, midnight at 3 s
     async with Simulator(seed=13, speed=30.0, start_ms=start, rate_limit_scale=0,
@@ -81,6 +81,5 @@ async def test_a_day_that_ends_while_live_is_merged_into_its_day_file(
         assert_exact(store, sim, "BTC-USDT", "1m", since, midnight + TF1.ms)
         names = sorted(p.name for p in (settings.data_dir / "candles/BTC-USDT/1m").glob("*"))
         day = iso(since)[:10]
-        assert f"{day}.parquet" in names
-        assert not [n for n in names if n.startswith(f"{day}T")], names  # merged, then removed
-        assert [n for n in names if n.startswith(f"{iso(midnight)[:10]}T00")], names
+        assert names == [".lock", ".series.json", f"{day}.parquet", f"{iso(midnight)[:10]}.parquet"]
+        assert not list((settings.data_dir / "journal").rglob("*.parquet"))

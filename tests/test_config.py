@@ -41,8 +41,6 @@ def test_precedence_flag_env_file(tmp_path: Path) -> None:
         ({"timeframes": "1M"}, "unknown timeframe"),
         ({"mode": "fast"}, "--mode must be one of"),
         ({"poll_interval": "-1"}, "greater than 0"),
-        ({"cache_mb": "-1"}, "must be between 0"),
-        ({"cache_mb": "lots"}, "--cache-mb must be a number of megabytes"),
         ({"rest_url": "ftp://x"}, "http://"),
         ({"symbols": " , "}, "is empty"),
     ],
@@ -52,10 +50,19 @@ def test_bad_values_are_bad_input(flags: dict[str, str], fragment: str) -> None:
         build_settings(flags, env={})
 
 
-def test_cache_size_from_flag_env_or_default() -> None:
-    assert build_settings({}, env={}).cache_mb is None  # the store's default
-    assert build_settings({}, env={"OKX_COLLECTOR_CACHE_MB": "0"}).cache_mb == 0.0
-    assert build_settings({"cache_mb": 16}, env={"OKX_COLLECTOR_CACHE_MB": "0"}).cache_mb == 16.0
+def test_removed_settings_in_a_config_file_are_a_warning_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cache_mb and writer_process are gone (writes append to a journal): an existing config
+    file or environment naming them still works, with one warning line each."""
+    config = tmp_path / "okx.toml"
+    config.write_text('cache-mb = 16\nwriter_process = "on"\nmode = "poll"\n')
+    env = {"OKX_COLLECTOR_CACHE_MB": "0"}
+    with caplog.at_level("WARNING"):
+        settings = build_settings({}, config_file=config, env=env)
+    assert settings.mode == "poll"
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 3 and all("no longer used" in w and "\n" not in w for w in warned)
 
 
 def test_bad_config_files(tmp_path: Path) -> None:

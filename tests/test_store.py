@@ -52,6 +52,10 @@ def test_layout_and_schema(store: Store) -> None:
     written = store.write_candles("BTC-USDT", H1, series(jan_end, 3, H1))
     assert written == 3
     root = store.data_dir / "candles" / "BTC-USDT" / "1h"
+    assert not root.exists()  # in the journal until a compaction
+    assert store.read_candles("BTC-USDT", H1).num_rows == 3
+    store.compact()
+    assert not list((store.data_dir / "journal").rglob("*.parquet"))
     assert sorted(p.name for p in root.glob("*.parquet")) == ["2026-01.parquet", "2026-02.parquet"]
     jan = pq.read_table(root / "2026-01.parquet")
     assert jan.schema.equals(CANDLE_SCHEMA)
@@ -79,6 +83,8 @@ def test_short_timeframes_are_stored_in_day_files(store: Store, tf: str, files: 
     start = ms("2026-02-01T00:00:00") - 2 * frame.ms
     candles = series(start, 4, frame)
     assert store.write_candles("BTC-USDT", frame, candles) == 4
+    assert store.last_candle_ts("BTC-USDT", frame) == candles[-1].ts  # from the journal
+    store.compact()
     root = store.data_dir / "candles" / "BTC-USDT" / tf
     assert sorted(p.name for p in root.glob("*.parquet")) == files
     assert store.read_candles("BTC-USDT", frame).column("ts").to_pylist() == [c.ts for c in candles]
@@ -99,6 +105,8 @@ def test_funding_layouts(store: Store) -> None:
         FundingRate(ms("2026-01-01T00:00:00"), -0.0002, -0.0002, "backfill"),
     ]
     assert store.write_funding("BTC-USDT-SWAP", rates) == 2
+    assert store.last_funding_time("BTC-USDT-SWAP") == ms("2026-01-01T00:00:00")
+    store.compact()
     fdir = store.data_dir / "funding" / "BTC-USDT-SWAP"
     assert sorted(p.name for p in fdir.glob("*.parquet")) == ["2025.parquet", "2026.parquet"]
     table = store.read_funding("BTC-USDT-SWAP")
@@ -122,39 +130,50 @@ def test_funding_layouts(store: Store) -> None:
         ),
     ]
     assert store.write_funding_live("BTC-USDT-SWAP", obs) == 2
+    store.compact()
     live = store.read_funding_live("BTC-USDT-SWAP")
     assert live.schema.equals(FUNDING_LIVE_SCHEMA)
     assert live.column("next_funding_time").to_pylist() == [None, ms("2026-01-01T16:00:00")]
     assert (store.data_dir / "funding_live" / "BTC-USDT-SWAP" / "2026-01-01.parquet").is_file()
     assert store.list_funding_live_series() == ["BTC-USDT-SWAP"]
-    assert store.write_funding_live("BTC-USDT-SWAP", obs) == 0
+    assert store.write_funding_live("BTC-USDT-SWAP", obs) == 2  # rows given, not changed
+    assert store.read_funding_live("BTC-USDT-SWAP").equals(live)
 
 
-def test_upsert_counts_and_later_value_wins(store: Store) -> None:
+@pytest.mark.parametrize("compacted", [False, True])
+def test_later_value_wins(store: Store, compacted: bool) -> None:
     start = ms("2026-03-01T00:00:00")
     assert store.write_candles("ETH-USDT", M15, series(start, 10, M15)) == 10
     changed = [candle(start + 2 * M15.ms, 500.0), candle(start + 10 * M15.ms, 7.0)]
     assert store.write_candles("ETH-USDT", M15, changed) == 2  # one changed, one added
+    if compacted:
+        store.compact()
     table = store.read_candles("ETH-USDT", M15)
     ts = table.column("ts").to_pylist()
     assert ts == sorted(set(ts)) and len(ts) == 11
     assert table.column("open").to_pylist()[2] == 500.0
     # Duplicates inside one batch: the later one wins.
     dup = [candle(start, 1.0), candle(start, 2.0)]
-    assert store.write_candles("ETH-USDT", M15, dup) == 1
+    assert store.write_candles("ETH-USDT", M15, dup) == 2
     assert store.read_candles("ETH-USDT", M15).column("open")[0].as_py() == 2.0
+    store.compact()
+    assert store.read_candles("ETH-USDT", M15).column("open")[0].as_py() == 2.0
+    assert store.read_candles("ETH-USDT", M15).column("open").to_pylist()[2] == 500.0
 
 
 def test_unchanged_write_does_not_rewrite(store: Store) -> None:
     start = ms("2026-03-01T00:00:00")
     rows = series(start, 5, M15)
     store.write_candles("ETH-USDT", M15, rows)
+    store.compact()
     path = store.data_dir / "candles/ETH-USDT/15m/2026-03.parquet"
     before = path.stat()
     # Same values from another source are not a change: the file keeps its first provenance.
     again = [c._replace(source="ws") for c in rows[1:3]]
-    assert store.write_candles("ETH-USDT", M15, again) == 0
-    assert Store(store.data_dir).write_candles("ETH-USDT", M15, rows) == 0
+    assert store.write_candles("ETH-USDT", M15, again) == 2
+    assert set(store.read_candles("ETH-USDT", M15).column("source").to_pylist()) == {"backfill"}
+    Store(store.data_dir).write_candles("ETH-USDT", M15, rows)
+    store.compact()
     after = path.stat()
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
     assert set(store.read_candles("ETH-USDT", M15).column("source").to_pylist()) == {"backfill"}
@@ -185,6 +204,7 @@ def test_read_ranges_and_edges(store: Store) -> None:
 def test_list_series_ignores_foreign_files(store: Store) -> None:
     store.write_candles("BTC-USDT", M15, series(ms("2026-01-01T00:00:00"), 2, M15))
     store.write_candles("ADA-USDT", H1, series(ms("2026-01-01T00:00:00"), 2, H1))
+    store.compact()
     (store.data_dir / "candles" / "junk dir" / "15m").mkdir(parents=True)
     (store.data_dir / "candles" / "ETH-USDT" / "7m").mkdir(parents=True)
     (store.data_dir / "candles" / "ETH-USDT" / "15m").mkdir(parents=True)  # empty: no series
@@ -285,16 +305,6 @@ def test_cache_sees_writes_by_another_store(store: Store) -> None:
     assert store.last_candle_ts("BTC-USDT", M15) == start + 4 * M15.ms
 
 
-def test_cache_is_bounded(tmp_path: Path) -> None:
-    store = Store(tmp_path, cache_entries=3)
-    for i in range(10):
-        store.write_candles(f"C{i}-USDT", M15, series(0, 2, M15))
-    assert len(store._io._cache) == 3
-    tiny = Store(tmp_path / "tiny", cache_bytes=1)
-    tiny.write_candles("BTC-USDT", M15, series(0, 2, M15))
-    assert len(tiny._io._cache) == 0
-
-
 def test_concurrent_writes_to_one_partition_lose_nothing(store: Store) -> None:
     start = ms("2026-06-01T00:00:00")
 
@@ -314,6 +324,7 @@ def test_concurrent_writes_to_one_partition_lose_nothing(store: Store) -> None:
 
 def test_files_describe_themselves_in_other_tools(store: Store) -> None:
     store.write_candles("BTC-USDT", M15, series(ms("2026-01-31T23:30:00"), 4, M15))
+    store.compact()
     table = pa.concat_tables(
         pq.read_table(p) for p in sorted(store.data_dir.glob("candles/*/*/*.parquet"))
     )
@@ -338,7 +349,10 @@ def test_write_candles_many_is_one_group_commit_equal_to_single_writes(tmp_path:
         one.write_candles(inst_id, t, candles)
     assert many.write_candles_many(items) == 40 * 10
     again = [(inst_id, t, c[3:7]) for inst_id, t, c in items]
-    assert many.write_candles_many(again) == 0  # nothing changed: nothing rewritten
+    assert many.write_candles_many(again) == 40 * 4
+    assert len(list((tmp_path / "many" / "journal").rglob("*.parquet"))) == 2  # one per call
+    one.compact()
+    many.compact()
     for inst_id, t, _ in items:
         assert many.read_candles(inst_id, t).equals(one.read_candles(inst_id, t))
     assert not list((tmp_path / "many").rglob("*.tmp-*"))
@@ -353,6 +367,7 @@ def test_open_partitions_favour_speed_and_ended_ones_size(store: Store) -> None:
     store.write_candles(
         "BTC-USDT", m1, series(now - 2 * 86_400_000, 2, m1) + series(now + 86_400_000, 1, m1)
     )
+    store.compact()
     files = sorted((store.data_dir / "candles" / "BTC-USDT" / "1m").glob("*.parquet"))
     codecs = [pq.read_metadata(p).row_group(0).column(1).compression for p in files]
     assert codecs == ["ZSTD", "SNAPPY"]

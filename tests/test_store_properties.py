@@ -64,10 +64,10 @@ def test_writes_equal_dict_model(
         store = Store(Path(tmp))
         for inst, tf, rows in batches:
             candles = [make(tf, o, i, p, s) for o, i, p, s in rows]
-            expected = apply(model, inst, tf, candles)
-            assert store.write_candles(inst, tf, candles) == expected
-        # A fresh Store (no cache) and the writing one must both see the model.
-        for reader in (store, Store(Path(tmp))):
+            apply(model, inst, tf, candles)
+            assert store.write_candles(inst, tf, candles) == len(candles)
+        # Through the journal, then after a compaction; a fresh Store and the writing one.
+        for reader in (store, Store(Path(tmp)), _compacted(store)):
             stored = {k for k, v in model.items() if v}
             assert set(reader.list_candle_series()) == stored
             for (inst, tf_name), rows_by_ts in model.items():
@@ -105,17 +105,22 @@ def test_funding_writes_equal_dict_model(batches: list[list[tuple[int, float, st
         for rows in batches:
             rates = [FundingRate(origin + i * step, r, r, s) for i, r, s in rows]  # type: ignore[arg-type]
             final = {r.funding_time: r for r in rates}
-            expected = 0
             for t, r in final.items():
                 if t not in model or model[t][1:3] != r[1:3]:
                     model[t] = r
-                    expected += 1
-            assert store.write_funding("BTC-USDT-SWAP", rates) == expected
-        table = store.read_funding("BTC-USDT-SWAP")
-        got = [
-            FundingRate(*r.values())
-            for r in table.select(
-                ["funding_time", "funding_rate", "realized_rate", "source"]
-            ).to_pylist()
-        ]
-        assert got == [model[t] for t in sorted(model)]
+            assert store.write_funding("BTC-USDT-SWAP", rates) == len(rates)
+        for reader in (store, _compacted(store)):
+            table = reader.read_funding("BTC-USDT-SWAP")
+            got = [
+                FundingRate(*r.values())
+                for r in table.select(
+                    ["funding_time", "funding_rate", "realized_rate", "source"]
+                ).to_pylist()
+            ]
+            assert got == [model[t] for t in sorted(model)]
+
+
+def _compacted(store: Store) -> Store:
+    store.compact()
+    assert store.journal_pending() == 0
+    return store

@@ -38,6 +38,7 @@ def torn(tmp_path: Path) -> tuple[Store, Path, Path]:
     """Jan and Feb partitions, Jan torn in half, and a temp file left by a dead writer."""
     store = Store(tmp_path / "data")
     store.write_candles("BTC-USDT", M15, candles(JAN, 8))  # 4 in January, 4 in February
+    store.compact()
     folder = store.data_dir / "candles" / "BTC-USDT" / "15m"
     jan = folder / "2026-01.parquet"
     data = jan.read_bytes()
@@ -76,14 +77,22 @@ def test_read_meets_torn_file_without_recover(torn: tuple[Store, Path, Path]) ->
     fresh = Store(store.data_dir)
     assert fresh.read_candles("BTC-USDT", M15).num_rows == 4
     notes = fresh.take_notes()
-    assert [(n.action, n.path) for n in notes] == [("moved_aside", jan)]
+    assert [(n.action, n.path) for n in notes] == [("unreadable", jan)]
     assert fresh.take_notes() == []
+    assert jan.exists()  # a read never moves a file: only a writing command's start-up does
+    # The lost first month is still where the series starts: a gap, not an absence.
+    assert fresh.first_candle_ts("BTC-USDT", M15) == JAN + 4 * M15.ms
+    assert fresh.expected_first_ts("BTC-USDT", M15) == JAN
+    notes = fresh.recover()
+    assert "moved_aside" in [n.action for n in notes] and not jan.exists()
+    assert Store(store.data_dir).expected_first_ts("BTC-USDT", M15) == JAN
 
 
 def test_write_meets_torn_file(torn: tuple[Store, Path, Path]) -> None:
     store, _, _ = torn
     fresh = Store(store.data_dir)
     assert fresh.write_candles("BTC-USDT", M15, candles(JAN, 1)) == 1
+    fresh.compact()  # a writing command's compaction, under the data dir's lock
     assert [n.action for n in fresh.take_notes()] == ["moved_aside"]
     assert fresh.candle_timestamps("BTC-USDT", M15).size == 5
 
@@ -91,16 +100,19 @@ def test_write_meets_torn_file(torn: tuple[Store, Path, Path]) -> None:
 def test_last_ts_meets_garbage_newest_partition(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 8))
+    store.compact()
     feb = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-02.parquet"
     feb.write_bytes(b"PAR1 garbage")
     fresh = Store(tmp_path)
     assert fresh.last_candle_ts("BTC-USDT", M15) == JAN + 3 * M15.ms
-    assert [n.action for n in fresh.take_notes()] == ["moved_aside"]
+    assert [n.action for n in fresh.take_notes()] == ["unreadable"]
+    assert feb.exists()
 
 
 def test_wrong_schema_is_unreadable(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 1))
+    store.compact()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -113,6 +125,7 @@ def test_wrong_schema_is_unreadable(tmp_path: Path) -> None:
 def test_deep_recover_finds_corrupt_pages(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 4))
+    store.compact()
     path = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-01.parquet"
     data = bytearray(path.read_bytes())
     for i in range(8, len(data) // 2):  # scribble over the column chunks, keep the footer
@@ -125,6 +138,7 @@ def test_deep_recover_finds_corrupt_pages(tmp_path: Path) -> None:
 def test_live_or_young_temp_files_are_kept(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 1))
+    store.compact()
     folder = tmp_path / "candles" / "BTC-USDT" / "15m"
     ours = temp_name(folder / "2026-01.parquet")  # this process: maybe a write in flight
     ours.write_bytes(b"x")
@@ -146,6 +160,7 @@ def test_month_files_of_day_partitioned_series_are_split_into_day_files(tmp_path
         Candle(JAN + i * 3_600_000, 1.0, 2.0, 0.5, 1.5, 3.0, 4.0, "backfill") for i in range(50)
     ]
     old.write_candles("BTC-USDT", m1, rows)
+    old.compact()
     old_dir = old.data_dir / "candles" / "BTC-USDT" / "1m"
     table = pa.concat_tables(pq.read_table(p) for p in sorted(old_dir.glob("*.parquet")))
     folder = tmp_path / "data" / "candles" / "BTC-USDT" / "1m"
@@ -155,6 +170,7 @@ def test_month_files_of_day_partitioned_series_are_split_into_day_files(tmp_path
     pq.write_table(table.slice(0, 10), folder / "2026-01.parquet")
     store = Store(tmp_path / "data")
     store.write_candles("BTC-USDT", m1, rows[40:])  # new rows already in day files
+    store.compact()
     notes = store.recover()
     assert sorted(n.action for n in notes) == ["split", "split"]
     assert all("into day files" in str(n) for n in notes)
@@ -173,6 +189,7 @@ def test_live_funding_month_file_is_split(tmp_path: Path) -> None:
     store = Store(tmp_path / "data")
     obs = [FundingObservation(JAN + i * 86_400_000, JAN, 1e-4, None, None, "ws") for i in range(3)]
     store.write_funding_live("BTC-USDT-SWAP", obs)
+    store.compact()
     folder = store.data_dir / "funding_live" / "BTC-USDT-SWAP"
     table = pa.concat_tables(pq.read_table(p) for p in sorted(folder.glob("*.parquet")))
     for p in folder.glob("*.parquet"):
@@ -182,3 +199,23 @@ def test_live_funding_month_file_is_split(tmp_path: Path) -> None:
     assert Store(tmp_path / "data").recover()
     assert Store(tmp_path / "data").read_funding_live("BTC-USDT-SWAP").equals(table)
     assert not (folder / "2026-01.parquet").exists()
+
+
+def test_the_recorded_start_outlives_a_lost_first_partition(tmp_path: Path) -> None:
+    """Compaction records where a series starts; once its first partition is gone, the
+    expected start still says so (a status gap, a backfill re-fetch)."""
+    store = Store(tmp_path)
+    store.write_candles("BTC-USDT", M15, candles(JAN + 2 * M15.ms, 6))  # Jan 23:30 .. Feb
+    store.compact()
+    store.write_candles("BTC-USDT", M15, candles(JAN, 2))  # older rows: the start moves back
+    store.compact()
+    folder = tmp_path / "candles" / "BTC-USDT" / "15m"
+    assert (folder / ".series.json").exists()
+    (folder / "2026-01.parquet").unlink()  # lost outright (a user, a disk)
+    fresh = Store(tmp_path)
+    assert fresh.first_candle_ts("BTC-USDT", M15) == JAN + 4 * M15.ms
+    assert fresh.expected_first_ts("BTC-USDT", M15) == JAN
+    from okx_collector.status import collect_status
+
+    (status,) = collect_status(fresh, JAN + 10 * M15.ms)
+    assert status.coverage.gap_count == 1 and status.coverage.missing == 4

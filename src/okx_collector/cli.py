@@ -24,7 +24,6 @@ from okx_collector.config import (
     LOG_FORMATS,
     LOG_LEVELS,
     MODES,
-    WRITER_PROCESS,
     Settings,
     build_settings,
 )
@@ -228,11 +227,6 @@ def backfill(**kwargs: Any) -> None:
 @click.option("--poll-interval", type=float, help="Seconds between REST polls [env POLL_INTERVAL; "
               "default 60].")  # fmt: skip
 @click.option("--heartbeat", type=float, help="Seconds between heartbeat log lines [default 60].")
-@click.option("--cache-mb", type=float, help="Memory for decoded newest partitions, which a close "
-              "then rewrites without reading them back; 0 = none [default 64].")  # fmt: skip
-@click.option("--writer-process", type=click.Choice(WRITER_PROCESS), help="Write Parquet in a "
-              "child process with its own interpreter lock: on, off, or auto = from 500 series "
-              "[default auto].")  # fmt: skip
 @click.option("--metrics-port", type=int, help="Serve Prometheus /metrics and /health on this "
               "port (docs/operations.md) [default: off].")  # fmt: skip
 @click.option("--metrics-host", help="Address the metrics port listens on [default 127.0.0.1].")

@@ -7,6 +7,7 @@ file > default. Everything is validated here, so the rest of the program only se
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import time
@@ -28,11 +29,17 @@ from okx_collector.timeframes import (
 )
 from okx_collector.universe import split_entries
 
+log = logging.getLogger(__name__)
 DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT")
 OKX_REST_URL = "https://www.okx.com"
 OKX_WS_URL = "wss://ws.okx.com:8443/ws/v5"
 MODES = ("auto", "ws", "poll")
-WRITER_PROCESS = ("auto", "on", "off")
+# Settings that no longer exist: a config file (or environment) naming one still works, with a
+# one-line warning, so that upgrading does not break a deployment.
+REMOVED_SETTINGS = {
+    "cache_mb": "writes append to a journal now: no partition cache",
+    "writer_process": "writes append to a journal now: no writer process",
+}
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -55,12 +62,6 @@ class Settings:
     mode: str = "auto"
     poll_interval: float = 60.0
     heartbeat: float = 60.0
-    # Decoded newest partitions kept in memory (MB): a live close rewrites each series' file,
-    # and a cached one need not be read back first. Trades memory for close->disk latency.
-    # None: the store's own default (64 MB).
-    cache_mb: float | None = None
-    # Live writes in a child process with its own interpreter lock; auto: from 500 series.
-    writer_process: str = "auto"
     # `collect` serves Prometheus metrics and /health on this port (None: not at all), on
     # loopback unless told otherwise: the endpoint has no authentication.
     metrics_port: int | None = None
@@ -154,15 +155,6 @@ def _positive(value: Any, name: str) -> float:
     return number
 
 
-def _megabytes(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    number = _number(value, name, "megabytes")
-    if not 0 <= number <= 1_000_000:
-        raise BadInput(f"{name} must be between 0 (no cache) and 1000000 MB, got {value!r}")
-    return number
-
-
 def _port(value: Any, name: str) -> int:
     try:
         number = int(str(value).strip())
@@ -210,7 +202,6 @@ def _time_spec(value: Any, flag: str) -> str | None:
 
 
 _CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
-    "cache_mb": _megabytes,
     "metrics_port": _port,
     "metrics_host": _host,
 }
@@ -236,8 +227,6 @@ def _convert(name: str, value: Any) -> Any:
         return _url(value, flag, ("ws://", "wss://"))
     if name == "mode":
         return _choice(value, flag, MODES)
-    if name == "writer_process":
-        return _choice(value, flag, WRITER_PROCESS)
     if name in ("poll_interval", "heartbeat"):
         return _positive(value, flag)
     if name in _CONVERTERS:
@@ -265,6 +254,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
     table = raw.get("okx-collector", raw.get("okx_collector", raw))
     values = {str(k).replace("-", "_"): v for k, v in table.items()}
+    for name in sorted(set(values) & set(REMOVED_SETTINGS)):
+        del values[name]
+        log.warning("config file %s: %s is no longer used (%s); ignored", path, name,
+                    REMOVED_SETTINGS[name])  # fmt: skip
     unknown = sorted(set(values) - set(SETTING_NAMES))
     if unknown:
         named = ", ".join(_with_suggestion(key) for key in unknown)
@@ -289,6 +282,9 @@ def environment_values(env: Mapping[str, str]) -> dict[str, Any]:
         value = env.get("OKX_COLLECTOR_" + name.upper())
         if value not in (None, ""):
             values[name] = value
+    for name, why in REMOVED_SETTINGS.items():
+        if env.get("OKX_COLLECTOR_" + name.upper()):
+            log.warning("OKX_COLLECTOR_%s is no longer used (%s); ignored", name.upper(), why)
     return values
 
 

@@ -7,7 +7,7 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +23,8 @@ from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store import Store
+from okx_collector.store.compact import BackgroundCompactor
 from okx_collector.store.lifecycle import forget_delisted, read_delisted, record_delisted
-from okx_collector.store.store import cache_bytes
 from okx_collector.timeframes import Timeframe
 from okx_collector.universe import Selector, needs_volumes, select, split_entries
 
@@ -189,13 +189,31 @@ def _stored_inst_ids(store: Store) -> set[str]:
     return {inst_id for inst_id, _ in store.list_candle_series()} | set(store.list_funding_series())
 
 
-def open_store(data_dir: Path, cache_mb: float | None = None) -> Store:
-    """The store, after start-up recovery (stale temp files removed, unreadable files set aside);
-    `cache_mb`: its partition cache (None: the store's default)."""
-    store = Store(data_dir, cache_bytes=cache_bytes(cache_mb))
+def open_store(data_dir: Path) -> Store:
+    """The store of a writing command (the caller holds the data dir's lock), after start-up
+    recovery (stale temp files removed, unreadable files set aside) and the compaction of what a
+    previous run left in the journal."""
+    store = Store(data_dir)
     for note in store.recover():
         log.warning("%s", note)
+    done = store.compact()
+    if done.files:
+        log.info("merged %d journal files left by the previous run", done.files)
     return store
+
+
+@contextlib.asynccontextmanager
+async def compacting(store: Store) -> AsyncIterator[None]:
+    """Compact the store's journal in the background while the block runs, and all of it at
+    a clean exit (so that a stopped dataset is plain partitions). After a failure the journal
+    is left as it is: the next start merges it."""
+    compactor = BackgroundCompactor(store.compact, store.journal_pending)
+    compactor.start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(compactor.stop)
+    await asyncio.to_thread(store.compact)
 
 
 def report_notes(store: Store) -> None:

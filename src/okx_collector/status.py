@@ -18,7 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from okx_collector.store import Store
-from okx_collector.store.coverage import Coverage, Gap, candle_coverage, funding_coverage
+from okx_collector.store.coverage import (
+    Coverage,
+    Gap,
+    candle_coverage,
+    funding_coverage,
+    with_lost_start,
+)
 from okx_collector.store.lifecycle import read_delisted
 from okx_collector.timeframes import Timeframe
 
@@ -56,7 +62,7 @@ def collect_status(
             continue
         tf = Timeframe.parse(tf_name)
         ts = store.candle_timestamps(inst_id, tf)
-        cov = candle_coverage(ts, tf, now_ms)
+        cov = with_lost_start(candle_coverage(ts, tf, now_ms), store.expected_first_ts(inst_id, tf))
         out.append(SeriesStatus("candles", inst_id, tf.name, now_ms, cov, delisted.get(inst_id)))
     for inst_id in store.list_funding_series():
         if not wanted(inst_id, None):

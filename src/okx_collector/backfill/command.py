@@ -20,7 +20,13 @@ from okx_collector.backfill.runner import Backfiller, BackfillReport
 from okx_collector.config import Settings, resolve_range
 from okx_collector.errors import Interrupted, unwrap
 from okx_collector.retry import BackoffFactory, backoff_delays
-from okx_collector.session import data_dir_lock, open_session, open_store, report_notes
+from okx_collector.session import (
+    compacting,
+    data_dir_lock,
+    open_session,
+    open_store,
+    report_notes,
+)
 from okx_collector.summary import emit_summary
 
 log = logging.getLogger("okx_collector.backfill")
@@ -42,17 +48,17 @@ async def run_backfill_async(
     `stop`: once set, start-up is cancelled (CancelledError), or fetching ends and what was
     fetched is written (the report says `interrupted`).
     """
-    store = await _unless_stopped(stop, asyncio.to_thread(open_store, settings.data_dir,
-                                                          settings.cache_mb))  # fmt: skip
+    store = await _unless_stopped(stop, asyncio.to_thread(open_store, settings.data_dir))
     session = await _unless_stopped(
         stop, open_session(settings, store, rate_limit_scale=rate_limit_scale, delays=delays)
     )
     try:
         since, until = resolve_range(settings, session.now, DEFAULT_SINCE)
         backfiller = Backfiller(session.exchange, store, progress or make_progress(), delays=delays)
-        report = await backfiller.run(
-            session.series, session.funding, since, until, session.now, stop=stop
-        )
+        async with compacting(store):
+            report = await backfiller.run(
+                session.series, session.funding, since, until, session.now, stop=stop
+            )
     finally:
         await session.exchange.close()
     report_notes(store)

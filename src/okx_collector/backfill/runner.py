@@ -43,6 +43,7 @@ FLUSH_SECONDS = 2.0  # ...or once it is this old
 
 class CandleStore(Protocol):
     def write_candles(self, inst_id: str, tf: Timeframe, candles: Sequence[Candle]) -> int: ...
+    def expected_first_ts(self, inst_id: str, tf: Timeframe) -> int | None: ...
 
 
 @dataclass
@@ -115,6 +116,10 @@ class Backfiller:
         for inst, tf in series:
             present = self.store.candle_timestamps(inst.inst_id, tf)
             start = (starts or {}).get((inst.inst_id, tf.name), since)
+            if present.size:  # a lost range before the first stored candle is fetched again
+                expected = self.store.expected_first_ts(inst.inst_id, tf)
+                if expected is not None and expected < int(present[0]):
+                    start = min(start, expected)
             pages = plan_pages(present, tf, start, until, now)
             jobs.append(SeriesJob(inst, tf, pages))
         return jobs

@@ -72,7 +72,7 @@ class Collector(Membership):
     def __init__(
         self,
         exchange: OkxExchange,
-        stores: Sequence[WritableStore],
+        store: WritableStore,
         series: Sequence[tuple[Instrument, Timeframe, int | None]],
         funding: Sequence[Instrument],
         funding_last: dict[str, int | None],
@@ -88,7 +88,7 @@ class Collector(Membership):
         self.observer: Observer = observer or Unobserved()
         self.options = options
         self.clock = clock or ExchangeClock()
-        self.writer = Writer(stores, self._now)
+        self.writer = Writer(store, self._now)
         self.counters = Counters()
         use_ws = options.mode != "poll"
         self.states = {

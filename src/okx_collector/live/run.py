@@ -18,14 +18,12 @@ from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.lifecycle import REFRESH_SECONDS
-from okx_collector.live.writer import WritableStore, route
-from okx_collector.live.writer_process import WriterProcess
-from okx_collector.memory import give_back
 from okx_collector.ops import Ops
 from okx_collector.ops.notify import Notifier
 from okx_collector.retry import BackoffFactory, backoff_delays
 from okx_collector.session import (
     Session,
+    compacting,
     data_dir_lock,
     open_session,
     open_store,
@@ -35,14 +33,9 @@ from okx_collector.session import (
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import record_delisted
 from okx_collector.timeframes import Timeframe
-from okx_collector.universe import split_entries
 
 log = logging.getLogger("okx_collector.collect")
 DEFAULT_SINCE = "1d"  # where an empty store's series start
-# From this many series (symbols x timeframes) the writes get a process of their own: below it
-# one process closes them well within a second (estimated ~0.5 s at 500 series of 1m, half what
-# 1,000 measure), and the child would only add its memory (~30-50 MB).
-WRITER_PROCESS_SERIES = 500
 
 
 async def collect_async(
@@ -53,29 +46,21 @@ async def collect_async(
     delays: BackoffFactory = backoff_delays,
     keepalive_ms: int = 18_000,
     rate_limit_scale: float = 1.0,
-    writes: WriterProcess | None = None,
     refresh_seconds: float = REFRESH_SECONDS,
     notifier: Notifier | None = None,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters).
 
     `refresh_seconds`: how often OKX's instrument list is reloaded (delistings, listings).
-    `writes`: a writer process to do the live writes (it owns the partition cache); without it
-    they run in this process's threads. `notifier`: systemd's notify socket (see ops.notify);
-    `settings.metrics_port` serves metrics and /health for the whole run.
+    `notifier`: systemd's notify socket (see ops.notify); `settings.metrics_port` serves metrics
+    and /health for the whole run.
     """
-    ops = Ops(
-        settings.metrics_host,
-        settings.metrics_port,
-        notifier,
-        writer_pid=None if writes is None else (lambda: writes.pid),
-    )
+    ops = Ops(settings.metrics_host, settings.metrics_port, notifier)
     await ops.start()
     try:
         return await _collect(
-            settings, stop, ops, clock, delays, keepalive_ms, rate_limit_scale, writes,
-            refresh_seconds,
-        )  # fmt: skip
+            settings, stop, ops, clock, delays, keepalive_ms, rate_limit_scale, refresh_seconds
+        )
     finally:
         await ops.close()
 
@@ -88,11 +73,9 @@ async def _collect(
     delays: BackoffFactory,
     keepalive_ms: int,
     rate_limit_scale: float,
-    writes: WriterProcess | None,
     refresh_seconds: float,
 ) -> Collector:
-    store = await asyncio.to_thread(open_store, settings.data_dir, settings.cache_mb)
-    writers: list[WritableStore] = [store] if writes is None else [writes, store]
+    store = await asyncio.to_thread(open_store, settings.data_dir)
     mode = settings.mode
     problem = OkxExchange.websocket_problem()
     if problem and mode == "ws":
@@ -105,68 +88,62 @@ async def _collect(
     )
     ops.observe_exchange(session.exchange)
     try:
-        since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
-        await _repair(store, session, since, delays, stop)
-        series, funding_last = await asyncio.to_thread(_stored_ends, store, writers, session)
-        options = CollectorOptions(
-            mode=mode,
-            poll_interval=settings.poll_interval,
-            heartbeat=settings.heartbeat,
-            since=since,
-            delays=delays,
-            refresh_seconds=refresh_seconds,
-        )
-        clock = clock or ExchangeClock()  # synced afresh when the collector starts
+        async with compacting(store):  # from the catch-up on: it writes too
+            since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
+            await _repair(store, session, since, delays, stop)
+            series, funding_last = await asyncio.to_thread(_stored_ends, store, session)
+            options = CollectorOptions(
+                mode=mode,
+                poll_interval=settings.poll_interval,
+                heartbeat=settings.heartbeat,
+                since=since,
+                delays=delays,
+                refresh_seconds=refresh_seconds,
+            )
+            clock = clock or ExchangeClock()  # synced afresh when the collector starts
 
-        async def on_delisted(inst_id: str, noticed_ms: int) -> None:
-            await asyncio.to_thread(record_delisted, store.data_dir, inst_id, noticed_ms)
+            async def on_delisted(inst_id: str, noticed_ms: int) -> None:
+                await asyncio.to_thread(record_delisted, store.data_dir, inst_id, noticed_ms)
 
-        collector = Collector(
-            session.exchange,
-            ops.stores(writers, clock),
-            series,
-            session.funding,
-            funding_last,
-            options,
-            clock,
-            on_delisted=on_delisted,
-            expand=(
-                functools.partial(selected, session.exchange, session.selectors, delays)
-                if session.selectors
-                else None
-            ),
-            observer=ops,
-        )
-        # A failed write (a full disk) stops the job: the collector then raises it.
-        collector.writer.on_failure = lambda _: stop.set()
-        # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
-        # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with
-        # 2,000 instruments, a stall that lands on the candle-close write burst.
-        gc.collect()
-        gc.freeze()
-        give_back()  # what the start-up's repair pass freed
-        log.info(
-            "collecting %d series and %d funding streams in %s mode into %s",
-            len(series), len(session.funding), mode, settings.data_dir,
-        )  # fmt: skip
-        await collector.run(stop)
+            collector = Collector(
+                session.exchange,
+                ops.store(store, clock),
+                series,
+                session.funding,
+                funding_last,
+                options,
+                clock,
+                on_delisted=on_delisted,
+                expand=(
+                    functools.partial(selected, session.exchange, session.selectors, delays)
+                    if session.selectors
+                    else None
+                ),
+                observer=ops,
+            )
+            # A failed write (a full disk) stops the job: the collector then raises it.
+            collector.writer.on_failure = lambda _: stop.set()
+            # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
+            # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with
+            # 2,000 instruments, a stall that lands on the candle-close write burst.
+            gc.collect()
+            gc.freeze()
+            log.info(
+                "collecting %d series and %d funding streams in %s mode into %s",
+                len(series), len(session.funding), mode, settings.data_dir,
+            )  # fmt: skip
+            await collector.run(stop)
         log.info("stopped cleanly: %s", collector.totals_line())
     finally:
         await session.exchange.close()
     report_notes(store)
-    if writes is not None:
-        for note in await asyncio.to_thread(writes.take_notes):
-            log.warning("%s", note)
     return collector
 
 
 def _stored_ends(
-    store: Store, writers: list[WritableStore], session: Session
+    store: Store, session: Session
 ) -> tuple[list[tuple[Instrument, Timeframe, int | None]], dict[str, int | None]]:
-    """Newest stored candle per series and newest settled funding per perpetual (file reads);
-    each series' newest partition is left decoded in its writer's cache for the first close."""
-    for inst, tf in session.series:
-        route(writers, inst.inst_id, tf).prime_candles(inst.inst_id, tf)
+    """Newest stored candle per series and newest settled funding per perpetual (file reads)."""
     series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
     funding = {inst.inst_id: store.last_funding_time(inst.inst_id) for inst in session.funding}
     return series, funding
@@ -180,7 +157,7 @@ async def _repair(
     aside at start, are filled while OKX still has the data."""
     firsts = await asyncio.to_thread(
         lambda: {
-            (i.inst_id, tf.name): store.first_candle_ts(i.inst_id, tf) for i, tf in session.series
+            (i.inst_id, tf.name): store.expected_first_ts(i.inst_id, tf) for i, tf in session.series
         }
     )
     starts = {key: since if first is None else min(first, since) for key, first in firsts.items()}
@@ -193,7 +170,7 @@ async def _repair(
         log.info("caught up %d candles in %.1fs before going live", report.written, report.seconds)
 
 
-async def _main(settings: Settings, writes: WriterProcess | None) -> None:
+async def _main(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -206,28 +183,12 @@ async def _main(settings: Settings, writes: WriterProcess | None) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    await collect_async(settings, stop, writes=writes, notifier=Notifier.from_env(os.environ))
-
-
-def _wants_writer_process(settings: Settings) -> bool:
-    if settings.writer_process == "auto":
-        # A selector names a universe (OKX lists hundreds of USDT pairs): count it as large.
-        if split_entries(settings.symbols)[1]:
-            return True
-        return len(settings.symbols) * len(settings.timeframes) >= WRITER_PROCESS_SERIES
-    return settings.writer_process == "on"
+    await collect_async(settings, stop, notifier=Notifier.from_env(os.environ))
 
 
 def run_collect(settings: Settings) -> None:
     with data_dir_lock(settings.data_dir):
-        writes = None
-        if _wants_writer_process(settings):
-            # From the main thread, which lives as long as the process (see WriterProcess).
-            writes = WriterProcess(settings.data_dir, settings.cache_mb)
         try:
-            asyncio.run(_main(settings, writes))
+            asyncio.run(_main(settings))
         except BaseExceptionGroup as group:
             raise unwrap(group) from None
-        finally:
-            if writes is not None:
-                writes.close()

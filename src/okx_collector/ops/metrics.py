@@ -11,7 +11,7 @@ capped), kind, source and status class (a few values each).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from prometheus_client import (
@@ -65,7 +65,7 @@ def status_class(status: int) -> str:
 class Metrics:
     """The run's registry and its instruments; `render()` gives the text exposition."""
 
-    def __init__(self, writer_pid: Callable[[], int] | None = None) -> None:
+    def __init__(self) -> None:
         # No `*_created` gauge beside every counter: Prometheus does not need them, and they
         # would double the text of every labelled counter. (A process-wide switch; idempotent.)
         disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -74,8 +74,6 @@ class Metrics:
         self._endpoints: set[str] = set()
         self._lock = threading.Lock()  # renders run in a worker thread, one at a time
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
-        if writer_pid is not None:  # the writer process's own memory and CPU
-            ProcessCollector(namespace=f"{NS}_writer", pid=writer_pid, registry=self.registry)
         self.rest_requests = Counter(
             f"{NS}_rest_requests", "REST requests sent to OKX (every attempt), by API path.",
             ["endpoint"], registry=self.registry,

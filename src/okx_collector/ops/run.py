@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from okx_collector.live.clock import ExchangeClock
@@ -37,12 +36,11 @@ class Ops:
         host: str,
         port: int | None,
         notifier: Notifier | None = None,
-        writer_pid: Callable[[], int] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.notifier = notifier
-        self.metrics = Metrics(writer_pid) if port is not None else None
+        self.metrics = Metrics() if port is not None else None
         self.server = OpsServer(self.metrics, self.snapshot) if self.metrics else None
         self._collector: Collector | None = None  # once live
         self._live_since = 0  # exchange ms the collector went live
@@ -67,10 +65,9 @@ class Ops:
         if self.metrics is not None:
             exchange.observe_rest(self.metrics)
 
-    def stores(self, stores: Sequence[WritableStore], clock: ExchangeClock) -> list[WritableStore]:
-        if self.metrics is None:
-            return list(stores)
-        return [ObservedStore(store, self.metrics, clock) for store in stores]
+    def store(self, store: WritableStore, clock: ExchangeClock) -> WritableStore:
+        """The live writer's store, observed when metrics are on."""
+        return store if self.metrics is None else ObservedStore(store, self.metrics, clock)
 
     def snapshot(self) -> Snapshot | None:
         """The live collector's snapshot, or None before it is live."""

@@ -1,8 +1,8 @@
 """A writer's store, observed: rows written by kind and source, and close->disk delays.
 
-Wrapped around each store the live writer writes to (this process's, the writer process's), so
-the writer itself needs no hook: a row counts once its store call has returned, which is when it
-is durable. Called on the writer's threads; prometheus_client's instruments are thread-safe.
+Wrapped around the store the live writer writes to, so the writer itself needs no hook: a row
+counts once its store call has returned, which is when it is durable (in the journal). Called on
+the writer's thread; prometheus_client's instruments are thread-safe.
 """
 
 from __future__ import annotations
@@ -49,29 +49,22 @@ class ObservedStore:
                 histogram.observe(max(0.0, value))
         return written
 
-    def write_funding(self, inst_id: str, rates: Sequence[FundingRate]) -> int:
-        written = self.inner.write_funding(inst_id, rates)
-        self._count("funding", rates)
+    def write_funding_many(self, items: Sequence[tuple[str, Sequence[FundingRate]]]) -> int:
+        written = self.inner.write_funding_many(items)
+        self._count("funding", [row for _, rows in items for row in rows])
         return written
 
-    def write_funding_live(self, inst_id: str, obs: Sequence[FundingObservation]) -> int:
-        written = self.inner.write_funding_live(inst_id, obs)
-        self._count("funding_live", obs)
+    def write_funding_live_many(
+        self, items: Sequence[tuple[str, Sequence[FundingObservation]]]
+    ) -> int:
+        written = self.inner.write_funding_live_many(items)
+        self._count("funding_live", [row for _, rows in items for row in rows])
         return written
 
     def _count(self, kind: str, rows: Sequence[FundingRate] | Sequence[FundingObservation]) -> None:
         sources = Tally(SOURCE_LABEL.get(row.source, row.source) for row in rows)
         for source, count in sources.items():
             self._metrics.rows.labels(kind, source).inc(count)
-
-    def prime_candles(self, inst_id: str, tf: Timeframe) -> None:
-        self.inner.prime_candles(inst_id, tf)
-
-    def compact_pending(self, limit: int) -> int:
-        return self.inner.compact_pending(limit)
-
-    def give_back_memory(self) -> None:
-        self.inner.give_back_memory()
 
     def __getattr__(self, name: str) -> Any:
         # Anything the writer's protocol gains later reaches the store unobserved.

@@ -53,6 +53,18 @@ def temp_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp-{os.getpid()}-{_TEMP_TOKEN}{next(_temp_counter):x}")
 
 
+FileSig = tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
+
+
+def file_sig(path: Path) -> FileSig | None:
+    """The identity of the file now at `path`, or None if there is none."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def temp_owner_pid(name: str) -> int | None:
     """The pid embedded in a temp file name, or None if `name` is not one of our temp files."""
     m = _TEMP_RE.fullmatch(name)

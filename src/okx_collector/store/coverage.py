@@ -6,7 +6,7 @@ backfill and the tests can share it without touching files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -99,3 +99,16 @@ def funding_coverage(times: TsArray, now_ms: int, interval_ms: int | None = None
     times = np.asarray(times, dtype=np.int64)
     step = interval_ms if interval_ms is not None else infer_interval(times)
     return coverage(times, step, now_ms, 0)
+
+
+def with_lost_start(cov: Coverage, expected_first: int | None) -> Coverage:
+    """`cov` with the items between `expected_first` (where the series is known to start, see
+    `Store.expected_first_ts`) and its first stored one counted as a gap: a damaged first
+    partition set aside lost them, they are not absent from the exchange."""
+    if expected_first is None or cov.first is None or not cov.step_ms:
+        return cov
+    missing = (cov.first - expected_first) // cov.step_ms
+    if missing <= 0:
+        return cov
+    gap = Gap(cov.first - missing * cov.step_ms, cov.first, int(missing))
+    return replace(cov, gaps=(gap, *cov.gaps))

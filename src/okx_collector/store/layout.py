@@ -2,25 +2,20 @@
 
     DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM}.parquet      15m and longer
     DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}.parquet   1m, 3m, 5m
-    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}T{HH}.parquet   1m, 3m, 5m: the live day
     DATA_DIR/funding/{instId}/{YYYY}.parquet
     DATA_DIR/funding_live/{instId}/{YYYY-MM-DD}.parquet
 
 Only validated OKX instrument ids and known timeframe names become path components, so nothing a
 user types reaches the filesystem unchecked.
 
-Partitions are UTC calendar spans sized so that no file holds more than about 3,000 rows. A live
-job rewrites a series' newest partition at every close (Parquet cannot be appended to in place),
-so the cost of a close is the size of that partition: with month files a 1m close at the end of a
-month would rewrite 44,640 rows (1,000 series: 3 GB and ~20 s of encoding per minute). Days for
-1m/3m/5m (at most 1,440 rows) and for live funding (one row per push, every 30-90 s); months for
-15m and longer (at most 2,976); years for settled funding (3 rows a day).
+Partitions are UTC calendar spans sized so that no file holds more than about 3,000 rows: a
+compaction rewrites each partition it merges rows into (Parquet cannot be appended to in place),
+so its cost is the size of the partitions it touches. Days for 1m/3m/5m (at most 1,440 rows) and
+for live funding (one row per push); months for 15m and longer (at most 2,976); years for settled
+funding (3 rows a day). Writes themselves go to the journal first (`store.journal`).
 
-A live job keeps the day it is writing in hour files (`2026-11-21T13.parquet`, at most 60 rows),
-so that a close late in the day rewrites 60 rows, not 1,440. Once the series has data in a later
-day, the hour files of the ended day are merged into its day file and removed (`SeriesIO`). An
-hour file never holds a row its day file also holds, except for the moment between those two steps
-(or after a crash between them): readers going through the store drop such duplicates.
+Older versions kept a live day of 1m/3m/5m in hour files (`2026-11-21T13.parquet`); they are
+still read, and folded into their day file at the next start (`SeriesIO.fold_legacy`).
 """
 
 from __future__ import annotations

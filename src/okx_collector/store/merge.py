@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from okx_collector.store.arrow import Int64Array, int64s, present, to_float64, to_int64
+from okx_collector.store.arrow import BoolArray, Int64Array, int64s, present, to_float64, to_int64
 from okx_collector.store.schema import Kind
 
 
@@ -81,3 +81,54 @@ def merge(existing: pa.Table, new: pa.Table, kind: Kind) -> tuple[pa.Table | Non
     ).combine_chunks()
     order = np.argsort(key_array(merged, kind.key), kind="stable")
     return merged.take(int64s(order)), count
+
+
+def collapse(
+    table: pa.Table, keys: Int64Array, value_columns: tuple[str, ...]
+) -> tuple[Int64Array, BoolArray]:
+    """One row per key of `table`, whose rows are in the order they were written (older
+    first; each batch already unique per key), as if they had been merged one after another:
+    the last value wins, but a row whose values equal the one it would replace is no change, so
+    the earliest row of the final run of equal values is kept (with its `source`).
+
+    Returns the indices of the rows kept, in key order, and per row whether its run reaches
+    back to the first row of its key (`whole`): only then may an equal stored row stay.
+    """
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    same_key = sk[1:] == sk[:-1]
+    same = np.zeros(sk.size, dtype=np.bool_)
+    if same_key.any():
+        idx = np.flatnonzero(same_key)
+        prev = table.take(int64s(order[idx]))
+        cur = table.take(int64s(order[idx + 1]))
+        same[idx + 1] = _rows_equal(prev, cur, value_columns)
+    positions = np.arange(sk.size)
+    run_start = np.maximum.accumulate(np.where(same, 0, positions))
+    key_start = np.maximum.accumulate(np.where(np.append(True, ~same_key), positions, 0))
+    last_of_key = np.append(~same_key, True)
+    chosen = run_start[last_of_key]
+    return order[chosen].astype(np.int64), chosen == key_start[last_of_key]
+
+
+def merge_collapsed(existing: pa.Table, rows: pa.Table, whole: BoolArray, kind: Kind) -> pa.Table:
+    """`existing` (a partition: sorted, unique) with `collapse`d rows merged in by the same
+    rule: a row whose run is `whole` and whose values equal the stored row's leaves it."""
+    if whole.all():
+        merged, _ = merge(existing, rows, kind)
+        return existing if merged is None else merged
+    forced = rows.take(int64s(np.flatnonzero(~whole)))
+    gentle = rows.take(int64s(np.flatnonzero(whole)))
+    merged, _ = merge(existing, gentle, kind)
+    base = existing if merged is None else merged
+    return dedupe_last(pa.concat_tables([base, forced]), kind.key).combine_chunks()
+
+
+def dedupe_runs(table: pa.Table, kind: Kind) -> pa.Table:
+    """`collapse` on the key column: the rows of several batches, oldest first."""
+    keys = key_array(table, kind.key)
+    if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])):
+        return table
+    return table.take(int64s(collapse(table, keys, kind.value_columns)[0]))

@@ -18,13 +18,14 @@ import pyarrow.parquet as pq
 from okx_collector.errors import StorageError
 from okx_collector.store.arrow import empty_table
 from okx_collector.store.atomic import (
+    FileSig,
     UnreadableFile,
+    file_sig,
     make_dirs,
     move_aside,
     read_parquet,
     storage_error,
 )
-from okx_collector.store.cache import FileSig, TableCache, file_sig
 from okx_collector.store.layout import Partition, Period, list_partitions, overlapping
 from okx_collector.store.merge import dedupe_last, key_array
 from okx_collector.store.recovery import RecoveryNote
@@ -52,10 +53,9 @@ class Series:
 
 
 class SeriesReader:
-    """Reads partitions of any series; holds the locks, cache and notes its writes share."""
+    """Reads partitions of any series; holds the locks and notes its writes share."""
 
-    def __init__(self, cache: TableCache) -> None:
-        self._cache = cache  # newest-used partition table per series
+    def __init__(self) -> None:
         self._locks: dict[Path, threading.Lock] = {}  # series directory -> its writer lock
         self._locks_guard = threading.Lock()  # guards _locks
         self._notes: deque[RecoveryNote] = deque(maxlen=MAX_NOTES)  # repairs not yet taken
@@ -121,7 +121,6 @@ class SeriesReader:
                 moved = move_aside(path)
             except StorageError as err:
                 return RecoveryNote(path, "unreadable", f"{reason}; {err}")
-            self._cache.invalidate(series.directory)
             return None if moved is None else RecoveryNote(path, "moved_aside", reason, moved)
 
         if locked:
@@ -138,32 +137,32 @@ class SeriesReader:
         part: Partition,
         columns: list[str] | None = None,
         locked: bool = False,
-        cache: bool = False,
     ) -> pa.Table | None:
         """One partition's rows (sorted, unique), or None if it is absent or unreadable.
 
-        `locked`: the caller holds the partition's lock. `cache`: remember a full table read.
+        `locked`: the caller holds the partition's lock (a writer: an unreadable file is moved
+        aside; a read only reports it).
         """
         path = series.path(part)
         sig = file_sig(path)
         if sig is None:
             return None
-        cached = self._cache.get(series.directory, path, sig)
-        if cached is not None:
-            return cached if columns is None else cached.select(columns)
         try:
             table = read_parquet(path, series.kind.schema, columns)
         except FileNotFoundError:
             return None
         except UnreadableFile as exc:
-            note = self.quarantine(series, path, exc.reason, sig, locked)
+            # Only a writer holding the series' lock (a compaction, under the data dir's lock)
+            # moves the file aside; a read reports it and reads on without it.
+            if locked:
+                note = self.quarantine(series, path, exc.reason, sig, locked)
+            else:
+                note = RecoveryNote(path, "unreadable", exc.reason)
             if note is not None:
                 self.note(note)
             return None
         if series.kind.key in table.column_names:
             table = dedupe_last(table, series.kind.key)
-        if cache and columns is None:
-            self._cache.put(series.directory, path, sig, table)
         return table
 
     def read_range(
@@ -193,14 +192,11 @@ class SeriesReader:
     def _partition_edge(
         self, series: Series, part: Partition, newest: bool, locked: bool = False
     ) -> int | None:
-        """Largest (or smallest) key of one partition, from the cache or the footer statistics.
+        """Largest (or smallest) key of one partition, from the footer statistics.
 
         `locked`: the caller holds the series' lock."""
         path = series.path(part)
         key = series.kind.key
-        cached = self._cache.get(series.directory, path, file_sig(path))
-        if cached is not None and cached.num_rows:
-            return int(cached.column(key)[-1 if newest else 0].as_py())
         try:
             meta = pq.read_metadata(path)
             idx = meta.schema.to_arrow_schema().get_field_index(key)

@@ -12,11 +12,17 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from okx_collector.memory import give_back
 from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.store.arrow import to_int64
-from okx_collector.store.atomic import make_dirs, storage_error, temp_name
-from okx_collector.store.cache import TableCache, file_sig
+from okx_collector.store.atomic import file_sig, make_dirs, move_aside, storage_error, temp_name
+from okx_collector.store.compact import RoundResult, compact_all, pending_files
+from okx_collector.store.journal import (
+    JournalKind,
+    JournalReader,
+    JournalWriter,
+    SeriesKey,
+    journal_root,
+)
 from okx_collector.store.layout import (
     Layout,
     Period,
@@ -25,6 +31,7 @@ from okx_collector.store.layout import (
     overlapping,
     validate_timeframe,
 )
+from okx_collector.store.meta import lost_starts, read_first, record_first
 from okx_collector.store.recovery import (
     RecoveryNote,
     check_readable,
@@ -35,12 +42,13 @@ from okx_collector.store.schema import (
     CANDLES,
     FUNDING,
     FUNDING_LIVE,
-    candles_table,
+    Kind,
     candles_tables,
     funding_live_table,
     funding_table,
 )
 from okx_collector.store.series import Series, SeriesIO
+from okx_collector.store.union import UnionReader
 from okx_collector.store.validate import (
     InvalidRecords,
     validate_candles,
@@ -52,36 +60,24 @@ from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
-GROUP_COMMIT_SERIES = 100  # series per group commit: bounds the tables held until sync
-DEFAULT_CACHE_ENTRIES = (
-    4096  # series whose newest partition stays decoded (a live job has one per series)
-)
-DEFAULT_CACHE_BYTES = 64 * 2**20  # and at most this many bytes of them (a live job's RSS)
-
-
-def cache_bytes(cache_mb: float | None) -> int:
-    """The cache size for a user's `--cache-mb` (None: the default)."""
-    return DEFAULT_CACHE_BYTES if cache_mb is None else int(cache_mb * 2**20)
-
 
 class Store:
-    """Candles, settled funding and live funding observations, as partitioned Parquet files.
+    """Candles, settled funding and live funding observations: a journal of immutable batch
+    files in front of per-series Parquet partitions (docs/storage.md).
 
-    Every method is safe to call from worker threads (`asyncio.to_thread`): writes to one
-    partition are serialised, and readers (here or in other processes) only ever see whole files.
-    Unreadable partitions met along the way are moved aside and reported by `take_notes()`.
+    Every method is safe to call from worker threads (`asyncio.to_thread`). Writes append to the
+    journal; `compact` merges it into the partitions, each replaced atomically, so readers (here
+    or in other processes) only ever see whole files. Reads see partitions plus journal and never
+    move a file: unreadable ones are skipped and reported by `take_notes()`.
     """
 
-    def __init__(
-        self,
-        data_dir: Path | str,
-        *,
-        cache_entries: int = DEFAULT_CACHE_ENTRIES,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-    ) -> None:
+    def __init__(self, data_dir: Path | str) -> None:
         self.data_dir = Path(data_dir)  # the dataset root (DATA_DIR)
         self.layout = Layout(self.data_dir)  # path arithmetic under it
-        self._io = SeriesIO(TableCache(cache_entries, cache_bytes))  # locks, cache, notes
+        self._io = SeriesIO()  # partition locks, merges and notes
+        self._journal = JournalWriter(self.data_dir)  # where every write goes first
+        self._journal_reader = JournalReader(self.data_dir)  # what reads add to the partitions
+        self._union = UnionReader(self._io, self._journal_reader)  # reads of both
         # Validated series descriptors, by (inst_id, timeframe): as many as the series touched.
         self._candle_series: dict[tuple[str, Timeframe], Series] = {}
 
@@ -117,59 +113,81 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
 
     def write_candles(self, inst_id: str, tf: Timeframe, candles: Sequence[Candle]) -> int:
-        """Upsert closed candles (later value wins); returns rows added or changed.
+        """Append closed candles to the journal (durable on return; a later write of the same
+        `ts` wins, see `compact`); returns the rows written.
 
         The whole batch is validated first (raises `InvalidRecords`, writing nothing).
         """
-        series = self._candles(inst_id, tf)
-        table = candles_table(inst_id, tf.name, candles)
-        validate_candles(table, series.label, tf)
-        return self._io.write(series, table)
+        return self.write_candles_many([(inst_id, tf, candles)])
 
     def write_candles_many(self, items: Sequence[tuple[str, Timeframe, Sequence[Candle]]]) -> int:
-        """`write_candles` for many series at once, durable with one group commit per chunk: the
-        live writer's call. A 1m/3m/5m series' newest day goes to hour files (see `layout`), so a
-        close late in the day rewrites an hour of rows; `compact_pending` merges them later.
-
-        Every batch is validated before anything is written. Chunks bound the lock files held
-        open at once (one per series) well below the usual limit of 1,024 open files.
-        """
-        series = [self._candles(inst_id, tf) for inst_id, tf, _ in items]
+        """`write_candles` for many series at once: one journal file for the whole batch (a
+        live close of a thousand series costs one small fsynced file). Every series is
+        validated before anything is written."""
+        named = [self._candles(inst_id, tf) for inst_id, tf, _ in items]  # validates the names
+        series = [one for one, item in zip(named, items, strict=True) if item[2]]
+        items = [item for item in items if item[2]]
+        if not items:
+            return 0
         tables = candles_tables([(inst_id, tf.name, rows) for inst_id, tf, rows in items])
         if not _valid_together(tables, {tf for _, tf, _ in items}):
             for one, table, (_, tf, _) in zip(series, tables, items, strict=True):
                 validate_candles(table, one.label, tf)  # raises, naming the bad series
-        prepared = list(zip(series, tables, strict=True))
-        return sum(
-            self._io.write_many(prepared[i : i + GROUP_COMMIT_SERIES], hours=True)
-            for i in range(0, len(prepared), GROUP_COMMIT_SERIES)
-        )
+        return self._append("candles", _joined(tables))
 
     def write_funding(self, inst_id: str, rates: Sequence[FundingRate]) -> int:
-        """Upsert settled funding rates keyed by `funding_time`; returns rows added or changed."""
-        series = self._funding(inst_id)
-        table = funding_table(inst_id, rates)
-        validate_funding(table, series.label)
-        return self._io.write(series, table)
+        """Append settled funding rates keyed by `funding_time`; returns the rows written."""
+        return self.write_funding_many([(inst_id, rates)])
+
+    def write_funding_many(self, items: Sequence[tuple[str, Sequence[FundingRate]]]) -> int:
+        """`write_funding` for many perpetuals: one journal file (all validated first)."""
+        tables = []
+        for inst_id, rates in items:
+            table = funding_table(inst_id, rates)
+            validate_funding(table, self._funding(inst_id).label)
+            tables.append(table)
+        return self._append("funding", _joined(tables))
 
     def write_funding_live(self, inst_id: str, obs: Sequence[FundingObservation]) -> int:
-        """Upsert live funding observations keyed by `ts`; returns rows added or changed."""
-        series = self._funding_live(inst_id)
-        table = funding_live_table(inst_id, obs)
-        validate_funding_live(table, series.label)
-        return self._io.write(series, table)
+        """Append live funding observations keyed by `ts`; returns the rows written."""
+        return self.write_funding_live_many([(inst_id, obs)])
 
-    def compact_pending(self, limit: int) -> int:
-        """Merge the hour files of days that have ended into their day files, for up to `limit`
-        series that `write_candles_many` saw move to a new day; how many still wait. Cheap when
-        none does: a live writer calls it whenever it is idle."""
-        return self._io.compact_pending(limit)
+    def write_funding_live_many(
+        self, items: Sequence[tuple[str, Sequence[FundingObservation]]]
+    ) -> int:
+        """`write_funding_live` for many perpetuals: one journal file (all validated first)."""
+        tables = []
+        for inst_id, obs in items:
+            table = funding_live_table(inst_id, obs)
+            validate_funding_live(table, self._funding_live(inst_id).label)
+            tables.append(table)
+        return self._append("funding_live", _joined(tables))
 
-    def give_back_memory(self) -> None:
-        """Return freed allocator pages to the system (`okx_collector.memory`); a live writer
-        calls it once its queue is idle after a burst of writes, so that RSS between closes stays
-        at its settled level for months."""
-        give_back()
+    def _append(self, kind: JournalKind, table: pa.Table) -> int:
+        if table.num_rows:
+            self._journal.append(kind, table)
+        return int(table.num_rows)
+
+    def compact(self, max_files: int | None = None) -> RoundResult:
+        """Merge the journal into the partitions (all of it, or one round of at most
+        `max_files` files per kind); see `compact` for the precedence rule. A writing command
+        runs it at start (finishing a crashed one), in the background and at a clean stop."""
+        result = compact_all(
+            self.data_dir, self._series_for, self._io.merge_in, max_files=max_files
+        )
+        for path, reason in result.unreadable:
+            self._io.note(RecoveryNote(path, "unreadable", reason))
+        return result
+
+    def journal_pending(self) -> int:
+        """Journal files not yet merged into the partitions."""
+        return pending_files(self.data_dir)
+
+    def _series_for(self, kind: Kind, key: SeriesKey) -> Series:
+        inst_id, tf_name = key
+        if kind is CANDLES:
+            return self._candles(inst_id, Timeframe.parse(tf_name))
+        return self._funding(inst_id) if kind is FUNDING else self._funding_live(inst_id)
 
     def check_writable(self) -> None:
         """Raise `StorageError` (one line, naming the path) unless files can be created here."""
@@ -190,7 +208,7 @@ class Store:
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Candles with open time in [start, end), sorted by `ts` (empty table if none)."""
-        return self._io.read_range(self._candles(inst_id, tf), start, end)
+        return self._union.read(self._candles(inst_id, tf), (inst_id, tf.name), start, end)
 
     def read_candles_df(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
@@ -202,64 +220,83 @@ class Store:
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Settled funding with `funding_time` in [start, end), sorted."""
-        return self._io.read_range(self._funding(inst_id), start, end)
+        return self._union.read(self._funding(inst_id), (inst_id, ""), start, end)
 
     def read_funding_live(
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> pa.Table:
         """Live funding observations with `ts` in [start, end), sorted."""
-        return self._io.read_range(self._funding_live(inst_id), start, end)
+        return self._union.read(self._funding_live(inst_id), (inst_id, ""), start, end)
 
     def candle_timestamps(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> npt.NDArray[np.int64]:
         """Stored candle open times in [start, end): int64, sorted, unique."""
-        table = self._io.read_range(self._candles(inst_id, tf), start, end, ["ts"])
+        table = self._union.read(self._candles(inst_id, tf), (inst_id, tf.name), start, end, ["ts"])
         return to_int64(table.column("ts"))
 
     def funding_times(
         self, inst_id: str, start: int | None = None, end: int | None = None
     ) -> npt.NDArray[np.int64]:
         """Stored settled funding times in [start, end): int64, sorted, unique."""
-        table = self._io.read_range(self._funding(inst_id), start, end, ["funding_time"])
+        table = self._union.read(
+            self._funding(inst_id), (inst_id, ""), start, end, ["funding_time"]
+        )
         return to_int64(table.column("funding_time"))
 
     def candle_partition_files(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> list[Path]:
-        """The partition files that may hold candles with open time in [start, end), sorted."""
+        """The files that may hold candles with open time in [start, end): partitions, then the
+        journal files holding rows of the series there (their names identify their content:
+        the files never change)."""
         series = self._candles(inst_id, tf)
         parts = overlapping(list_partitions(series.directory, series.period), start, end)
-        return [series.path(p) for p in parts]
+        found = [series.path(p) for p in parts]
+        return found + self._union.journal_files(CANDLES, (inst_id, tf.name), start, end)
 
     def last_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
-        """Open time of the newest stored candle (reads only the newest partition's `ts`)."""
-        return self._io.edge(self._candles(inst_id, tf), newest=True)
-
-    def prime_candles(self, inst_id: str, tf: Timeframe) -> None:
-        """Load the series' newest partition into the cache, so that the first live close after
-        a start costs what every later one does (no read of the file it rewrites)."""
-        self._io.prime(self._candles(inst_id, tf))
+        """Open time of the newest stored candle."""
+        return self._union.edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=True)
 
     def first_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the oldest stored candle."""
-        return self._io.edge(self._candles(inst_id, tf), newest=False)
+        return self._union.edge(self._candles(inst_id, tf), (inst_id, tf.name), newest=False)
+
+    def expected_first_ts(self, inst_id: str, tf: Timeframe) -> int | None:
+        """Where the series is known to start, lost partitions included (see `store.meta`):
+        the older of its recorded start and its first stored candle; without a record, the
+        span of a first partition that cannot be read or of a moved-aside one counts too.
+        Older than `first_candle_ts` when a range was lost: `status` reports it as a gap,
+        backfill and collect re-fetch it."""
+        series = self._candles(inst_id, tf)
+        found = [read_first(series.directory), self.first_candle_ts(inst_id, tf)]
+        if found[0] is None:  # no record (an older data dir): what the file names say
+            found.extend(lost_starts(series.directory, series.period))
+            for part in list_partitions(series.directory, series.period):
+                if check_readable(series.path(part), series.kind.schema, deep=False) is None:
+                    break  # a readable first partition: its first row is the stored first
+                found.append(part.start)
+        known = [v for v in found if v is not None]
+        return min(known) if known else None
 
     def last_funding_time(self, inst_id: str) -> int | None:
         """The newest stored settled `funding_time`."""
-        return self._io.edge(self._funding(inst_id), newest=True)
+        return self._union.edge(self._funding(inst_id), (inst_id, ""), newest=True)
 
     def list_candle_series(self) -> list[tuple[str, str]]:
         """(inst_id, timeframe name) of every stored candle series, sorted."""
-        return sorted(self.layout.candle_series())
+        return sorted(set(self.layout.candle_series()) | self._union.journal_series(CANDLES))
 
     def list_funding_series(self) -> list[str]:
         """inst_ids with stored settled funding, sorted."""
-        return sorted(self.layout.instrument_series(self.layout.funding_root, Period.YEAR))
+        stored = set(self.layout.instrument_series(self.layout.funding_root, Period.YEAR))
+        return sorted(stored | {i for i, _ in self._union.journal_series(FUNDING)})
 
     def list_funding_live_series(self) -> list[str]:
         """inst_ids with stored live funding observations, sorted."""
-        return sorted(self.layout.instrument_series(self.layout.funding_live_root, Period.DAY))
+        stored = set(self.layout.instrument_series(self.layout.funding_live_root, Period.DAY))
+        return sorted(stored | {i for i, _ in self._union.journal_series(FUNDING_LIVE)})
 
     # -- repair --------------------------------------------------------------------------------
 
@@ -268,18 +305,28 @@ class Store:
         return self._io.take_notes()
 
     def recover(self, *, deep: bool = False) -> list[RecoveryNote]:
-        """At start: delete stale temp files, merge the hour files of ended days into their day
-        files, move unreadable partitions aside; report what was deleted or moved.
+        """At the start of a writing command (under the data dir's lock): delete stale temp files,
+        move unreadable journal files and partitions aside, record where older series start, and
+        fold files of older layouts into day files; report what was deleted or moved.
 
         The default check reads each partition's footer and column names (what a crash can tear);
         `deep=True` decodes every file too.
         """
         notes: list[RecoveryNote] = []
+        for kind in (CANDLES, FUNDING, FUNDING_LIVE):
+            directory = journal_root(self.data_dir) / kind.name
+            notes.extend(remove_stale_temps(directory))
+            for path in self._journal_reader.files(kind.name):
+                reason = check_readable(path, kind.schema, deep)
+                if reason is not None:
+                    moved = move_aside(path)
+                    if moved is not None:
+                        notes.append(RecoveryNote(path, "moved_aside", reason, moved))
         for series in self._series_dirs():
             notes.extend(remove_stale_temps(series.directory))
-            if series.period is Period.DAY:
-                notes.extend(self._io.split_month_files(series))
-                self._io.compact_ended(series)  # hour files a stopped live job left behind
+            if series.kind is CANDLES and read_first(series.directory) is None:
+                self._record_legacy_first(series)
+            notes.extend(self._io.fold_legacy(series))  # month or hour files of day series
             for part in list_partitions(series.directory, series.period):
                 path = series.path(part)
                 reason = check_readable(path, series.kind.schema, deep)
@@ -288,6 +335,23 @@ class Store:
                     if note is not None:
                         notes.append(note)
         return notes
+
+    def _record_legacy_first(self, series: Series) -> None:
+        """A series written before starts were recorded: record where it starts now, before a
+        damaged first partition is moved aside (its span counts: its rows cannot be read)."""
+        parts = list_partitions(series.directory, series.period)
+        starts = lost_starts(series.directory, series.period)
+        for part in parts:
+            if check_readable(series.path(part), series.kind.schema, deep=False) is not None:
+                starts.append(part.start)
+                continue
+            value = self._io.edge(series, newest=False)
+            if value is not None:
+                starts.append(value)
+            break
+        if starts:
+            with self._io.locked(series):
+                record_first(series.directory, min(starts))
 
     def dataset_files(self) -> list[Path]:
         """Every partition file of the dataset (for manifests and checksums), sorted."""
@@ -306,6 +370,10 @@ class Store:
             yield Series(directory, FUNDING, Period.YEAR, f"funding {directory}")
         for directory in walk_dirs(self.layout.funding_live_root, 1):
             yield Series(directory, FUNDING_LIVE, Period.DAY, f"funding_live {directory}")
+
+
+def _joined(tables: list[pa.Table]) -> pa.Table:
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
 
 
 def _valid_together(tables: list[pa.Table], timeframes: set[Timeframe]) -> bool:

@@ -1,0 +1,248 @@
+"""Compaction: the journal merged into the per-series partitions, then deleted.
+
+The precedence rule (one rule for compaction and for reads, DESIGN.md §4):
+
+    For one series and one key (`ts`, or `funding_time`), the row of the newest journal file
+    wins over older journal files and over the partition; within one journal file the last row
+    wins. Exactly as if the journal files had been merged one after another into the partition:
+    a row whose values equal the row it would replace is no change, so the stored row (and its
+    `source`) stays (`merge.dedupe_runs`).
+
+A round takes the oldest journal files of a kind (a prefix in name order, bounded by files and
+rows so that its memory is bounded), merges each touched series into its partitions (each
+replaced atomically and fsynced, file and folder, by `SeriesIO.merge_in`), and only then deletes
+those journal files. A crash at any instant leaves the journal files in place, and the next round
+merges them again: harmless, because merging a row that is already in the partition changes
+nothing (the rule above), and because a round always takes a prefix, an older file is never
+merged over a newer one's rows. One compaction runs at a time per data dir (a `flock`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from okx_collector.fsutil import fsync_dir
+from okx_collector.store.arrow import BoolArray, int64s
+from okx_collector.store.atomic import UnreadableFile, make_dirs, read_parquet, storage_error
+from okx_collector.store.journal import (
+    KINDS,
+    SeriesKey,
+    by_series,
+    journal_root,
+    list_journal,
+    series_codes,
+)
+from okx_collector.store.merge import collapse, key_array
+from okx_collector.store.reader import Series
+from okx_collector.store.schema import Kind
+
+log = logging.getLogger(__name__)
+
+ROUND_FILES = 512  # journal files merged per round at most
+ROUND_ROWS = 400_000  # and rows read per round at most: bounded memory (see benchmarks/compact.py)
+WRITE_THREADS = 2  # partitions written at once (encoding and fsync release the GIL)
+LOCK_NAME = ".compact.lock"
+
+# What a round needs from the store: the partitions of a series, and their merge-write.
+SeriesOf = Callable[[Kind, SeriesKey], Series]
+WritePartitions = Callable[[Series, pa.Table, BoolArray], int]
+
+
+@dataclass
+class RoundResult:
+    files: int = 0  # journal files merged and deleted
+    rows: int = 0  # rows read from them
+    series: int = 0  # series whose partitions were merged into
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # skipped, left in place
+
+
+@contextlib.contextmanager
+def compaction_lock(data_dir: Path) -> Iterator[None]:
+    """One compaction at a time on a data dir (threads of one process included: each call
+    opens its own descriptor, and `flock`s on two descriptors exclude each other)."""
+    root = journal_root(data_dir)
+    make_dirs(root)
+    path = root / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise storage_error(path, "open lock file", exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def compact_round(
+    data_dir: Path,
+    kind: Kind,
+    series_of: SeriesOf,
+    write: WritePartitions,
+    *,
+    max_files: int = ROUND_FILES,
+    max_rows: int = ROUND_ROWS,
+) -> RoundResult:
+    """Merge the oldest journal files of `kind` into their partitions; delete them once every
+    partition they touched is durable. The caller holds `compaction_lock`."""
+    result = RoundResult()
+    taken: list[Path] = []
+    tables: list[pa.Table] = []
+    for path in list_journal(data_dir, kind.name)[:max_files]:
+        if taken and result.rows >= max_rows:
+            break
+        try:
+            table = read_parquet(path, kind.schema)
+        except FileNotFoundError:
+            continue
+        except UnreadableFile as exc:
+            # Left in place (a writing command's start-up moves it aside): the files after it
+            # are newer, so merging them first cannot let an older row win.
+            result.unreadable.append((path, exc.reason))
+            continue
+        taken.append(path)
+        tables.append(table)
+        result.rows += table.num_rows
+    if not taken:
+        return result
+    work = _per_series(tables, kind, series_of)  # (empties `tables`)
+    with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="compact") as pool:
+        for _ in pool.map(lambda item: write(*item), work):
+            pass  # (re-raises the first failure: nothing is deleted then)
+    for path in taken:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    fsync_dir(taken[0].parent)
+    result.files = len(taken)
+    result.series = len(work)
+    return result
+
+
+def _per_series(
+    tables: list[pa.Table], kind: Kind, series_of: SeriesOf
+) -> list[tuple[Series, pa.Table, BoolArray]]:
+    """The rows of journal files (oldest first) collapsed by the precedence rule, per series:
+    one sort for the whole round rather than one per file and series."""
+    batch = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+    big = pa.concat_tables(tables).combine_chunks()
+    tables.clear()  # (each copy is dropped as soon as the next exists: two at most)
+    codes, names = series_codes(big)
+    keys = key_array(big, kind.key)
+    order = np.lexsort((batch, keys, codes))
+    c, k, b = codes[order], keys[order], batch[order]
+    new_key = (c[1:] != c[:-1]) | (k[1:] != k[:-1])
+    last_in_batch = np.append(new_key | (b[1:] != b[:-1]), True)  # within a file: last wins
+    rows_idx = order[last_in_batch]
+    rows = big.take(int64s(rows_idx))
+    del big
+    c = codes[rows_idx]
+    k = keys[rows_idx]
+    group = np.cumsum(np.append(True, (c[1:] != c[:-1]) | (k[1:] != k[:-1])))
+    chosen, whole = collapse(rows, group.astype(np.int64), kind.value_columns)
+    out = rows.take(int64s(chosen)).combine_chunks()
+    del rows
+    spans = by_series(out, c[chosen], names)
+    return [
+        (series_of(kind, name), out.slice(lo, hi - lo), whole[lo:hi])
+        for name, (lo, hi) in spans.items()
+    ]
+
+
+def compact_all(
+    data_dir: Path,
+    series_of: SeriesOf,
+    write: WritePartitions,
+    *,
+    max_files: int | None = None,
+    max_rows: int = ROUND_ROWS,
+) -> RoundResult:
+    """Rounds until the journal is empty (`max_files` None), or one round of at most
+    `max_files` files per kind; the totals."""
+    total = RoundResult()
+    with compaction_lock(data_dir):
+        for kind in KINDS.values():
+            while True:
+                one = compact_round(
+                    data_dir, kind, series_of, write,
+                    max_files=max_files or ROUND_FILES, max_rows=max_rows,
+                )  # fmt: skip
+                total.files += one.files
+                total.rows += one.rows
+                total.series += one.series
+                total.unreadable.extend(one.unreadable)
+                if max_files is not None or one.files == 0:
+                    break
+    return total
+
+
+def pending_files(data_dir: Path) -> int:
+    """Journal files waiting to be merged, all kinds."""
+    return sum(len(list_journal(data_dir, kind)) for kind in KINDS)
+
+
+class BackgroundCompactor:
+    """Compaction rounds on a thread of their own while a writing command runs.
+
+    A round starts once `min_files` journal files wait (with a live job writing one per close,
+    that is right after a close: in the quiet part of the minute), or any file has waited
+    `max_wait_s`. Each round is bounded (`ROUND_FILES`, `ROUND_ROWS`), so the memory is.
+    `stop()` ends the thread; the caller then runs the final compaction (see `Store.compact`).
+    """
+
+    def __init__(
+        self,
+        compact: Callable[[int], RoundResult],
+        pending: Callable[[], int],
+        *,
+        min_files: int = 16,
+        max_wait_s: float = 300.0,
+        check_s: float = 1.0,
+    ) -> None:
+        self._compact = compact
+        self._pending = pending
+        self._min_files = min_files
+        self._max_wait_s = max_wait_s
+        self._check_s = check_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failure: Exception | None = None  # the last round's error (retried next time)
+        self.rounds = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="compactor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        waited = 0.0
+        while not self._stop.wait(self._check_s):
+            waiting = self._pending()
+            waited = waited + self._check_s if waiting else 0.0
+            if waiting < self._min_files and (not waiting or waited < self._max_wait_s):
+                continue
+            try:
+                self._compact(ROUND_FILES)
+            except Exception as exc:  # a full disk: logged once, tried again next time
+                if self.failure is None or str(self.failure) != str(exc):
+                    log.warning("background compaction failed (retried later): %s", exc)
+                self.failure = exc
+                continue
+            self.failure = None
+            self.rounds += 1
+            waited = 0.0

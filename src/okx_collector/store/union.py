@@ -1,0 +1,103 @@
+"""Reads of a series as partitions plus journal, by the precedence rule (docs/storage.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from okx_collector.store.journal import JournalReader, JournalVanished, SeriesKey
+from okx_collector.store.merge import dedupe_last, dedupe_runs
+from okx_collector.store.recovery import RecoveryNote
+from okx_collector.store.schema import Kind
+from okx_collector.store.series import Series, SeriesIO
+
+READ_TRIES = 5  # reads of a series raced by a compaction before settling for the last one
+
+
+class UnionReader:
+    """Partitions (through `SeriesIO`) and journal files (through `JournalReader`) as one."""
+
+    def __init__(self, io: SeriesIO, journal: JournalReader) -> None:
+        self._io = io
+        self._journal = journal
+
+    def read(
+        self,
+        series: Series,
+        key: SeriesKey,
+        start: int | None,
+        end: int | None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """The series' rows in [start, end): partitions plus journal, the journal winning by the
+        rule in `compact`. The journal is listed and read before the partitions and listed
+        again after: if a compaction moved rows meanwhile, the read is done again."""
+        kind = series.kind
+        reader = self._journal
+        cols = (
+            None if columns is None else [c for c in kind.schema.names if c in {*columns, kind.key}]
+        )
+        parts = journal = None
+        for _ in range(READ_TRIES):
+            files = reader.files(kind.name)
+            problems: list[tuple[Path, str]] = []
+            try:
+                journal = reader.series_rows(kind, key, files, start, end, problems)
+            except JournalVanished:
+                continue
+            parts = self._io.read_range(series, start, end, cols)
+            if reader.files(kind.name) == files:
+                break
+        for path, reason in problems:
+            self._io.note(RecoveryNote(path, "unreadable", reason))
+        if parts is None:
+            parts = self._io.read_range(series, start, end, cols)
+        out = parts
+        if journal:
+            if cols is None:
+                out = dedupe_runs(pa.concat_tables([parts, *journal]), kind).combine_chunks()
+            else:  # keys only: the union
+                both = pa.concat_tables([parts, *(t.select(cols) for t in journal)])
+                out = dedupe_last(both, kind.key).combine_chunks()
+        return out if columns is None else out.select(columns)
+
+    def _journal_edge(self, kind: Kind, key: SeriesKey, newest: bool) -> int | None:
+        reader = self._journal
+        for _ in range(READ_TRIES):
+            try:
+                rows = reader.series_rows(kind, key, reader.files(kind.name), None, None)
+            except JournalVanished:
+                continue
+            ends = [int(t.column(kind.key)[-1 if newest else 0].as_py()) for t in rows]
+            if not ends:
+                return None
+            return max(ends) if newest else min(ends)
+        return None
+
+    def edge(self, series: Series, key: SeriesKey, newest: bool) -> int | None:
+        # The journal first: a compaction that empties it meanwhile has filled the partitions.
+        journal = self._journal_edge(series.kind, key, newest)
+        stored = self._io.edge(series, newest=newest)
+        found = [v for v in (journal, stored) if v is not None]
+        if not found:
+            return None
+        return max(found) if newest else min(found)
+
+    def journal_files(
+        self, kind: Kind, key: SeriesKey, start: int | None, end: int | None
+    ) -> list[Path]:
+        """The journal files holding rows of the series in [start, end)."""
+        found = []
+        for path in self._journal.files(kind.name):
+            try:
+                rows = self._journal.series_rows(kind, key, [path], start, end)
+            except JournalVanished:
+                continue
+            if rows:
+                found.append(path)
+        return found
+
+    def journal_series(self, kind: Kind) -> set[SeriesKey]:
+        """Every series with rows in the journal."""
+        return self._journal.series_keys(kind, self._journal.files(kind.name))

@@ -1,0 +1,169 @@
+"""Compaction killed (SIGKILL) at any instant, then run again, equals an uninterrupted one.
+
+The journal is built once: batches that rewrite earlier rows with other values, with the same
+values from another source, and a value changed and changed back (the precedence rule's corner
+cases). Compaction then runs in a real subprocess, killed at random instants and at kill points
+inside the round (after a given number of partition writes, the last one being just before the
+journal files are deleted); a final uninterrupted compaction must leave exactly the files an
+uninterrupted run leaves, every one readable, and the journal empty.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from crash_helpers import assert_same_dataset, child_env, read_dataset, temp_files
+from okx_collector.models import Candle, FundingRate
+from okx_collector.store import Store
+from okx_collector.timeframes import Timeframe
+
+M1 = Timeframe.parse("1m")
+H1 = Timeframe.parse("1h")
+START = 1_788_220_800_000 - 90 * 60_000  # 22:30 UTC: batches cross midnight into a new day file
+SERIES = [f"S{i:03d}-USDT" for i in range(60)]
+
+
+def candle(ts: int, price: float, source: str = "ws") -> Candle:
+    return Candle(ts, price, price + 1, price - 1, price, 1.0, price, source)  # type: ignore[arg-type]
+
+
+def build_journal(root: Path) -> None:
+    store = Store(root)
+    for minute in range(0, 180, 6):  # 30 closes of 6 candles for every series, like a live job
+        items = [
+            (inst, M1, [candle(START + (minute + k) * M1.ms, 100.0 + k) for k in range(6)])
+            for inst in SERIES
+        ]
+        store.write_candles_many(items)
+    for inst in SERIES[:20]:  # a catch-up rewrites values, then the same values from REST
+        store.write_candles(inst, M1, [candle(START + k * M1.ms, 200.0 + k) for k in range(30)])
+        store.write_candles(
+            inst, M1, [candle(START + k * M1.ms, 200.0 + k, "poll") for k in range(10)]
+        )
+    for inst in SERIES[20:25]:  # changed and changed back: the last write's source stands
+        store.write_candles(inst, M1, [candle(START, 555.0)])
+        store.write_candles(inst, M1, [candle(START, 100.0, "poll")])
+    store.write_candles(
+        "S000-USDT", H1, [candle(START + 30 * 60_000 + k * H1.ms, 7.0) for k in range(3)]
+    )
+    store.write_funding("S000-USDT-SWAP", [FundingRate(START, 1e-4, 1e-4, "backfill")])
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("journal") / "data"
+    build_journal(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(journal: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("reference") / "data"
+    shutil.copytree(journal, root)
+    Store(root).compact()
+    return root
+
+
+# The compaction as a writing command runs it, in its own process; `KILL_AFTER` partition writes
+# (if set) it kills itself, through the store's own seam for the partition writes.
+SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, threading
+    from pathlib import Path
+    from okx_collector.store import Store
+    from okx_collector.store.compact import compact_all
+
+    root, kill_after = Path(sys.argv[1]), int(sys.argv[2])
+    store = Store(root)
+    store.recover()
+    done = 0
+    lock = threading.Lock()
+
+    def write(series, rows, whole):
+        global done
+        written = store._io.merge_in(series, rows, whole)
+        with lock:
+            done += 1
+            if done == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return written
+
+    compact_all(root, store._series_for, write, max_files=int(sys.argv[3]))
+    print("done")
+    """
+)
+
+
+def run_compaction(root: Path, kill_after: int = 0, max_files: int = 40) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(root), str(kill_after), str(max_files)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(),
+    )  # fmt: skip
+
+
+def finish(root: Path) -> None:
+    """A writing command's start: recovery, then the whole journal compacted."""
+    store = Store(root)
+    store.recover()
+    store.compact()
+    assert store.journal_pending() == 0
+
+
+def test_an_uninterrupted_compaction_empties_the_journal(journal: Path, reference: Path) -> None:
+    assert Store(journal).journal_pending() > 0
+    assert not list((reference / "journal").rglob("*.parquet"))
+    # What the journal held is what the partitions hold now, seen through the store alike.
+    before, after = Store(journal), Store(reference)
+    for inst in SERIES:
+        assert before.read_candles(inst, M1).equals(after.read_candles(inst, M1))
+    assert after.read_candles("S021-USDT", M1).column("source")[0].as_py() == "poll"
+
+
+@pytest.mark.parametrize("kill_after", [1, 7, 60, 61])
+def test_killed_after_n_partition_writes(
+    journal: Path, reference: Path, tmp_path: Path, kill_after: int
+) -> None:
+    """60: the first round (40 files, 60 series) has made every partition it touched durable
+    and dies before deleting its journal files; 61: inside the second round."""
+    root = tmp_path / "data"
+    shutil.copytree(journal, root)
+    proc = run_compaction(root, kill_after)
+    assert proc.wait(60) == -9
+    read_dataset(root)  # every visible file readable
+    finish(root)
+    assert_same_dataset(root, reference)
+
+
+def test_killed_at_random_instants_then_restarted(
+    journal: Path, reference: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(journal, root)
+    started = time.monotonic()
+    proc = run_compaction(root, max_files=10)
+    assert proc.wait(120) == 0
+    full = time.monotonic() - started
+    shutil.rmtree(root)
+    shutil.copytree(journal, root)
+    rng = random.Random(13)
+    kills = 0
+    for _ in range(6):
+        proc = run_compaction(root, max_files=10)
+        time.sleep(rng.uniform(0.3, max(0.4, full)))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait(60)
+        read_dataset(root)
+    assert kills >= 1
+    finish(root)
+    assert not temp_files(root)
+    assert_same_dataset(root, reference)
