@@ -1,6 +1,6 @@
 """The journal: every write appends one immutable batch file; compaction empties it.
 
-    DATA_DIR/journal/{kind}/{writer_id}-{seq:012d}.parquet   (candles, funding, funding_live)
+    DATA_DIR/journal/{kind}/{writer_id}-{seq:012d}.parquet   (kinds: schema.ALL_KINDS)
 
 A write (a live close of a thousand series, a REST catch-up, a backfill page, funding) costs one
 small Parquet file holding every series of the batch (`inst_id` and, for candles, `timeframe`
@@ -42,10 +42,12 @@ from okx_collector.store.atomic import (
     write_temp,
 )
 from okx_collector.store.merge import key_array
-from okx_collector.store.schema import CANDLES, FUNDING, FUNDING_LIVE, Kind
+from okx_collector.store.schema import ALL_KINDS, Kind
 
-JournalKind = Literal["candles", "funding", "funding_live"]
-KINDS: dict[str, Kind] = {k.name: k for k in (CANDLES, FUNDING, FUNDING_LIVE)}
+JournalKind = Literal[
+    "candles", "funding", "funding_live", "mark_candles", "index_candles", "open_interest"
+]
+KINDS: dict[str, Kind] = {k.name: k for k in ALL_KINDS}
 JOURNAL_DIR = "journal"
 SUFFIX = ".parquet"
 SeriesKey = tuple[str, str]  # (inst_id, timeframe name; "" for funding)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from okx_collector.models import Candle, FundingObservation, FundingRate
+from okx_collector.models import Candle, FundingObservation, FundingRate, OpenInterest, PriceCandle
 from okx_collector.store.arrow import float64s, int64s, repeated, strings
 
 CANDLE_SCHEMA = pa.schema(
@@ -53,11 +53,41 @@ FUNDING_LIVE_SCHEMA = pa.schema(
 )
 
 
+# Mark-price and index candles: OKX sends no volume. `inst_id` is the perpetual (mark) or the
+# index id (`BTC-USDT`, index candles).
+PRICE_CANDLE_SCHEMA = pa.schema(
+    [
+        pa.field("ts", pa.int64(), nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("inst_id", pa.string(), nullable=False),
+        pa.field("timeframe", pa.string(), nullable=False),
+    ]
+)
+
+# Open interest of a perpetual sampled at the bar closes of a timeframe: `ts` is the instant the
+# values were in force (a bar's close = the next bar's open time, aligned to the timeframe).
+OPEN_INTEREST_SCHEMA = pa.schema(
+    [
+        pa.field("ts", pa.int64(), nullable=False),
+        pa.field("oi_contracts", pa.float64(), nullable=False),
+        pa.field("oi_coin", pa.float64(), nullable=False),
+        pa.field("oi_usd", pa.float64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("inst_id", pa.string(), nullable=False),
+        pa.field("timeframe", pa.string(), nullable=False),
+    ]
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
     """One kind of series: its schema, key column, and the columns whose change is a change."""
 
-    name: str  # "candles", "funding", "funding_live"
+    name: str  # "candles", "funding", ...: the journal folder and the dataset's top folder
     schema: pa.Schema
     key: str  # unique, sorted column
     # Columns compared when the same key is written again. `source` is provenance, not data:
@@ -78,6 +108,16 @@ FUNDING_LIVE = Kind(
     "ts",
     ("funding_time", "funding_rate", "next_funding_time", "next_funding_rate"),
 )
+
+_PRICES = ("open", "high", "low", "close")
+MARK_CANDLES = Kind("mark_candles", PRICE_CANDLE_SCHEMA, "ts", _PRICES)
+INDEX_CANDLES = Kind("index_candles", PRICE_CANDLE_SCHEMA, "ts", _PRICES)
+OPEN_INTEREST = Kind(
+    "open_interest", OPEN_INTEREST_SCHEMA, "ts", ("oi_contracts", "oi_coin", "oi_usd")
+)
+# The kinds kept per (series id, timeframe) like trade candles (`store.derived`).
+TIMEFRAME_KINDS: tuple[Kind, ...] = (MARK_CANDLES, INDEX_CANDLES, OPEN_INTEREST)
+ALL_KINDS: tuple[Kind, ...] = (CANDLES, FUNDING, FUNDING_LIVE, *TIMEFRAME_KINDS)
 
 
 def _ints(values: Sequence[int]) -> pa.Array:
@@ -141,4 +181,36 @@ def funding_live_table(inst_id: str, obs: Sequence[FundingObservation]) -> pa.Ta
             repeated(inst_id, n),
         ],
         schema=FUNDING_LIVE_SCHEMA,
+    )
+
+
+def price_candles_table(inst_id: str, timeframe: str, candles: Sequence[PriceCandle]) -> pa.Table:
+    """Build a mark- or index-candle table (in the given order) from records."""
+    n = len(candles)
+    cols = list(zip(*candles, strict=True)) if n else [()] * 6
+    return pa.Table.from_arrays(
+        [
+            _ints(cols[0]),
+            *(_floats(cols[i]) for i in range(1, 5)),
+            strings(cols[5]),
+            repeated(inst_id, n),
+            repeated(timeframe, n),
+        ],
+        schema=PRICE_CANDLE_SCHEMA,
+    )
+
+
+def open_interest_table(inst_id: str, timeframe: str, rows: Sequence[OpenInterest]) -> pa.Table:
+    """Build an open-interest table (in the given order) from records."""
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if n else [()] * 5
+    return pa.Table.from_arrays(
+        [
+            _ints(cols[0]),
+            *(_floats(cols[i]) for i in range(1, 4)),
+            strings(cols[4]),
+            repeated(inst_id, n),
+            repeated(timeframe, n),
+        ],
+        schema=OPEN_INTEREST_SCHEMA,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.store.arrow import to_int64
 from okx_collector.store.atomic import file_sig, make_dirs, move_aside, storage_error, temp_name
 from okx_collector.store.compact import RoundResult, compact_all, pending_files
+from okx_collector.store.derived import DerivedStore
 from okx_collector.store.journal import (
     JournalKind,
     JournalReader,
@@ -39,9 +41,11 @@ from okx_collector.store.recovery import (
     walk_dirs,
 )
 from okx_collector.store.schema import (
+    ALL_KINDS,
     CANDLES,
     FUNDING,
     FUNDING_LIVE,
+    TIMEFRAME_KINDS,
     Kind,
     candles_tables,
     funding_live_table,
@@ -61,8 +65,9 @@ if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 
-class Store:
-    """Candles, settled funding and live funding observations: a journal of immutable batch
+class Store(DerivedStore):
+    """Candles, settled funding, live funding observations, and (`store.derived`) mark and index
+    candles and open interest: a journal of immutable batch
     files in front of per-series Parquet partitions (docs/storage.md).
 
     Every method is safe to call from worker threads (`asyncio.to_thread`). Writes append to the
@@ -80,6 +85,8 @@ class Store:
         self._union = UnionReader(self._io, self._journal_reader)  # reads of both
         # Validated series descriptors, by (inst_id, timeframe): as many as the series touched.
         self._candle_series: dict[tuple[str, Timeframe], Series] = {}
+        self._tf_series: dict[tuple[str, str, Timeframe], Series] = {}  # the other kinds' too
+        self._tf_series_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({str(self.data_dir)!r})"
@@ -187,6 +194,8 @@ class Store:
         inst_id, tf_name = key
         if kind is CANDLES:
             return self._candles(inst_id, Timeframe.parse(tf_name))
+        if kind in TIMEFRAME_KINDS:
+            return self.kind_series(kind, inst_id, Timeframe.parse(tf_name))
         return self._funding(inst_id) if kind is FUNDING else self._funding_live(inst_id)
 
     def check_writable(self) -> None:
@@ -313,7 +322,7 @@ class Store:
         `deep=True` decodes every file too.
         """
         notes: list[RecoveryNote] = []
-        for kind in (CANDLES, FUNDING, FUNDING_LIVE):
+        for kind in ALL_KINDS:
             directory = journal_root(self.data_dir) / kind.name
             notes.extend(remove_stale_temps(directory))
             for path in self._journal_reader.files(kind.name):
@@ -370,6 +379,7 @@ class Store:
             yield Series(directory, FUNDING, Period.YEAR, f"funding {directory}")
         for directory in walk_dirs(self.layout.funding_live_root, 1):
             yield Series(directory, FUNDING_LIVE, Period.DAY, f"funding_live {directory}")
+        yield from self._derived_dirs()
 
 
 def _joined(tables: list[pa.Table]) -> pa.Table:

@@ -104,3 +104,36 @@ def validate_funding_live(table: pa.Table, series: str) -> None:
         (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
     ]
     _first_bad(table, series, "ts", checks)
+
+
+def validate_price_candles(table: pa.Table, series: str, tf: Timeframe) -> None:
+    """Mark or index candles: aligned open times, finite positive prices, high/low bracketing
+    open and close (no volume: OKX sends none)."""
+    ts = to_int64(table.column("ts"))
+    o, h, lo, c = (_floats(table, n) for n in ("open", "high", "low", "close"))
+    with np.errstate(invalid="ignore"):
+        checks = [
+            ((ts - tf.origin) % tf.ms == 0, f"open time is not aligned to {tf.name} candles (UTC)"),
+            (
+                np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c),
+                "a price is not a finite number",
+            ),
+            (h >= np.maximum(o, c), "high is below open or close"),
+            (lo <= np.minimum(o, c), "low is above open or close"),
+            (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
+        ]
+    _first_bad(table, series, "ts", checks)
+
+
+def validate_open_interest(table: pa.Table, series: str, tf: Timeframe) -> None:
+    """Open interest at bar closes: instants aligned to the timeframe, finite values >= 0."""
+    ts = to_int64(table.column("ts"))
+    vals = [_floats(table, n) for n in ("oi_contracts", "oi_coin", "oi_usd")]
+    with np.errstate(invalid="ignore"):
+        finite = np.logical_and.reduce([np.isfinite(v) & (v >= 0) for v in vals])
+        checks = [
+            ((ts - tf.origin) % tf.ms == 0, f"instant is not a {tf.name} bar close (UTC)"),
+            (finite, "an open-interest value is negative or not a finite number"),
+            (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
+        ]
+    _first_bad(table, series, "ts", checks)
