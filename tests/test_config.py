@@ -18,6 +18,19 @@ def test_defaults() -> None:
     assert s.symbols == ("BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT")
     assert [t.name for t in s.timeframes] == ["15m"]
     assert s.funding is True and s.mode == "auto" and s.poll_interval == 60.0
+    assert s.series == ("trade",)
+
+
+def test_series_from_flag_env_and_file(tmp_path: Path) -> None:
+    assert build_settings({"series": "OI, mark,trade,mark"}, env={}).series == (
+        "trade",
+        "mark",
+        "oi",
+    )
+    assert build_settings({}, env={"OKX_COLLECTOR_SERIES": "index"}).series == ("index",)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('series = ["mark", "index"]\n')
+    assert build_settings({}, config_file=cfg, env={}).series == ("mark", "index")
 
 
 def test_precedence_flag_env_file(tmp_path: Path) -> None:
@@ -43,6 +56,8 @@ def test_precedence_flag_env_file(tmp_path: Path) -> None:
         ({"poll_interval": "-1"}, "greater than 0"),
         ({"rest_url": "ftp://x"}, "http://"),
         ({"symbols": " , "}, "is empty"),
+        ({"series": "trade,funding"}, "unknown series 'funding'; valid values: trade, mark"),
+        ({"series": ","}, "--series is empty"),
     ],
 )
 def test_bad_values_are_bad_input(flags: dict[str, str], fragment: str) -> None:

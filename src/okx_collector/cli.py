@@ -119,6 +119,8 @@ STORED_TIMEFRAMES = click.option(
 FETCHING = _options(
     click.option("--funding/--no-funding", default=None,
                  help="Also collect perpetual funding rates [default: on]."),
+    click.option("--series", help="Comma list of trade, mark, index, oi: trade candles, mark "
+                 "and index candles, open interest [default: trade]."),
     click.option("--since", help="Start: ISO date/time in UTC (2026-11-01, 2026-11-01T06:00) "
                  "or a duration back from the exchange's now (30d, 12h)."),
     click.option("--until", help="End (exclusive), same forms as --since [default: now]."),

@@ -34,6 +34,10 @@ DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT")
 OKX_REST_URL = "https://www.okx.com"
 OKX_WS_URL = "wss://ws.okx.com:8443/ws/v5"
 MODES = ("auto", "ws", "poll")
+# What `--series` selects (funding stays under --funding): trade candles, mark-price candles of
+# perpetuals, index candles of the indexes behind spot pairs and perpetuals, open interest of
+# perpetuals at each bar close.
+SERIES = ("trade", "mark", "index", "oi")
 # Settings that no longer exist: a config file (or environment) naming one still works, with a
 # one-line warning, so that upgrading does not break a deployment.
 REMOVED_SETTINGS = {
@@ -55,6 +59,7 @@ class Settings:
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     timeframes: tuple[Timeframe, ...] = (Timeframe.parse("15m"),)
     funding: bool = True
+    series: tuple[str, ...] = ("trade",)  # a subset of SERIES, in SERIES order
     since: str | None = None  # raw spec: resolved against the exchange's clock (see resolve_time)
     until: str | None = None
     rest_url: str = OKX_REST_URL
@@ -194,6 +199,18 @@ def _timeframes(value: Any, flag: str) -> tuple[Timeframe, ...]:
         raise BadInput(str(exc)) from None
 
 
+def _series(value: Any, flag: str) -> tuple[str, ...]:
+    """`trade,mark,index,oi` (any non-empty subset, any order, case-insensitive)."""
+    names = [v.lower() for v in _split_list(value, flag)]
+    unknown = [v for v in names if v not in SERIES]
+    if unknown:
+        raise BadInput(
+            f"{flag}: unknown series {', '.join(repr(v) for v in unknown)}; "
+            f"valid values: {', '.join(SERIES)} (a comma list; funding is --funding)"
+        )
+    return tuple(s for s in SERIES if s in names)
+
+
 def _time_spec(value: Any, flag: str) -> str | None:
     if value in (None, ""):
         return None
@@ -219,6 +236,8 @@ def _convert(name: str, value: Any) -> Any:
         return _timeframes(value, flag)
     if name == "funding":
         return _bool(value, flag)
+    if name == "series":
+        return _series(value, flag)
     if name in ("since", "until"):
         return _time_spec(value, flag)
     if name == "rest_url":
