@@ -15,6 +15,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from okx_collector.backfill.derived import DerivedBackfiller
 from okx_collector.backfill.progress import Progress, make_progress
 from okx_collector.backfill.runner import Backfiller, BackfillReport
 from okx_collector.config import Settings, resolve_range
@@ -55,10 +56,27 @@ async def run_backfill_async(
     try:
         since, until = resolve_range(settings, session.now, DEFAULT_SINCE)
         backfiller = Backfiller(session.exchange, store, progress or make_progress(), delays=delays)
-        async with compacting(store):
-            report = await backfiller.run(
-                session.series, session.funding, since, until, session.now, stop=stop
+        derived = DerivedBackfiller(session.exchange, store, delays=delays)
+        trade = session.series if "trade" in settings.series else []
+        kinds = [k for k in settings.series if k != "trade"]
+        async with compacting(store), asyncio.TaskGroup() as group:
+            # Side by side: OKX limits the mark, index and rubik endpoints apart from the
+            # candle endpoints, and the pacer keeps each under its own ceiling.
+            main = group.create_task(
+                backfiller.run(trade, session.funding, since, until, session.now, stop=stop)
             )
+            if kinds:
+                extra = group.create_task(
+                    derived.run(
+                        kinds, session.instruments, session.timeframes, since, until,
+                        session.now, stop=stop,
+                    )
+                )  # fmt: skip
+        report = main.result()
+        if kinds:
+            report.derived = extra.result()
+            for note in report.derived.skipped:
+                log.info("%s", note)
     finally:
         await session.exchange.close()
     report_notes(store)
@@ -123,9 +141,15 @@ def run_backfill(settings: Settings) -> BackfillReport:
         for signum, handler in previous.items():
             if handler is not None:  # (None: set outside Python; left as it is)
                 signal.signal(signum, handler)
+    extra = report.derived
+    more = ""
+    if extra is not None:
+        rows = extra.rows
+        more = f", {rows['mark']} mark, {rows['index']} index and {rows['oi']} open-interest rows"
     saved = (
-        f"{report.written} candle rows and {report.funding_rows} funding rows "
-        f"written for {report.series} series in {report.seconds:.1f}s"
+        f"{report.written} candle rows and {report.funding_rows} funding rows{more} "
+        f"written for {report.series + (extra.series if extra else 0)} series "
+        f"in {report.seconds:.1f}s"
     )
     if report.interrupted:
         raise Interrupted(request.signum, f"{saved}; rerun to resume where it stopped")
@@ -133,6 +157,9 @@ def run_backfill(settings: Settings) -> BackfillReport:
         "backfill", f"{saved} ({report.requests} requests, {report.retries} retries)",
         settings.log_format, candle_rows=report.written, funding_rows=report.funding_rows,
         series=report.series, seconds=round(report.seconds, 3), requests=report.requests,
-        retries=report.retries,
+        retries=report.retries, **({} if extra is None else {
+            "mark_rows": extra.rows["mark"], "index_rows": extra.rows["index"],
+            "oi_rows": extra.rows["oi"],
+        }),
     )  # fmt: skip
     return report

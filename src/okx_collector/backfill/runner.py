@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from okx_collector.backfill.derived import DerivedReport
 from okx_collector.backfill.planner import Page, plan_pages
 from okx_collector.backfill.progress import Progress
 from okx_collector.errors import InstrumentGone
@@ -78,6 +79,7 @@ class BackfillReport:
     seconds: float = 0.0
     series: int = 0
     interrupted: bool = False  # `stop` was set: fetching stopped early (what came is stored)
+    derived: DerivedReport | None = None  # mark, index and open interest (--series), if any
 
 
 class Backfiller:
