@@ -69,7 +69,8 @@ def _covered_end(s: SeriesStatus) -> int | None:
     cov = s.coverage
     if cov.last is None:
         return None
-    return cov.last + ((cov.step_ms or 0) if s.kind == "candles" else 0)
+    candle_like = s.kind in ("candles", "mark_candles", "index_candles")
+    return cov.last + ((cov.step_ms or 0) if candle_like else 0)
 
 
 def _due(s: SeriesStatus) -> int:

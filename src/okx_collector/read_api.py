@@ -15,7 +15,7 @@ import difflib
 import numbers
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -23,12 +23,30 @@ import pyarrow as pa
 from okx_collector.errors import BadInput
 from okx_collector.instruments import guess_inst_id
 from okx_collector.store import Store
+from okx_collector.store.schema import INDEX_CANDLES, MARK_CANDLES, OPEN_INTEREST, Kind
 from okx_collector.timeframes import Timeframe, UnknownTimeframe
 
-__all__ = ["CANDLE_COLUMNS", "FUNDING_COLUMNS", "SeriesNotStored", "read_candles", "read_funding"]
+__all__ = [
+    "CANDLE_COLUMNS",
+    "FUNDING_COLUMNS",
+    "OPEN_INTEREST_COLUMNS",
+    "PRICE_CANDLE_COLUMNS",
+    "Price",
+    "SeriesNotStored",
+    "read_candles",
+    "read_funding",
+    "read_open_interest",
+]
 
 #: Columns of `read_candles`, in order (index: `time`, the candle's open time, UTC).
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume", "quote_volume")
+#: Columns of `read_candles(..., price="mark" | "index")`: OKX sends no volume for them.
+PRICE_CANDLE_COLUMNS = ("open", "high", "low", "close")
+#: Columns of `read_open_interest` (index: `time`, the bar close the values were in force at).
+OPEN_INTEREST_COLUMNS = ("oi_contracts", "oi_coin", "oi_usd")
+#: Which price `read_candles` reads: last trades, OKX's mark price, or the index.
+Price: TypeAlias = Literal["trade", "mark", "index"]
+_PRICE_KINDS: dict[str, Kind] = {"mark": MARK_CANDLES, "index": INDEX_CANDLES}
 #: Columns of `read_funding` (index: `time`, the settlement's funding time, UTC).
 FUNDING_COLUMNS = ("funding_rate", "realized_rate")
 
@@ -45,6 +63,8 @@ def read_candles(
     timeframe: str | Timeframe,
     start: TimeLike = None,
     end: TimeLike = None,
+    *,
+    price: Price = "trade",
 ) -> pd.DataFrame:
     """Closed candles of one series with open time in [start, end).
 
@@ -53,10 +73,22 @@ def read_candles(
     are UTC), ISO strings, or epoch milliseconds. Returns float64 columns `CANDLE_COLUMNS`
     (`volume` in base currency, or contracts for a perpetual; `quote_volume` in quote currency)
     indexed by a UTC DatetimeIndex named `time`, sorted and unique.
+
+    `price="mark"` reads the mark-price candles of the perpetual (a spot pair's: its linear
+    perpetual, `BTC/USDT` -> `BTC-USDT-SWAP`), `price="index"` the candles of the index behind
+    the symbol (`BTC/USDT`, `BTC/USDT:USDT` and `BTC-USDT` -> index `BTC-USDT`); both have the
+    columns `PRICE_CANDLE_COLUMNS` (no volume).
     """
     store = _store(data_dir)
     inst_id = guess_inst_id(symbol)
     tf = timeframe if isinstance(timeframe, Timeframe) else _timeframe(timeframe)
+    if price != "trade":
+        kind = _PRICE_KINDS.get(price)
+        if kind is None:
+            raise BadInput(f"price={price!r}: use 'trade', 'mark' or 'index'")
+        series_id = _perpetual(inst_id) if price == "mark" else _index(inst_id)
+        table = _read_kind(store, kind, series_id, tf, start, end)
+        return _frame(table, "ts", PRICE_CANDLE_COLUMNS)
     stored = {f"{i} {t}" for i, t in store.list_candle_series()}
     wanted = f"{inst_id} {tf.name}"
     if wanted not in stored:
@@ -84,6 +116,48 @@ def read_funding(
         raise SeriesNotStored(_not_stored("funding", inst_id, stored, store.data_dir))
     table = store.read_funding(inst_id, _ms(start, "start"), _ms(end, "end"))
     return _frame(table, "funding_time", FUNDING_COLUMNS)
+
+
+def read_open_interest(
+    data_dir: Path | str,
+    symbol: str,
+    timeframe: str | Timeframe,
+    start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:
+    """Open interest of one perpetual at the bar closes of `timeframe`, with instants in
+    [start, end).
+
+    `symbol` is the perpetual (`BTC/USDT:USDT`, `BTC-USDT-SWAP`; a spot pair means its linear
+    perpetual). Returns float64 columns `OPEN_INTEREST_COLUMNS` (contracts, base currency, USD)
+    indexed by a UTC DatetimeIndex named `time`: the instant the values were in force (a bar's
+    close, the next bar's open time), sorted and unique.
+    """
+    store = _store(data_dir)
+    tf = timeframe if isinstance(timeframe, Timeframe) else _timeframe(timeframe)
+    inst_id = _perpetual(guess_inst_id(symbol))
+    table = _read_kind(store, OPEN_INTEREST, inst_id, tf, start, end)
+    return _frame(table, "ts", OPEN_INTEREST_COLUMNS)
+
+
+def _perpetual(inst_id: str) -> str:
+    """The perpetual of an instId: itself, or a spot pair's linear perpetual."""
+    return inst_id if inst_id.endswith("-SWAP") else f"{inst_id}-SWAP"
+
+
+def _index(inst_id: str) -> str:
+    """The index behind an instId: a spot pair's own id, a perpetual's family (`BTC-USDT`)."""
+    return inst_id.removesuffix("-SWAP")
+
+
+def _read_kind(
+    store: Store, kind: Kind, series_id: str, tf: Timeframe, start: TimeLike, end: TimeLike
+) -> pa.Table:
+    stored = {f"{i} {t}" for i, t in store.list_kind_series(kind)}
+    wanted = f"{series_id} {tf.name}"
+    if wanted not in stored:
+        raise SeriesNotStored(_not_stored(kind.name, wanted, stored, store.data_dir))
+    return store.read_kind(kind, series_id, tf, _ms(start, "start"), _ms(end, "end"))
 
 
 def _store(data_dir: Path | str) -> Store:

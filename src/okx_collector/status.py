@@ -22,14 +22,18 @@ from okx_collector.store.coverage import (
     Coverage,
     Gap,
     candle_coverage,
+    coverage,
     funding_coverage,
     with_lost_start,
 )
 from okx_collector.store.lifecycle import read_delisted
+from okx_collector.store.schema import OPEN_INTEREST, TIMEFRAME_KINDS
 from okx_collector.timeframes import Timeframe
 
 JSON_VERSION = 1
-SeriesKind = Literal["candles", "funding"]
+SeriesKind = Literal["candles", "funding", "mark_candles", "index_candles", "open_interest"]
+# How a series of each kind is named in the table: `BTC-USDT-SWAP 1m mark`.
+_SUFFIX = {"mark_candles": " mark", "index_candles": " index", "open_interest": " oi"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,9 @@ class SeriesStatus:
 
     @property
     def name(self) -> str:
-        return f"{self.inst_id} {self.timeframe if self.kind == 'candles' else 'funding'}"
+        if self.kind == "funding":
+            return f"{self.inst_id} funding"
+        return f"{self.inst_id} {self.timeframe}{_SUFFIX.get(self.kind, '')}"
 
 
 def collect_status(
@@ -53,8 +59,10 @@ def collect_status(
     now_ms: int,
     wanted: Callable[[str, str | None], bool] = lambda inst_id, tf: True,
 ) -> list[SeriesStatus]:
-    """Coverage of every candle series, then every settled-funding series, in sorted order;
-    only those `wanted(inst_id, timeframe name or None for funding)` accepts."""
+    """Coverage of every candle series, then every settled-funding series, then the mark,
+    index and open-interest series, in sorted order; only those `wanted(inst_id, timeframe
+    name or None for funding)` accepts. Open interest is judged at bar closes: a row is due at
+    each close (`ts` is the instant), its age counted from it."""
     out: list[SeriesStatus] = []
     delisted = read_delisted(store.data_dir)
     for inst_id, tf_name in store.list_candle_series():
@@ -69,6 +77,17 @@ def collect_status(
             continue
         cov = funding_coverage(store.funding_times(inst_id), now_ms)
         out.append(SeriesStatus("funding", inst_id, None, now_ms, cov, delisted.get(inst_id)))
+    for kind in TIMEFRAME_KINDS:
+        for series_id, tf_name in store.list_kind_series(kind):
+            if not wanted(series_id, tf_name):
+                continue
+            tf = Timeframe.parse(tf_name)
+            ts = store.kind_timestamps(kind, series_id, tf)
+            found = coverage(ts, tf.ms, now_ms, 0 if kind is OPEN_INTEREST else tf.ms)
+            name: SeriesKind = kind.name  # type: ignore[assignment]  # one of TIMEFRAME_KINDS
+            out.append(
+                SeriesStatus(name, series_id, tf.name, now_ms, found, delisted.get(series_id))
+            )
     return out
 
 
