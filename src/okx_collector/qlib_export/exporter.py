@@ -27,7 +27,7 @@ import numpy as np
 from okx_collector import __version__
 from okx_collector.errors import BadInput
 from okx_collector.fsutil import fsync_dir
-from okx_collector.qlib_export import outdir
+from okx_collector.qlib_export import derived, outdir
 from okx_collector.qlib_export.arrays import Funding
 from okx_collector.qlib_export.calendar import LINE_BYTES, calendar_chunks, format_time
 from okx_collector.qlib_export.files import (
@@ -195,7 +195,7 @@ def _write_calendar(
 
 
 def _remove_instrument(out: Path, entry: InstrumentEntry) -> None:
-    for rel in entry.files:
+    for rel in [*entry.files, *entry.derived]:
         remove(out / rel)
     directory = (out / next(iter(entry.files))).parent if entry.files else None
     if directory is not None:
@@ -254,11 +254,13 @@ def export_qlib(
         sources = SourceCache.load(out, tf.name)
         writer = InstrumentWriter(store, out, tf, sources)
         results: dict[str, Result] = {}
+        derived_ids = derived.stored_ids(store, tf)
 
         def one(target: Target) -> Result:
             old = trusted.instruments.get(target.inst_id) if trusted is not None else None
             result = writer.update(target, old) if old is not None else None
-            return result if result is not None else writer.full(target)
+            result = result if result is not None else writer.full(target)
+            return derived.with_fields(store, out, tf, derived_ids, target, result, old)
 
         # Instruments are independent: two at a time keep both cores busy (Parquet decoding,
         # numpy, sha256 and file writes all release the GIL); memory stays a month per worker.

@@ -88,6 +88,9 @@ class InstrumentEntry:
     months: dict[str, MonthSummary]  # "YYYY-MM" -> what that month held
     funding: FundingEntry | None
     files: dict[str, FileEntry]  # relative path -> size and checksum
+    # The mark, index and open-interest fields (`qlib_export.derived`), apart from `files`:
+    # they are rewritten whole when they change, never patched with the candle fields.
+    derived: dict[str, FileEntry] = field(default_factory=dict)
 
     @property
     def missing(self) -> int:
@@ -135,6 +138,13 @@ def _month(m: MonthSummary) -> dict[str, Any]:
 
 
 def _instrument(e: InstrumentEntry) -> dict[str, Any]:
+    doc = _instrument_core(e)
+    if e.derived:  # (absent otherwise: exports without these fields keep their bytes)
+        doc["derived"] = {k: _file(f) for k, f in e.derived.items()}
+    return doc
+
+
+def _instrument_core(e: InstrumentEntry) -> dict[str, Any]:
     funding = None
     if e.funding is not None:
         f = e.funding
@@ -236,6 +246,7 @@ def _parse_instrument(d: Any) -> InstrumentEntry:
         months=months,
         funding=funding,
         files={str(k): _parse_file(v) for k, v in d["files"].items()},
+        derived={str(k): _parse_file(v) for k, v in (d.get("derived") or {}).items()},
     )
 
 
