@@ -17,6 +17,7 @@ from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
+from okx_collector.live.derived import DerivedLive
 from okx_collector.live.lifecycle import REFRESH_SECONDS
 from okx_collector.ops import Ops
 from okx_collector.ops.notify import Notifier
@@ -132,12 +133,37 @@ async def _collect(
                 "collecting %d series and %d funding streams in %s mode into %s",
                 len(series), len(session.funding), mode, settings.data_dir,
             )  # fmt: skip
-            await collector.run(stop)
+            kinds = [k for k in settings.series if k != "trade"]
+            if not kinds:
+                await collector.run(stop)
+            else:  # mark, index, open interest beside the candles (`live.derived`)
+                derived = DerivedLive(
+                    session.exchange, store, kinds, session.instruments, session.timeframes,
+                    clock.now, mode=mode, poll_interval=settings.poll_interval, delays=delays,
+                )  # fmt: skip
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(collector.run(stop))
+                    group.create_task(_derived_when_synced(derived, clock, stop, since))
+                log.info("mark, index and open interest: %s rows", derived.rows)
         log.info("stopped cleanly: %s", collector.totals_line())
     finally:
         await session.exchange.close()
     report_notes(store)
     return collector
+
+
+async def _derived_when_synced(
+    derived: DerivedLive, clock: ExchangeClock, stop: asyncio.Event, since: int
+) -> None:
+    """The derived series start once the collector has synced the exchange clock."""
+    while not stop.is_set():
+        try:
+            clock.now()
+            break
+        except RuntimeError:  # (not synced yet)
+            await asyncio.sleep(0.05)
+    if not stop.is_set():
+        await derived.run(stop, since)
 
 
 def _stored_ends(
