@@ -1,6 +1,11 @@
 """Benchmark the exchange layer's mark, index and open-interest history against OKX's limits.
 
     python benchmarks/derived.py [--days 2] [--symbols BTC,ETH,ADA,DOT,LINK]
+    python benchmarks/derived.py --backfill [--days 10]   # the backfill command, trade+mark+index
+
+With `--backfill` it runs the `backfill` command itself (`run_backfill_async`, `--series
+trade,mark,index`, 1m, into a temporary data dir) and reports each of the six candle endpoints
+(recent and history: trade, mark, index) the same way, then checks the store against the model.
 
 Starts `okx-collector simulate --rate-limit-scale 1` in its own process, then fetches, in this
 process and all at once, for each perpetual: its 1m mark-price candles and its index's 1m candles
@@ -161,12 +166,112 @@ async def run(days: int, bases: list[str]) -> int:
     return 1 if failures or refused else 0
 
 
+BACKFILL_ROUTES = {
+    key: "market/" + key
+    for key in (
+        "candles",
+        "history-candles",
+        "mark-price-candles",
+        "history-mark-price-candles",
+        "index-candles",
+        "history-index-candles",
+    )
+}
+
+
+async def run_backfill(days: int, bases: list[str]) -> int:
+    """The backfill command with --series trade,mark,index against a simulator process."""
+    import tempfile
+    from pathlib import Path
+
+    from okx_collector.backfill import run_backfill_async
+    from okx_collector.backfill.progress import SilentProgress
+    from okx_collector.config import build_settings
+    from okx_collector.store import Store
+
+    sim = SimProcess("--rate-limit-scale", "1", "--seed", str(SEED))
+    poller = StatsPoller(sim)
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            settings = build_settings(
+                {
+                    "data_dir": str(Path(tmp) / "data"), "rest_url": sim.rest_url,
+                    "ws_url": sim.ws_url, "symbols": ",".join(f"{b}/USDT:USDT" for b in bases),
+                    "timeframes": "1m", "since": f"{days}d", "series": "trade,mark,index",
+                    "funding": False,
+                },
+                env={},
+            )  # fmt: skip
+            before = sim.stats()
+            poller.start()
+            began = time.monotonic()
+            report = await run_backfill_async(settings, progress=SilentProgress())
+            elapsed = time.monotonic() - began
+            await asyncio.sleep(3 * POLL_S)
+            poller.stop_event.set()
+            poller.join()
+            after = sim.stats()
+            now = sim.now_ms()
+        finally:
+            poller.stop_event.set()
+            sim.stop()
+        oracle = DerivedMarket(Market(SEED))
+        store = Store(settings.data_dir)
+        checked = 0
+        for base in bases:
+            perp, index = f"{base}-USDT-SWAP", f"{base}-USDT"
+            for kind, sid in (("mark", perp), ("index", index)):
+                table = store.read_price_candles(kind, sid, TF1)  # type: ignore[arg-type]
+                cols = [table.column(c).to_pylist() for c in ("ts", "open", "high", "low", "close")]
+                rows = list(zip(*cols, strict=True))
+                helper = oracle.mark_candles if kind == "mark" else oracle.index_candles
+                want = [tuple(w) for w in helper(sid, "1m", rows[0][0], rows[-1][0] + TF1.ms)]
+                if rows != want or rows[-1][0] < TF1.floor(now) - 3 * TF1.ms:
+                    failures.append(f"{kind} {sid}: {len(rows)} rows, not as served")
+                checked += len(rows)
+    assert report.derived is not None
+    refused = after["rate_limited"] - before["rate_limited"]
+    print(
+        f"backfill --series trade,mark,index: {len(bases)} perpetuals x {days} days of 1m: "
+        f"{report.written:,} trade, {report.derived.rows['mark']:,} mark, "
+        f"{report.derived.rows['index']:,} index rows in {elapsed:.1f} s"
+    )
+    print(
+        f"{'endpoint':<28}{'requests':>9}{'start s':>8}{'span s':>8}{'limit/2s':>9}"
+        f"{'of ceiling':>11}"
+    )
+    for key, route in BACKFILL_ROUTES.items():
+        n, span = poller.span(route, before["rest_by_route"].get(route, 0))
+        first = next(
+            (
+                t
+                for t, c in poller.samples
+                if c.get(route, 0) > before["rest_by_route"].get(route, 0)
+            ),
+            began,
+        )
+        limit = OKX_LIMITS[key][0]
+        minimum = 2.0 * ((n - 1) // limit)
+        share = f"{minimum / span:.1%}" if span > 0 and minimum > 0 else "burst"
+        print(f"{key:<28}{n:>9}{first - began:>8.2f}{span:>8.2f}{limit:>9}{share:>11}")
+    print(f"refused (HTTP 429): {refused}; {checked:,} mark/index values checked against the "
+          f"model: {'ok' if not failures else 'FAILED'}")  # fmt: skip
+    for failure in failures:
+        print("  " + failure)
+    return 1 if failures or refused else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--symbols", default="BTC,ETH,ADA,DOT,LINK", help="base currencies")
+    parser.add_argument("--backfill", action="store_true", help="run the backfill command")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.days, [b.strip().upper() for b in args.symbols.split(",")])))
+    bases = [b.strip().upper() for b in args.symbols.split(",")]
+    if args.backfill:
+        sys.exit(asyncio.run(run_backfill(args.days, bases)))
+    sys.exit(asyncio.run(run(args.days, bases)))
 
 
 if __name__ == "__main__":
