@@ -11,6 +11,7 @@ import pytest
 from okx_collector.config import Settings
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
+from okx_collector.store.schema import OPEN_INTEREST
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 from tests.collect_helpers import collect_for, iso
 
@@ -64,3 +65,22 @@ async def test_each_mode_stores_exactly_the_simulator(
                 assert ts % TF1.ms == 0
                 want = sim.derived.open_interest_at(perp, ts)
                 assert (contracts, coin) == (want[1], want[2]), (perp, ts)
+
+
+async def test_series_without_trade_collects_no_trade_candles(make_settings: MakeSettings) -> None:
+    async with Simulator(seed=12, speed=SPEED, rate_limit_scale=0, push_interval=0.01) as sim:
+        since = (sim.now_ms() - 10 * MINUTE_MS) // 1000 * 1000
+        settings = make_settings(
+            sim, symbols="BTC/USDT:USDT", timeframes="1m", since=iso(since), mode="auto",
+            poll_interval=0.3, heartbeat=1, series="mark", funding=False,
+        )  # fmt: skip
+        await collect_for(settings, 3.0)
+        store = Store(settings.data_dir)
+        assert store.list_candle_series() == []
+        got = rows(store.read_price_candles("mark", "BTC-USDT-SWAP", TF1), PRICE_COLUMNS)
+        start = TF1.ceil(since)
+        want = sim.derived.mark_candles("BTC-USDT-SWAP", "1m", start, got[-1][0] + TF1.ms)
+        assert (
+            got == [tuple(r) for r in want] and got[-1][0] >= TF1.floor(sim.now_ms()) - 4 * TF1.ms
+        )
+        assert store.list_kind_series(OPEN_INTEREST) == []

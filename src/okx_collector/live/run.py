@@ -91,8 +91,10 @@ async def _collect(
     try:
         async with compacting(store):  # from the catch-up on: it writes too
             since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
-            await _repair(store, session, since, delays, stop)
-            series, funding_last = await asyncio.to_thread(_stored_ends, store, session)
+            # `--series` without `trade`: no trade candles (funding stays under --funding).
+            trade = session.series if "trade" in settings.series else []
+            await _repair(store, session, trade, since, delays, stop)
+            series, funding_last = await asyncio.to_thread(_stored_ends, store, session, trade)
             options = CollectorOptions(
                 mode=mode,
                 poll_interval=settings.poll_interval,
@@ -167,31 +169,32 @@ async def _derived_when_synced(
 
 
 def _stored_ends(
-    store: Store, session: Session
+    store: Store, session: Session, trade: list[tuple[Instrument, Timeframe]]
 ) -> tuple[list[tuple[Instrument, Timeframe, int | None]], dict[str, int | None]]:
     """Newest stored candle per series and newest settled funding per perpetual (file reads)."""
-    series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in session.series]
+    series = [(inst, tf, store.last_candle_ts(inst.inst_id, tf)) for inst, tf in trade]
     funding = {inst.inst_id: store.last_funding_time(inst.inst_id) for inst in session.funding}
     return series, funding
 
 
 async def _repair(
-    store: Store, session: Session, since: int, delays: BackoffFactory, stop: asyncio.Event
+    store: Store,
+    session: Session,
+    trade: list[tuple[Instrument, Timeframe]],
+    since: int,
+    delays: BackoffFactory,
+    stop: asyncio.Event,
 ) -> None:
     """Before going live, fetch every missing candle of each series' stored span (or since
     `since` for an empty series), at backfill speed: downtime, and holes such as a file moved
     aside at start, are filled while OKX still has the data."""
     firsts = await asyncio.to_thread(
-        lambda: {
-            (i.inst_id, tf.name): store.expected_first_ts(i.inst_id, tf) for i, tf in session.series
-        }
+        lambda: {(i.inst_id, tf.name): store.expected_first_ts(i.inst_id, tf) for i, tf in trade}
     )
     starts = {key: since if first is None else min(first, since) for key, first in firsts.items()}
     backfiller = Backfiller(session.exchange, store, LogProgress(), delays=delays)
     # A stop request ends it early (what came is stored); the collector then stops at once.
-    report = await backfiller.run(
-        session.series, [], since, session.now, session.now, starts, stop=stop
-    )
+    report = await backfiller.run(trade, [], since, session.now, session.now, starts, stop=stop)
     if report.written:
         log.info("caught up %d candles in %.1fs before going live", report.written, report.seconds)
 
