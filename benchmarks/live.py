@@ -1,7 +1,7 @@
 """Benchmark live collection: 1,000 series of 1m candles pushed at OKX's cadence and at 4x that.
 
     python benchmarks/live.py [--series 1000] [--seconds 60] [--rates 1,4] [--store-rows 10]
-        [--late-in-day] [--no-baseline] [--metrics [--scrape-interval 15]]
+        [--late-in-day] [--no-baseline] [--metrics [--scrape-interval 15]] [--profile PATH]
 
 For each rate R (1 = OKX's cadence: an in-progress update every 0.5 s per series), the script
 starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R --speed 1
@@ -452,8 +452,11 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
             if left < 30:  # seeding takes up to ~5 s and start-up ~10-13 s
                 time.sleep(left + 0.5)
             seed_store(data_dir, inst_ids, args.store_rows, TF.floor(sim.now_ms()) - MINUTE_MS)
+        profile = (
+            ["-m", "cProfile", "-o", f"{args.profile}.{rate}x"] if args.profile else []
+        )  # the collector's own modules, not the CPU or latency it is measured on
         cmd = [
-            *COLLECTOR, "collect", "--mode", "ws",
+            *COLLECTOR[:1], *profile, *COLLECTOR[1:], "collect", "--mode", "ws",
             "--symbols", symbols, "--timeframes", TF.name, "--no-funding",
             "--heartbeat", str(HEARTBEAT), "--log-format", "json", "--data-dir", str(data_dir),
             "--since", "5m", "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
@@ -678,6 +681,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--keep-log", metavar="PATH", help="save the collector's log lines to PATH.<rate>x"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="run the collector under cProfile, stats to PATH.<rate>x (slows it: no figures)",
     )
     args = parser.parse_args()
     results = []

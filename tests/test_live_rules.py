@@ -1,11 +1,15 @@
-"""The live collector's pure rules, as tables: staleness, the catch-up retry hold, what is due."""
+"""The live collector's pure rules, as tables: staleness, the catch-up retry hold, what is due,
+the retry backoff."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from okx_collector.instruments import Instrument
 from okx_collector.live.series import SeriesState, retry_hold_seconds, stale_after_ms
+from okx_collector.retry import backoff_delays
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 
 BTC = Instrument("BTC/USDT", "BTC-USDT", True, quote="USDT")
@@ -35,3 +39,92 @@ def test_next_due_follows_the_store_then_the_listing_then_since() -> None:
     assert state.next_due(since=5 * MINUTE_MS) == 10 * MINUTE_MS
     assert not state.missing_closed(now=11 * MINUTE_MS - 1, since=0)
     assert state.missing_closed(now=11 * MINUTE_MS, since=0)
+
+
+M1 = Timeframe.parse("1m")
+H4 = Timeframe.parse("4h")
+
+
+@pytest.mark.parametrize(
+    ("tf", "last_push", "started", "now", "stale"),
+    [
+        (M1, None, 0, 30_000, False),  # no push yet: counted from the start, at the limit
+        (M1, None, 0, 30_001, True),  # ... and one ms past it
+        (M1, 100_000, 0, 130_000, False),  # a push resets the count
+        (M1, 100_000, 0, 130_001, True),
+        (M1, 100_000, 500_000, 130_001, True),  # a push, not the start, is the reference
+        (H4, 0, 0, 7_200_000, False),  # half a 4h candle: two hours
+        (H4, 0, 0, 7_200_001, True),
+    ],
+)
+def test_stale_when_silent_past_the_limit(
+    tf: Timeframe, last_push: int | None, started: int, now: int, stale: bool
+) -> None:
+    state = SeriesState(BTC, tf, None, streamable=True, last_push=last_push)
+    assert state.is_stale(now, started) is stale
+
+
+@pytest.mark.parametrize(
+    ("last_closed", "start", "since", "due"),
+    [
+        (None, None, 5 * MINUTE_MS, 5 * MINUTE_MS),  # empty store: the run's --since
+        (None, 7 * MINUTE_MS, 5 * MINUTE_MS, 7 * MINUTE_MS),  # a listing: its first candle
+        (9 * MINUTE_MS, None, 5 * MINUTE_MS, 10 * MINUTE_MS),  # stored: the next one
+        (9 * MINUTE_MS, 20 * MINUTE_MS, 5 * MINUTE_MS, 10 * MINUTE_MS),  # the store wins
+    ],
+)
+def test_next_due(last_closed: int | None, start: int | None, since: int, due: int) -> None:
+    state = SeriesState(BTC, M1, last_closed, streamable=True, start=start)
+    assert state.next_due(since) == due
+
+
+@pytest.mark.parametrize(
+    ("last_closed", "now", "missing"),
+    [
+        (None, 1 * MINUTE_MS - 1, False),  # the first candle (open 0) has not closed yet
+        (None, 1 * MINUTE_MS, True),  # ... it closes at 1m, exactly
+        (0, 2 * MINUTE_MS - 1, False),  # stored the one at 0; the next closes at 2m
+        (0, 2 * MINUTE_MS, True),
+        (5 * MINUTE_MS, 3 * MINUTE_MS, False),  # a clock behind the store: nothing missing
+    ],
+)
+def test_missing_closed_by_exchange_time(last_closed: int | None, now: int, missing: bool) -> None:
+    state = SeriesState(BTC, M1, last_closed, streamable=True)
+    assert state.missing_closed(now, since=0) is missing
+
+
+@pytest.mark.parametrize(
+    ("ts", "last_closed"),
+    [
+        ([3, 5], 5),  # newer replaces
+        ([5, 3], 5),  # an older one (a late REST page) never moves it back
+        ([4, 4], 4),
+    ],
+)
+def test_stored_only_moves_forward(ts: list[int], last_closed: int) -> None:
+    state = SeriesState(BTC, M1, None, streamable=True)
+    for t in ts:
+        state.stored(t * MINUTE_MS)
+    assert state.last_closed == last_closed * MINUTE_MS
+
+
+@pytest.mark.parametrize(
+    ("initial", "factor", "cap", "ceilings"),
+    [
+        (0.5, 2.0, 30.0, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]),  # the defaults
+        (1.0, 3.0, 10.0, [1.0, 3.0, 9.0, 10.0, 10.0]),
+        (2.0, 1.0, 30.0, [2.0, 2.0, 2.0]),  # factor 1: constant
+    ],
+)
+def test_backoff_grows_to_its_cap_with_jitter_in_the_upper_half(
+    initial: float, factor: float, cap: float, ceilings: list[float]
+) -> None:
+    for seed in range(20):  # full jitter: each delay anywhere in [ceiling / 2, ceiling]
+        delays = backoff_delays(initial, factor, cap, rng=random.Random(seed))
+        for ceiling in ceilings:
+            assert ceiling / 2 <= next(delays) <= ceiling
+
+
+def test_backoff_jitter_spreads_clients() -> None:
+    firsts = {next(backoff_delays(rng=random.Random(seed))) for seed in range(10)}
+    assert len(firsts) == 10  # ten clients do not retry in lockstep

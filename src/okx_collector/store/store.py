@@ -47,6 +47,7 @@ from okx_collector.store.schema import (
     FUNDING_LIVE,
     TIMEFRAME_KINDS,
     Kind,
+    candles_batch,
     candles_tables,
     funding_live_table,
     funding_table,
@@ -136,11 +137,13 @@ class Store(DerivedStore):
         items = [item for item in items if item[2]]
         if not items:
             return 0
-        tables = candles_tables([(inst_id, tf.name, rows) for inst_id, tf, rows in items])
-        if not _valid_together(tables, {tf for _, tf, _ in items}):
+        named_rows = [(inst_id, tf.name, rows) for inst_id, tf, rows in items]
+        batch = candles_batch(named_rows)
+        if not _valid_together(batch, {tf for _, tf, _ in items}):
+            tables = candles_tables(named_rows)
             for one, table, (_, tf, _) in zip(series, tables, items, strict=True):
                 validate_candles(table, one.label, tf)  # raises, naming the bad series
-        return self._append("candles", _joined(tables))
+        return self._append("candles", batch)
 
     def write_funding(self, inst_id: str, rates: Sequence[FundingRate]) -> int:
         """Append settled funding rates keyed by `funding_time`; returns the rows written."""
@@ -386,13 +389,13 @@ def _joined(tables: list[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
 
 
-def _valid_together(tables: list[pa.Table], timeframes: set[Timeframe]) -> bool:
+def _valid_together(batch: pa.Table, timeframes: set[Timeframe]) -> bool:
     """Whether a batch of one timeframe (a live batch) passes validation as a whole: one check
-    for a thousand one-row tables. False also when it cannot be checked that way."""
-    if len(timeframes) != 1 or not tables:
+    for a thousand series. False also when it cannot be checked that way."""
+    if len(timeframes) != 1 or batch.num_rows == 0:
         return False
     try:
-        validate_candles(pa.concat_tables(tables), "", next(iter(timeframes)))
+        validate_candles(batch, "", next(iter(timeframes)))
     except InvalidRecords:
         return False
     return True
