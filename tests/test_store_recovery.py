@@ -152,39 +152,6 @@ def test_live_or_young_temp_files_are_kept(tmp_path: Path) -> None:
     assert foreign.exists()
 
 
-def test_month_files_of_day_partitioned_series_are_split_into_day_files(tmp_path: Path) -> None:
-    """Files written when 1m candles and live funding were kept in month files are not lost."""
-    m1 = Timeframe.parse("1m")
-    old = Store(tmp_path / "old")  # writes the new layout: move its day files into a month file
-    rows = [
-        Candle(JAN + i * 3_600_000, 1.0, 2.0, 0.5, 1.5, 3.0, 4.0, "backfill") for i in range(50)
-    ]
-    old.write_candles("BTC-USDT", m1, rows)
-    old.compact()
-    old_dir = old.data_dir / "candles" / "BTC-USDT" / "1m"
-    table = pa.concat_tables(pq.read_table(p) for p in sorted(old_dir.glob("*.parquet")))
-    folder = tmp_path / "data" / "candles" / "BTC-USDT" / "1m"
-    folder.mkdir(parents=True)
-    # Two month files, overlapping (each row lands in its day file whichever file it came from)
-    pq.write_table(table.slice(0, 30), folder / "2026-02.parquet")
-    pq.write_table(table.slice(0, 10), folder / "2026-01.parquet")
-    store = Store(tmp_path / "data")
-    store.write_candles("BTC-USDT", m1, rows[40:])  # new rows already in day files
-    store.compact()
-    notes = store.recover()
-    assert sorted(n.action for n in notes) == ["split", "split"]
-    assert all("into day files" in str(n) for n in notes)
-    assert sorted(p.name for p in folder.glob("*.parquet")) == [
-        "2026-01-31.parquet",
-        "2026-02-01.parquet",
-        "2026-02-02.parquet",
-        "2026-02-03.parquet",
-    ]
-    got = store.read_candles("BTC-USDT", m1)
-    assert got.column("ts").to_pylist() == [r.ts for r in rows[:30]] + [r.ts for r in rows[40:]]
-    assert store.recover() == []  # done once
-
-
 def test_live_funding_month_file_is_split(tmp_path: Path) -> None:
     store = Store(tmp_path / "data")
     obs = [FundingObservation(JAN + i * 86_400_000, JAN, 1e-4, None, None, "ws") for i in range(3)]

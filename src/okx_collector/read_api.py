@@ -23,6 +23,7 @@ import pyarrow as pa
 from okx_collector.errors import BadInput
 from okx_collector.instruments import guess_inst_id
 from okx_collector.store import Store
+from okx_collector.store.layout import INST_ID_RE
 from okx_collector.timeframes import Timeframe, UnknownTimeframe
 
 __all__ = ["CANDLE_COLUMNS", "FUNDING_COLUMNS", "SeriesNotStored", "read_candles", "read_funding"]
@@ -57,11 +58,17 @@ def read_candles(
     store = _store(data_dir)
     inst_id = guess_inst_id(symbol)
     tf = timeframe if isinstance(timeframe, Timeframe) else _timeframe(timeframe)
-    stored = {f"{i} {t}" for i, t in store.list_candle_series()}
+    lo, hi = _ms(start, "start"), _ms(end, "end")
     wanted = f"{inst_id} {tf.name}"
-    if wanted not in stored:
-        raise SeriesNotStored(_not_stored("candles", wanted, stored, store.data_dir))
-    table = store.read_candles(inst_id, tf, _ms(start, "start"), _ms(end, "end"))
+    table = None
+    if INST_ID_RE.fullmatch(inst_id):  # (else not a series of any store: said below)
+        table = store.read_candles(inst_id, tf, lo, hi, columns=["ts", *CANDLE_COLUMNS])
+    if table is None or table.num_rows == 0:
+        # Only now list the store (a scan of every series' folder): rows prove the series is
+        # there, and an empty answer must say whether the series is stored at all.
+        stored = {f"{i} {t}" for i, t in store.list_candle_series()}
+        if wanted not in stored or table is None:
+            raise SeriesNotStored(_not_stored("candles", wanted, stored, store.data_dir))
     return _frame(table, "ts", CANDLE_COLUMNS)
 
 

@@ -3,7 +3,6 @@ partition files, and the start-up folding of files older versions left in other 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,6 @@ from okx_collector.store.reader import Series, SeriesReader
 from okx_collector.store.recovery import RecoveryNote
 
 __all__ = ["Series", "SeriesIO"]
-
-
-def _is_open(part: Partition) -> bool:
-    """Whether the partition's span has not ended yet (by this machine's clock): compactions
-    will rewrite it again, so it is compressed for speed (snappy); a partition that has ended is
-    compressed for size (zstd)."""
-    return part.end > time.time() * 1000
 
 
 class SeriesIO(SeriesReader):
@@ -56,7 +48,7 @@ class SeriesIO(SeriesReader):
                 )
                 if merged.num_rows == existing.num_rows and merged.equals(existing):
                     continue  # (merged before a crash: nothing to do)
-                write_atomic(series.path(part), merged.combine_chunks(), hot=_is_open(part))
+                write_atomic(series.path(part), merged.combine_chunks())
                 rewritten += 1
         return rewritten
 
@@ -75,8 +67,9 @@ class SeriesIO(SeriesReader):
         self._firsts[series.directory] = known
 
     def fold_legacy(self, series: Series) -> list[RecoveryNote]:
-        """Files an older version left in a day-partitioned series (1m/3m/5m candles, live
-        funding): month files (before day files) and hour files (the live day, by hour). Their
+        """Files an older version left in a day-partitioned series (live funding): month files
+        (before day files) and hour files (the live day, by hour). (Candles went the other way:
+        `store.migrate`.) Their
         rows are merged into the day files (month files first: the hour files are newer), then
         they are removed. Interrupted, it is redone at the next start; the merge makes that
         harmless."""
