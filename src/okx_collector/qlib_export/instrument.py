@@ -54,6 +54,8 @@ from okx_collector.qlib_export.sources import Sig, SourceCache, files_sig
 from okx_collector.store.store import Store
 from okx_collector.timeframes import Timeframe
 
+READ_COLUMNS = ["ts", *CANDLE_FIELDS]  # what an export reads (`source` is never decoded)
+
 FUNDING_CHUNK = 1 << 18  # slots per block when a funding file is rewritten on its own
 
 Action = Literal["rewritten", "appended", "unchanged"]
@@ -110,7 +112,7 @@ class InstrumentWriter:
     def _read(self, t: Target, month: Month, lo: int, hi: int) -> Candles:
         """The stored candles of [lo, hi) in `month`; remembers the month if read whole."""
         key, before = self._month_sig(t, month)
-        table = self._store.read_candles(t.inst_id, self._tf, lo, hi)
+        table = self._store.read_candles(t.inst_id, self._tf, lo, hi, columns=READ_COLUMNS)
         after = self._month_sig(t, month)[1]
         candles = Candles(
             np.asarray(table.column("ts").to_numpy(), dtype=np.int64),
