@@ -36,14 +36,16 @@ INST, TF = "BTC-USDT", Timeframe.parse("1m")
 
 def build(data_dir: Path) -> None:
     marker = data_dir / ".complete"
-    if marker.exists():
-        return
     store = Store(data_dir)
+    if marker.exists():
+        store.recover()  # a cache of an older layout (day files) is migrated once, as a start would
+        return
     lo = START
     while lo < END:
         hi = min(END, lo + 31 * DAY_MS)
         store.write_candles(INST, TF, candles(INST, TF, lo, hi))
         lo = hi
+    store.compact()  # as a stopped backfill leaves it: partitions only
     marker.touch()
 
 

@@ -1,11 +1,10 @@
 """Exporting one instrument of one timeframe: in full (streamed), or incrementally in place.
 
-Both read the store one UTC month (one partition file, or one per day for 1m/3m/5m) at a time,
-so memory is bounded by a month of candles whatever the history's length. A bar's place in a
-feature file is explicit: the value of the bar opening at `ts` is at byte
-`4 * (1 + (ts - first) / step)`, whatever came before it; the header (value 0) is the calendar
-slot of `first`. So an incremental export can write any run of slots where it belongs, padding
-missing bars with NaN, and the result is the same bytes as a full export.
+Both read the store one UTC month (one partition file) at a time, so memory is bounded by a month of
+candles whatever the history's length. A bar's place in a feature file is explicit: the value of the
+bar opening at `ts` is at byte `4 * (1 + (ts - first) / step)`, whatever came before it; the header
+(value 0) is the calendar slot of `first`. So an incremental export can write any run of slots where
+it belongs, padding missing bars with NaN, and the result is the same bytes as a full export.
 """
 
 from __future__ import annotations
