@@ -23,6 +23,7 @@ from okx_collector.store import (
     InvalidRecords,
     Store,
 )
+from okx_collector.store.atomic import read_parquet
 from okx_collector.timeframes import Timeframe
 
 M1 = Timeframe.parse("1m")
@@ -371,3 +372,23 @@ def test_partitions_are_compressed_for_reading_speed(store: Store) -> None:
     files = sorted((store.data_dir / "candles" / "BTC-USDT" / "1m").glob("*.parquet"))
     codecs = [pq.read_metadata(p).row_group(0).column(1).compression for p in files]
     assert codecs == ["SNAPPY", "SNAPPY"]
+
+
+def test_a_week_of_a_month_file_decodes_about_a_week(store: Store) -> None:
+    """Month files are split in row groups with `ts` statistics, and a range read decodes only
+    the groups that overlap it: a week of a 31-day month of 1m, not the month."""
+    m1 = Timeframe.parse("1m")
+    start = ms("2026-01-01T00:00:00")
+    candles = series(start, 31 * 1440, m1)
+    store.write_candles("BTC-USDT", m1, candles)
+    store.compact()
+    path = store.data_dir / "candles" / "BTC-USDT" / "1m" / "2026-01.parquet"
+    meta = pq.read_metadata(path)
+    assert meta.num_rows == 31 * 1440 and meta.num_row_groups >= 10
+    week = (ms("2026-01-10T00:00:00"), ms("2026-01-17T00:00:00"))
+    decoded = read_parquet(path, CANDLE_SCHEMA, ["ts"], ("ts", *week))
+    assert 7 * 1440 <= decoded.num_rows <= 7 * 1440 + 2 * 4096
+    got = store.read_candles("BTC-USDT", m1, *week).column("ts").to_pylist()
+    assert got == [c.ts for c in candles if week[0] <= c.ts < week[1]]
+    prices = store.read_candles("BTC-USDT", m1, *week, columns=["ts", "close"])
+    assert prices.column_names == ["ts", "close"] and prices.num_rows == 7 * 1440
