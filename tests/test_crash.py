@@ -99,8 +99,12 @@ def reference(bsim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -
         assert funding.column("funding_time").to_pylist() == [
             r[0] for r in bsim.market.funding_history(f"{inst_id}-SWAP", BF_SINCE, BF_UNTIL)
         ]
-    months = {p.name for p in parquet_files(data / "candles")}  # one file per UTC month
-    assert months == {"2026-08.parquet", "2026-09.parquet"}
+    # one file per past UTC month, and the newest month in day files
+    names = {p.name for p in parquet_files(data / "candles")}
+    assert "2026-08.parquet" in names and "2026-09.parquet" not in names
+    assert {n for n in names if n != "2026-08.parquet"} <= {
+        f"2026-09-{d:02d}.parquet" for d in range(1, 31)
+    }
     assert not temp_files(data)
     return data
 

@@ -57,13 +57,17 @@ def test_layout_and_schema(store: Store) -> None:
     assert store.read_candles("BTC-USDT", H1).num_rows == 3
     store.compact()
     assert not list((store.data_dir / "journal").rglob("*.parquet"))
-    assert sorted(p.name for p in root.glob("*.parquet")) == ["2026-01.parquet", "2026-02.parquet"]
+    # (the newest month is kept in day files: a compaction rewrites a day, not the month)
+    assert sorted(p.name for p in root.glob("*.parquet")) == [
+        "2026-01.parquet",
+        "2026-02-01.parquet",
+    ]
     jan = pq.read_table(root / "2026-01.parquet")
     assert jan.schema.equals(CANDLE_SCHEMA)
     assert jan.column("ts").to_pylist() == [jan_end]
     assert jan.column("inst_id").to_pylist() == ["BTC-USDT"]
     assert jan.column("timeframe").to_pylist() == ["1h"]
-    meta = pq.read_metadata(root / "2026-02.parquet")
+    meta = pq.read_metadata(root / "2026-02-01.parquet")
     assert meta.num_row_groups == 1
     assert meta.row_group(0).column(0).statistics.has_min_max
     assert meta.row_group(0).column(0).compression in ("ZSTD", "SNAPPY")
@@ -72,14 +76,15 @@ def test_layout_and_schema(store: Store) -> None:
 @pytest.mark.parametrize(
     ("tf", "files"),
     [
-        ("1m", ["2026-01.parquet", "2026-02.parquet"]),
-        ("5m", ["2026-01.parquet", "2026-02.parquet"]),
-        ("15m", ["2026-01.parquet", "2026-02.parquet"]),
-        ("1d", ["2026-01.parquet", "2026-02.parquet"]),
+        ("1m", ["2026-01.parquet", "2026-02-01.parquet"]),
+        ("5m", ["2026-01.parquet", "2026-02-01.parquet"]),
+        ("15m", ["2026-01.parquet", "2026-02-01.parquet"]),
+        ("1d", ["2026-01.parquet", "2026-02-01.parquet", "2026-02-02.parquet"]),
     ],
 )
 def test_every_timeframe_is_stored_in_month_files(store: Store, tf: str, files: list[str]) -> None:
-    """Partitions are sized for readers (writes go to the journal): months for every timeframe."""
+    """Partitions are sized for readers (writes go to the journal): months for every timeframe,
+    but the newest month in day files (a compaction rewrites a day file, not the month's)."""
     frame = Timeframe.parse(tf)
     start = ms("2026-02-01T00:00:00") - 2 * frame.ms
     candles = series(start, 4, frame)
@@ -167,7 +172,7 @@ def test_unchanged_write_does_not_rewrite(store: Store) -> None:
     rows = series(start, 5, M15)
     store.write_candles("ETH-USDT", M15, rows)
     store.compact()
-    path = store.data_dir / "candles/ETH-USDT/15m/2026-03.parquet"
+    path = store.data_dir / "candles/ETH-USDT/15m/2026-03-01.parquet"  # (newest month: days)
     before = path.stat()
     # Same values from another source are not a change: the file keeps its first provenance.
     again = [c._replace(source="ws") for c in rows[1:3]]
@@ -379,7 +384,7 @@ def test_a_week_of_a_month_file_decodes_about_a_week(store: Store) -> None:
     the groups that overlap it: a week of a 31-day month of 1m, not the month."""
     m1 = Timeframe.parse("1m")
     start = ms("2026-01-01T00:00:00")
-    candles = series(start, 31 * 1440, m1)
+    candles = series(start, 31 * 1440 + 1, m1)  # (and February's first: January is a past month)
     store.write_candles("BTC-USDT", m1, candles)
     store.compact()
     path = store.data_dir / "candles" / "BTC-USDT" / "1m" / "2026-01.parquet"

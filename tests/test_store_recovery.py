@@ -66,7 +66,7 @@ def test_recover_removes_temp_and_moves_torn_file_aside(torn: tuple[Store, Path,
     assert fresh.first_candle_ts("BTC-USDT", M15) == JAN + 4 * M15.ms
     assert fresh.recover() == []
     # Globs of *.parquet (DuckDB, Polars) no longer see the bad file.
-    assert sorted(p.name for p in jan.parent.glob("*.parquet")) == ["2026-02.parquet"]
+    assert sorted(p.name for p in jan.parent.glob("*.parquet")) == ["2026-02-01.parquet"]
     # A backfill re-fills January.
     assert fresh.write_candles("BTC-USDT", M15, candles(JAN, 4)) == 4
     assert fresh.candle_timestamps("BTC-USDT", M15).size == 8
@@ -101,7 +101,7 @@ def test_last_ts_meets_garbage_newest_partition(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 8))
     store.compact()
-    feb = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-02.parquet"
+    feb = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-02-01.parquet"  # (newest: days)
     feb.write_bytes(b"PAR1 garbage")
     fresh = Store(tmp_path)
     assert fresh.last_candle_ts("BTC-USDT", M15) == JAN + 3 * M15.ms
@@ -126,7 +126,7 @@ def test_deep_recover_finds_corrupt_pages(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 4))
     store.compact()
-    path = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-01.parquet"
+    path = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-01-31.parquet"  # (newest: days)
     data = bytearray(path.read_bytes())
     for i in range(8, len(data) // 2):  # scribble over the column chunks, keep the footer
         data[i] = 0xFF

@@ -20,7 +20,14 @@ import pyarrow as pa
 
 from okx_collector.fsutil import fsync_dir
 from okx_collector.store.atomic import storage_error, write_atomic
-from okx_collector.store.layout import Partition, Period, is_month, list_partitions, partition_of
+from okx_collector.store.layout import (
+    Partition,
+    Period,
+    is_hour,
+    is_month,
+    list_partitions,
+    partition_of,
+)
 from okx_collector.store.merge import dedupe_last
 from okx_collector.store.reader import Series, SeriesReader
 
@@ -37,10 +44,20 @@ class Migration:
 
 
 def legacy_files(series: Series) -> list[Partition]:
-    """Day and hour files in a month series (none in a series of another span)."""
+    """The day and hour files to fold at start in a month series (none in a series of another
+    span): all of them but the day files of the series' newest month, which is kept in day files
+    (`SeriesIO.merge_in`: compaction then rewrites a day file, not the month's), unless that
+    month holds hour files (an older layout's, newer than its day files: folded, once)."""
     if series.period is not Period.MONTH:
         return []
-    return [p for p in list_partitions(series.directory, series.period) if not is_month(p)]
+    found = [p for p in list_partitions(series.directory, series.period) if not is_month(p)]
+    if not found:
+        return []
+    newest = partition_of(found[-1].start, Period.MONTH)  # (a month file starts no later)
+    recent = [p for p in found if newest.start <= p.start]
+    if any(is_hour(p) for p in recent):
+        return found
+    return [p for p in found if p.start < newest.start]
 
 
 def migrate_all(io: SeriesReader, all_series: Iterable[Series], where: str) -> Migration:
@@ -73,22 +90,33 @@ def migrate_series(io: SeriesReader, series: Series, found: list[Partition]) -> 
     written = 0
     for month, parts in sorted(months.items()):
         with io.locked(series):
-            tables = []
-            for part in [month, *parts]:  # (oldest writes first: see the module doc)
-                table = io.read_partition(series, part, locked=True)  # moved aside if bad
-                if table is not None and table.num_rows:
-                    tables.append(table)
-            if tables:
-                merged = dedupe_last(pa.concat_tables(tables), series.kind.key)
-                write_atomic(series.path(month), merged.combine_chunks())
-                written += 1
-            for part in parts:
-                path = series.path(part)
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    raise storage_error(path, "remove", exc) from exc
-            fsync_dir(series.directory)
+            written += fold_month(io, series, month, parts)
+    return written
+
+
+def fold_month(io: SeriesReader, series: Series, month: Partition, parts: list[Partition]) -> int:
+    """Fold `parts` (day or hour files of `month`) into the month file, the caller holding the
+    series' lock: the month file, then the parts in listed order, the later winning; the month
+    file is written atomically before the parts are deleted, so a crash between them leaves
+    copies with equal values (reads dedupe them) and a re-run is harmless. Returns the month
+    files written (0 or 1)."""
+    tables = []
+    for part in [month, *parts]:  # (oldest writes first: see the module doc)
+        table = io.read_partition(series, part, locked=True)  # moved aside if bad
+        if table is not None and table.num_rows:
+            tables.append(table)
+    written = 0
+    if tables:
+        merged = dedupe_last(pa.concat_tables(tables), series.kind.key)
+        write_atomic(series.path(month), merged.combine_chunks())
+        written = 1
+    for part in parts:
+        path = series.path(part)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise storage_error(path, "remove", exc) from exc
+    fsync_dir(series.directory)
     return written
