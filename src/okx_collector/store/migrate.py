@@ -1,6 +1,7 @@
 """The one-time move of an older layout's day and hour files into month files (`store.layout`).
 
-Runs at the start of a writing command, under the data dir's lock, before compaction. One
+Runs at the start of a writing command, under the data dir's lock, before compaction; the day
+files of each series' newest month are left where compaction writes that month (`legacy_files`). One
 series-month at a time (at most 44,640 rows of 1m, so the memory is bounded whatever the size
 of the dataset): the month file (if any), then the day files, then the hour files of that month
 are read, the later winning on a key (the order in which an older version wrote them), written as
