@@ -13,6 +13,11 @@ the same directory. Each export runs in a fresh child interpreter; its peak RSS 
 `getrusage(RUSAGE_CHILDREN)` by an intermediate process that has that one child only, so neither
 building the store nor the other export counts. `--verify` also checks that the incremental
 directory is byte-identical to a fresh full export.
+
+`--dump-bin PATH` also runs qlib's own `scripts/dump_bin.py dump_all` (from qlib's repository: it
+is not in the pip package; it needs the `qlib` extra plus fire, loguru and tqdm) on the same
+candles, written first as one CSV per instrument (not timed), and prints its wall time, the peak
+RSS of its largest process, and the ratio to our full export.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 
 from okx_collector.models import Candle, FundingRate
 from okx_collector.qlib_export import export_qlib
+from okx_collector.qlib_export.arrays import CANDLE_FIELDS as FIELDS
 from okx_collector.store import Store
 from okx_collector.timeframes import DAY_MS, HOUR_MS, Timeframe
 
@@ -96,14 +102,16 @@ def build(cache: Path, name: str) -> Path:
     """The cached base store of a scenario (built on first use)."""
     tf_name, pairs = SCENARIOS[name]
     root = cache / f"store-{name}"
-    done = root / ".complete-v2"  # v2: 1m candles in day files (a v1 store is rebuilt)
+    done = root / ".complete-v3"  # v3: compacted, month files (an older store is rebuilt)
     if done.exists():
         return root
     shutil.rmtree(root, ignore_errors=True)
     t = time.perf_counter()
+    store = Store(root)
     rows = write_range(
-        Store(root), instruments(pairs), Timeframe.parse(tf_name), START, START + DAYS * DAY_MS
+        store, instruments(pairs), Timeframe.parse(tf_name), START, START + DAYS * DAY_MS
     )
+    store.compact()  # as a stopped backfill leaves it: partitions only
     done.write_text(str(rows))
     print(f"built {name}: {rows} candles in {time.perf_counter() - t:.0f} s -> {root}", flush=True)
     return root
@@ -128,6 +136,50 @@ def child_export(store: str, out: str, tf: str) -> None:
             }
         )
     )
+
+
+def write_csvs(store: Path, tf: str, csv_dir: Path) -> None:
+    """The store's candles as dump_bin.py reads them: one CSV per instrument (date, fields)."""
+    import pandas as pd
+
+    csv_dir.mkdir(parents=True, exist_ok=True)
+    st = Store(store)
+    for inst, name in st.list_candle_series():
+        if name != tf:
+            continue
+        table = st.read_candles(inst, Timeframe.parse(tf), columns=["ts", *FIELDS])
+        frame = table.to_pandas()
+        frame.insert(0, "date", pd.to_datetime(frame.pop("ts"), unit="ms"))
+        frame.to_csv(csv_dir / f"{inst}.csv", index=False, date_format="%Y-%m-%d %H:%M:%S")
+
+
+def child_run(args: list[str]) -> None:
+    """Run a command as this process's only child; print its wall time and peak RSS."""
+    t = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(proc.stderr[-4000:])
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024}))
+
+
+def dump_bin(script: Path, store: Path, tf: str, work: Path) -> dict[str, float]:
+    csv_dir, out = work / "csv", work / "dump_bin"
+    shutil.rmtree(csv_dir, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    write_csvs(store, tf, csv_dir)
+    freq = Timeframe.parse(tf).qlib_freq
+    cmd = [sys.executable, str(script), "dump_all", f"--data_path={csv_dir}",
+           f"--qlib_dir={out}", f"--freq={freq}", "--date_field_name=date",
+           "--symbol_field_name=symbol", f"--max_workers={os.cpu_count() or 1}"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, __file__, "_run", *cmd], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        sys.exit(proc.stderr[-4000:] or proc.stdout[-4000:])
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def child_measure(args: list[str]) -> None:
@@ -167,7 +219,7 @@ def same_tree(a: Path, b: Path) -> bool:
     return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
 
 
-def run(cache: Path, name: str, verify: bool) -> dict[str, object]:
+def run(cache: Path, name: str, verify: bool, script: Path | None) -> dict[str, object]:
     tf_name, pairs = SCENARIOS[name]
     base = build(cache, name)
     work = cache / f"run-{name}"
@@ -177,12 +229,14 @@ def run(cache: Path, name: str, verify: bool) -> dict[str, object]:
     out = work / "qlib"
     full = measure(work / "store", out, tf_name)
     day = START + DAYS * DAY_MS
-    added = write_range(
-        Store(work / "store"), instruments(pairs), Timeframe.parse(tf_name), day, day + DAY_MS
-    )
+    store = Store(work / "store")
+    added = write_range(store, instruments(pairs), Timeframe.parse(tf_name), day, day + DAY_MS)
+    store.compact()  # as the collector's background compaction does
     os.sync()
     inc = measure(work / "store", out, tf_name)
     row: dict[str, object] = {"scenario": name, "full": full, "inc": inc, "added": added}
+    if script is not None:
+        row["dump_bin"] = dump_bin(script, base, tf_name, work)
     if verify:
         fresh = work / "fresh"
         measure(work / "store", fresh, tf_name)
@@ -193,6 +247,9 @@ def run(cache: Path, name: str, verify: bool) -> dict[str, object]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_export":
         child_export(*sys.argv[2:5])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_run":
+        child_run(sys.argv[2:])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_measure":
         child_measure(sys.argv[2:5])
@@ -205,8 +262,9 @@ def main() -> None:
         "--scenario", default="1m,15m", help="comma list of: " + ", ".join(SCENARIOS)
     )
     parser.add_argument("--verify", action="store_true", help="compare with a fresh full export")
+    parser.add_argument("--dump-bin", type=Path, help="qlib's scripts/dump_bin.py, to compare")
     args = parser.parse_args()
-    rows = [run(args.cache_dir, s, args.verify) for s in args.scenario.split(",")]
+    rows = [run(args.cache_dir, s, args.verify, args.dump_bin) for s in args.scenario.split(",")]
     head = (
         f"{'scenario':<9}{'instr':>6}{'candles':>12}{'export':>13}"
         f"{'seconds':>9}{'rows/s':>12}{'peak MB':>9}{'CPU s':>8}"
@@ -222,6 +280,13 @@ def main() -> None:
                 f"{r['scenario']:<9}{int(full['instruments']):>6}{int(full['rows']):>12}{label:>13}"
                 f"{m['seconds']:>9.2f}{n / m['seconds']:>12,.0f}{m['peak_mb']:>9.0f}"
                 f"{m['cpu']:>8.1f}"
+            )
+        if "dump_bin" in r:
+            d = r["dump_bin"]
+            assert isinstance(d, dict)
+            print(
+                f"{'':<9}qlib dump_bin.py dump_all: {d['seconds']:.1f} s, {d['peak_mb']:.0f} MB "
+                f"peak (largest process): {d['seconds'] / full['seconds']:.0f}x our full export"
             )
         if "identical" in r:
             print(f"{'':<9}incremental == fresh full export, byte for byte: {r['identical']}")

@@ -36,14 +36,20 @@ INST, TF = "BTC-USDT", Timeframe.parse("1m")
 
 def build(data_dir: Path) -> None:
     marker = data_dir / ".complete"
-    if marker.exists():
-        return
     store = Store(data_dir)
-    lo = START
-    while lo < END:
-        hi = min(END, lo + 31 * DAY_MS)
-        store.write_candles(INST, TF, candles(INST, TF, lo, hi))
-        lo = hi
+    if marker.exists():
+        store.recover()  # a cache of an older layout (day files) is migrated once, as a start would
+    else:
+        lo = START
+        while lo < END:
+            hi = min(END, lo + 31 * DAY_MS)
+            store.write_candles(INST, TF, candles(INST, TF, lo, hi))
+            lo = hi
+    # The next month's first candle, as a collector that runs on has stored: the year is a past
+    # one, 12 month files (a series' newest month is kept in day files, and December would be
+    # 31 of them). Re-merging it into a cache rewrites nothing.
+    store.write_candles(INST, TF, candles(INST, TF, END, END + TF.ms))
+    store.compact()  # as a stopped backfill leaves it: partitions only
     marker.touch()
 
 

@@ -99,8 +99,12 @@ def reference(bsim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -
         assert funding.column("funding_time").to_pylist() == [
             r[0] for r in bsim.market.funding_history(f"{inst_id}-SWAP", BF_SINCE, BF_UNTIL)
         ]
-    days = {p.name for p in parquet_files(data / "candles")}  # 1m: one file per UTC day
-    assert days == {f"2026-{d}.parquet" for d in ("08-30", "08-31", "09-01", "09-02")}
+    # one file per past UTC month, and the newest month in day files
+    names = {p.name for p in parquet_files(data / "candles")}
+    assert "2026-08.parquet" in names and "2026-09.parquet" not in names
+    assert {n for n in names if n != "2026-08.parquet"} <= {
+        f"2026-09-{d:02d}.parquet" for d in range(1, 31)
+    }
     assert not temp_files(data)
     return data
 
@@ -158,7 +162,7 @@ def test_truncated_file_is_moved_aside_reported_and_refetched(
 ) -> None:
     data = tmp_path / "data"
     shutil.copytree(reference, data)
-    victims = [data / "candles" / "BTC-USDT" / "1m" / "2026-08-31.parquet",
+    victims = [data / "candles" / "BTC-USDT" / "1m" / "2026-08.parquet",
                data / "funding" / "ETH-USDT-SWAP" / "2026.parquet"]  # fmt: skip
     for path in victims:
         content = path.read_bytes()
@@ -169,8 +173,8 @@ def test_truncated_file_is_moved_aside_reported_and_refetched(
         assert f"moved unreadable file {path} aside" in err, err
         moved = list(path.parent.glob(f".{path.name}.corrupt-*"))
         assert len(moved) == 1 and moved[0].stat().st_size > 0
-    # Only the lost day is fetched again: 24 h of 1m candles = 5 pages of 300.
-    assert 1 <= candle_requests(bsim) - before <= 6
+    # Only the lost month is fetched again: its 36 h of 1m candles = 8 pages of 300.
+    assert 1 <= candle_requests(bsim) - before <= 9
     assert not temp_files(data)
     assert_same_dataset(data, reference)
 
@@ -178,12 +182,12 @@ def test_truncated_file_is_moved_aside_reported_and_refetched(
 def test_a_damaged_first_partition_is_a_gap_in_status_and_refetched(
     bsim: SimulatorThread, reference: Path, tmp_path: Path
 ) -> None:
-    """The first day of a series torn: `status` (a read) reports its candles as a gap without
-    touching the file; a later backfill whose --since starts after that day still moves it
+    """The first month of a series torn: `status` (a read) reports its candles as a gap without
+    touching the file; a later backfill whose --since starts after its first day still moves it
     aside and fetches it again, and the dataset equals the reference."""
     data = tmp_path / "data"
     shutil.copytree(reference, data)
-    first = data / "candles" / "BTC-USDT" / "1m" / "2026-08-30.parquet"
+    first = data / "candles" / "BTC-USDT" / "1m" / "2026-08.parquet"
     content = first.read_bytes()
     first.write_bytes(content[: len(content) // 3])
     lost = pq.read_metadata(reference / first.relative_to(data)).num_rows
@@ -198,7 +202,7 @@ def test_a_damaged_first_partition_is_a_gap_in_status_and_refetched(
     assert status.coverage.gaps[0].start == BF_SINCE  # 12:00, where the series began
     assert first.exists() and first.read_bytes() == content[: len(content) // 3]  # untouched
     args = backfill_args(bsim, data)
-    args[args.index("--since") + 1] = iso(BF_SINCE + 24 * 3_600_000)  # after the lost day
+    args[args.index("--since") + 1] = iso(BF_SINCE + 24 * 3_600_000)  # after the first day
     with Cli(args, tmp_path / "rerun.err") as run:
         assert run.wait(60) == 0, run.stderr()
     assert f"moved unreadable file {first} aside" in run.stderr()

@@ -344,9 +344,9 @@ class CountingStore(Store):
 
     reads: list[tuple[int | None, int | None]]
 
-    def read_candles(self, inst_id, tf, start=None, end=None):  # type: ignore[no-untyped-def]
+    def read_candles(self, inst_id, tf, start=None, end=None, *, columns=None):  # type: ignore[no-untyped-def]
         self.reads.append((start, end))
-        return super().read_candles(inst_id, tf, start, end)
+        return super().read_candles(inst_id, tf, start, end, columns=columns)
 
 
 def _age(root: Path) -> None:
@@ -356,7 +356,7 @@ def _age(root: Path) -> None:
         os.utime(p, (past, past))
 
 
-@pytest.mark.parametrize("tf", [M15, M1], ids=["15m-month-files", "1m-day-files"])
+@pytest.mark.parametrize("tf", [M15, M1], ids=["15m", "1m"])
 def test_unchanged_partitions_are_not_read_again(tmp_path: Path, tf: Timeframe) -> None:
     root = tmp_path / "data"
     store = Store(root)

@@ -23,6 +23,7 @@ from okx_collector.store import (
     InvalidRecords,
     Store,
 )
+from okx_collector.store.atomic import read_parquet
 from okx_collector.timeframes import Timeframe
 
 M1 = Timeframe.parse("1m")
@@ -56,13 +57,17 @@ def test_layout_and_schema(store: Store) -> None:
     assert store.read_candles("BTC-USDT", H1).num_rows == 3
     store.compact()
     assert not list((store.data_dir / "journal").rglob("*.parquet"))
-    assert sorted(p.name for p in root.glob("*.parquet")) == ["2026-01.parquet", "2026-02.parquet"]
+    # (the newest month is kept in day files: a compaction rewrites a day, not the month)
+    assert sorted(p.name for p in root.glob("*.parquet")) == [
+        "2026-01.parquet",
+        "2026-02-01.parquet",
+    ]
     jan = pq.read_table(root / "2026-01.parquet")
     assert jan.schema.equals(CANDLE_SCHEMA)
     assert jan.column("ts").to_pylist() == [jan_end]
     assert jan.column("inst_id").to_pylist() == ["BTC-USDT"]
     assert jan.column("timeframe").to_pylist() == ["1h"]
-    meta = pq.read_metadata(root / "2026-02.parquet")
+    meta = pq.read_metadata(root / "2026-02-01.parquet")
     assert meta.num_row_groups == 1
     assert meta.row_group(0).column(0).statistics.has_min_max
     assert meta.row_group(0).column(0).compression in ("ZSTD", "SNAPPY")
@@ -71,14 +76,15 @@ def test_layout_and_schema(store: Store) -> None:
 @pytest.mark.parametrize(
     ("tf", "files"),
     [
-        ("1m", ["2026-01-31.parquet", "2026-02-01.parquet"]),
-        ("5m", ["2026-01-31.parquet", "2026-02-01.parquet"]),
-        ("15m", ["2026-01.parquet", "2026-02.parquet"]),
-        ("1d", ["2026-01.parquet", "2026-02.parquet"]),
+        ("1m", ["2026-01.parquet", "2026-02-01.parquet"]),
+        ("5m", ["2026-01.parquet", "2026-02-01.parquet"]),
+        ("15m", ["2026-01.parquet", "2026-02-01.parquet"]),
+        ("1d", ["2026-01.parquet", "2026-02-01.parquet", "2026-02-02.parquet"]),
     ],
 )
-def test_short_timeframes_are_stored_in_day_files(store: Store, tf: str, files: list[str]) -> None:
-    """A close rewrites its partition, so 1m-5m use day files (<= 1,440 rows), longer months."""
+def test_every_timeframe_is_stored_in_month_files(store: Store, tf: str, files: list[str]) -> None:
+    """Partitions are sized for readers (writes go to the journal): months for every timeframe,
+    but the newest month in day files (a compaction rewrites a day file, not the month's)."""
     frame = Timeframe.parse(tf)
     start = ms("2026-02-01T00:00:00") - 2 * frame.ms
     candles = series(start, 4, frame)
@@ -166,7 +172,7 @@ def test_unchanged_write_does_not_rewrite(store: Store) -> None:
     rows = series(start, 5, M15)
     store.write_candles("ETH-USDT", M15, rows)
     store.compact()
-    path = store.data_dir / "candles/ETH-USDT/15m/2026-03.parquet"
+    path = store.data_dir / "candles/ETH-USDT/15m/2026-03-01.parquet"  # (newest month: days)
     before = path.stat()
     # Same values from another source are not a change: the file keeps its first provenance.
     again = [c._replace(source="ws") for c in rows[1:3]]
@@ -359,15 +365,35 @@ def test_write_candles_many_is_one_group_commit_equal_to_single_writes(tmp_path:
     assert len(list((tmp_path / "many").rglob("*.parquet"))) == 80
 
 
-def test_open_partitions_favour_speed_and_ended_ones_size(store: Store) -> None:
-    """An open day file is rewritten at every close (snappy); an ended day's is final (zstd)."""
+def test_partitions_are_compressed_for_reading_speed(store: Store) -> None:
+    """Open and ended month files alike are snappy: reads decode 3x faster than zstd."""
     m1 = Timeframe.parse("1m")
     now = int(time.time() * 1000) // m1.ms * m1.ms
-    # two days back (ended) and one day ahead (open: no midnight can pass during the test)
+    # 40 days back (an ended month) and one day ahead (an open one, whatever the date)
     store.write_candles(
-        "BTC-USDT", m1, series(now - 2 * 86_400_000, 2, m1) + series(now + 86_400_000, 1, m1)
+        "BTC-USDT", m1, series(now - 40 * 86_400_000, 2, m1) + series(now + 86_400_000, 1, m1)
     )
     store.compact()
     files = sorted((store.data_dir / "candles" / "BTC-USDT" / "1m").glob("*.parquet"))
     codecs = [pq.read_metadata(p).row_group(0).column(1).compression for p in files]
-    assert codecs == ["ZSTD", "SNAPPY"]
+    assert codecs == ["SNAPPY", "SNAPPY"]
+
+
+def test_a_week_of_a_month_file_decodes_about_a_week(store: Store) -> None:
+    """Month files are split in row groups with `ts` statistics, and a range read decodes only
+    the groups that overlap it: a week of a 31-day month of 1m, not the month."""
+    m1 = Timeframe.parse("1m")
+    start = ms("2026-01-01T00:00:00")
+    candles = series(start, 31 * 1440 + 1, m1)  # (and February's first: January is a past month)
+    store.write_candles("BTC-USDT", m1, candles)
+    store.compact()
+    path = store.data_dir / "candles" / "BTC-USDT" / "1m" / "2026-01.parquet"
+    meta = pq.read_metadata(path)
+    assert meta.num_rows == 31 * 1440 and meta.num_row_groups >= 10
+    week = (ms("2026-01-10T00:00:00"), ms("2026-01-17T00:00:00"))
+    decoded = read_parquet(path, CANDLE_SCHEMA, ["ts"], ("ts", *week))
+    assert 7 * 1440 <= decoded.num_rows <= 7 * 1440 + 2 * 4096
+    got = store.read_candles("BTC-USDT", m1, *week).column("ts").to_pylist()
+    assert got == [c.ts for c in candles if week[0] <= c.ts < week[1]]
+    prices = store.read_candles("BTC-USDT", m1, *week, columns=["ts", "close"])
+    assert prices.column_names == ["ts", "close"] and prices.num_rows == 7 * 1440

@@ -66,7 +66,7 @@ def test_recover_removes_temp_and_moves_torn_file_aside(torn: tuple[Store, Path,
     assert fresh.first_candle_ts("BTC-USDT", M15) == JAN + 4 * M15.ms
     assert fresh.recover() == []
     # Globs of *.parquet (DuckDB, Polars) no longer see the bad file.
-    assert sorted(p.name for p in jan.parent.glob("*.parquet")) == ["2026-02.parquet"]
+    assert sorted(p.name for p in jan.parent.glob("*.parquet")) == ["2026-02-01.parquet"]
     # A backfill re-fills January.
     assert fresh.write_candles("BTC-USDT", M15, candles(JAN, 4)) == 4
     assert fresh.candle_timestamps("BTC-USDT", M15).size == 8
@@ -101,7 +101,7 @@ def test_last_ts_meets_garbage_newest_partition(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 8))
     store.compact()
-    feb = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-02.parquet"
+    feb = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-02-01.parquet"  # (newest: days)
     feb.write_bytes(b"PAR1 garbage")
     fresh = Store(tmp_path)
     assert fresh.last_candle_ts("BTC-USDT", M15) == JAN + 3 * M15.ms
@@ -126,7 +126,7 @@ def test_deep_recover_finds_corrupt_pages(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write_candles("BTC-USDT", M15, candles(JAN, 4))
     store.compact()
-    path = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-01.parquet"
+    path = tmp_path / "candles" / "BTC-USDT" / "15m" / "2026-01-31.parquet"  # (newest: days)
     data = bytearray(path.read_bytes())
     for i in range(8, len(data) // 2):  # scribble over the column chunks, keep the footer
         data[i] = 0xFF
@@ -150,39 +150,6 @@ def test_live_or_young_temp_files_are_kept(tmp_path: Path) -> None:
     os.utime(ours, (old, old))
     assert [n.action for n in store.recover()] == ["removed_temp"]
     assert foreign.exists()
-
-
-def test_month_files_of_day_partitioned_series_are_split_into_day_files(tmp_path: Path) -> None:
-    """Files written when 1m candles and live funding were kept in month files are not lost."""
-    m1 = Timeframe.parse("1m")
-    old = Store(tmp_path / "old")  # writes the new layout: move its day files into a month file
-    rows = [
-        Candle(JAN + i * 3_600_000, 1.0, 2.0, 0.5, 1.5, 3.0, 4.0, "backfill") for i in range(50)
-    ]
-    old.write_candles("BTC-USDT", m1, rows)
-    old.compact()
-    old_dir = old.data_dir / "candles" / "BTC-USDT" / "1m"
-    table = pa.concat_tables(pq.read_table(p) for p in sorted(old_dir.glob("*.parquet")))
-    folder = tmp_path / "data" / "candles" / "BTC-USDT" / "1m"
-    folder.mkdir(parents=True)
-    # Two month files, overlapping (each row lands in its day file whichever file it came from)
-    pq.write_table(table.slice(0, 30), folder / "2026-02.parquet")
-    pq.write_table(table.slice(0, 10), folder / "2026-01.parquet")
-    store = Store(tmp_path / "data")
-    store.write_candles("BTC-USDT", m1, rows[40:])  # new rows already in day files
-    store.compact()
-    notes = store.recover()
-    assert sorted(n.action for n in notes) == ["split", "split"]
-    assert all("into day files" in str(n) for n in notes)
-    assert sorted(p.name for p in folder.glob("*.parquet")) == [
-        "2026-01-31.parquet",
-        "2026-02-01.parquet",
-        "2026-02-02.parquet",
-        "2026-02-03.parquet",
-    ]
-    got = store.read_candles("BTC-USDT", m1)
-    assert got.column("ts").to_pylist() == [r.ts for r in rows[:30]] + [r.ts for r in rows[40:]]
-    assert store.recover() == []  # done once
 
 
 def test_live_funding_month_file_is_split(tmp_path: Path) -> None:

@@ -17,12 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeAlias
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from okx_collector.errors import BadInput
 from okx_collector.instruments import guess_inst_id
 from okx_collector.store import Store
+from okx_collector.store.layout import INST_ID_RE
 from okx_collector.store.schema import INDEX_CANDLES, MARK_CANDLES, OPEN_INTEREST, Kind
 from okx_collector.timeframes import Timeframe, UnknownTimeframe
 
@@ -89,11 +91,17 @@ def read_candles(
         series_id = _perpetual(inst_id) if price == "mark" else _index(inst_id)
         table = _read_kind(store, kind, series_id, tf, start, end)
         return _frame(table, "ts", PRICE_CANDLE_COLUMNS)
-    stored = {f"{i} {t}" for i, t in store.list_candle_series()}
+    lo, hi = _ms(start, "start"), _ms(end, "end")
     wanted = f"{inst_id} {tf.name}"
-    if wanted not in stored:
-        raise SeriesNotStored(_not_stored("candles", wanted, stored, store.data_dir))
-    table = store.read_candles(inst_id, tf, _ms(start, "start"), _ms(end, "end"))
+    table = None
+    if INST_ID_RE.fullmatch(inst_id):  # (else not a series of any store: said below)
+        table = store.read_candles(inst_id, tf, lo, hi, columns=["ts", *CANDLE_COLUMNS])
+    if table is None or table.num_rows == 0:
+        # Only now list the store (a scan of every series' folder): rows prove the series is
+        # there, and an empty answer must say whether the series is stored at all.
+        stored = {f"{i} {t}" for i, t in store.list_candle_series()}
+        if wanted not in stored or table is None:
+            raise SeriesNotStored(_not_stored("candles", wanted, stored, store.data_dir))
     return _frame(table, "ts", CANDLE_COLUMNS)
 
 
@@ -198,8 +206,15 @@ def _ms(value: TimeLike, name: str) -> int | None:
 def _frame(table: pa.Table, time_column: str, columns: tuple[str, ...]) -> pd.DataFrame:
     times = table.column(time_column).to_numpy()
     index = pd.DatetimeIndex(pd.to_datetime(times, unit="ms", utc=True), name="time")
-    data = {name: table.column(name).to_numpy() for name in columns}
-    return pd.DataFrame(data, index=index, columns=list(columns))
+    # The float columns copied once, chunk by chunk, into the one 2-D block pandas keeps them
+    # in (a dict of columns is copied twice: concatenated, then stacked): 11 ms, not 20, a year.
+    block = np.empty((len(columns), table.num_rows), dtype=np.float64)
+    for row, name in enumerate(columns):
+        at = 0
+        for chunk in table.column(name).chunks:
+            block[row, at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+            at += len(chunk)
+    return pd.DataFrame(block.T, index=index, columns=list(columns), copy=False)
 
 
 def _not_stored(kind: str, wanted: str, stored: set[str], data_dir: Path) -> str:

@@ -1,11 +1,10 @@
 """Exporting one instrument of one timeframe: in full (streamed), or incrementally in place.
 
-Both read the store one UTC month (one partition file, or one per day for 1m/3m/5m) at a time,
-so memory is bounded by a month of candles whatever the history's length. A bar's place in a
-feature file is explicit: the value of the bar opening at `ts` is at byte
-`4 * (1 + (ts - first) / step)`, whatever came before it; the header (value 0) is the calendar
-slot of `first`. So an incremental export can write any run of slots where it belongs, padding
-missing bars with NaN, and the result is the same bytes as a full export.
+Both read the store one UTC month (one partition file) at a time, so memory is bounded by a month of
+candles whatever the history's length. A bar's place in a feature file is explicit: the value of the
+bar opening at `ts` is at byte `4 * (1 + (ts - first) / step)`, whatever came before it; the header
+(value 0) is the calendar slot of `first`. So an incremental export can write any run of slots where
+it belongs, padding missing bars with NaN, and the result is the same bytes as a full export.
 """
 
 from __future__ import annotations
@@ -53,6 +52,8 @@ from okx_collector.qlib_export.manifest import (
 from okx_collector.qlib_export.sources import Sig, SourceCache, files_sig
 from okx_collector.store.store import Store
 from okx_collector.timeframes import Timeframe
+
+READ_COLUMNS = ["ts", *CANDLE_FIELDS]  # what an export reads (`source` is never decoded)
 
 FUNDING_CHUNK = 1 << 18  # slots per block when a funding file is rewritten on its own
 
@@ -110,7 +111,7 @@ class InstrumentWriter:
     def _read(self, t: Target, month: Month, lo: int, hi: int) -> Candles:
         """The stored candles of [lo, hi) in `month`; remembers the month if read whole."""
         key, before = self._month_sig(t, month)
-        table = self._store.read_candles(t.inst_id, self._tf, lo, hi)
+        table = self._store.read_candles(t.inst_id, self._tf, lo, hi, columns=READ_COLUMNS)
         after = self._month_sig(t, month)[1]
         candles = Candles(
             np.asarray(table.column("ts").to_numpy(), dtype=np.int64),

@@ -1,12 +1,11 @@
 """Which store months are known unchanged since the last export, without reading them.
 
-An incremental export must notice data that changed inside the range it already exported (a
-repaired gap, a revised candle), but reading every month back from Parquet would make its cost
-grow with the history instead of the new bars. So, like `make` and git's index, it remembers
-the identity (name, inode, size, mtime, ctime) of each partition file holding a month (one file,
-or one per day for 1m/3m/5m) next to the checksum of the month's candles. A month whose files are
-unchanged and whose remembered checksum is the one in the manifest is skipped; any other is read
-and compared.
+An incremental export must notice data that changed inside the range it already exported (a repaired
+gap, a revised candle), but reading every month back from Parquet would make its cost grow with the
+history instead of the new bars. So, like `make` and git's index, it remembers the identity (name,
+inode, size, mtime, ctime) of each partition file holding a month (one file; an older layout's day
+files until migrated) next to the checksum of the month's candles. A month whose files are unchanged
+and whose remembered checksum is the one in the manifest is skipped; any other is read and compared.
 
 The store replaces a partition by `os.replace` of a new file, so every write changes the inode
 and the times. A file modified within `RACY_NS` of the moment its identity was taken might

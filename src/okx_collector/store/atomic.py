@@ -30,8 +30,14 @@ import pyarrow.parquet as pq
 from okx_collector.errors import StorageError
 from okx_collector.fsutil import fsync_dir
 
-COMPRESSION = "zstd"  # sealed partitions: ~25% smaller than snappy on real prices
-HOT_COMPRESSION = "snappy"  # the partition still being written: half zstd's cost per rewrite
+# Snappy for every partition: a year of 1m decodes in ~18 ms where zstd takes ~60 ms (the read
+# API's budget is 50 ms, DataFrame included), for files ~5-25% larger (prices are nearly all
+# distinct: little for any codec to find). benchmarks/README.md, "Partition size".
+COMPRESSION = "snappy"
+HOT_COMPRESSION = "snappy"  # journal files (`hot`): written once, read once by compaction
+# Rows per row group: a month of 1m is ~11 groups of ~2.8 days, so a week's read decodes about
+# a week (the groups' `ts` statistics say which), while a whole read pays little for the split.
+ROW_GROUP_ROWS = 4096
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
 
 
@@ -143,7 +149,9 @@ def _create(path: Path) -> int:
 
 
 def write_temp(path: Path, table: pa.Table, *, sync: bool, hot: bool = False) -> Path:
-    """Write `table` to a fresh temp file beside `path` (fsynced if `sync`); return its path."""
+    """Write `table` to a fresh temp file beside `path` (fsynced if `sync`); return its path.
+
+    `hot`: a file written for speed (journal files); today the same codec as every partition."""
     tmp = temp_name(path)
     # Encoded in memory, then written with one call: pyarrow writing through a Python file
     # object crosses into Python for every page, which made a small file cost 3x its encoding.
@@ -151,7 +159,7 @@ def write_temp(path: Path, table: pa.Table, *, sync: bool, hot: bool = False) ->
     options = _write_options(table.schema)
     if hot:
         options = {**options, "compression": HOT_COMPRESSION}
-    pq.write_table(table, sink, **options, row_group_size=max(1, table.num_rows))
+    pq.write_table(table, sink, **options, row_group_size=ROW_GROUP_ROWS)
     data = memoryview(sink.getvalue())
     with _removed_on_failure(tmp, path):
         fd = _create(tmp)
@@ -165,16 +173,40 @@ def write_temp(path: Path, table: pa.Table, *, sync: bool, hot: bool = False) ->
     return tmp
 
 
-def write_atomic(path: Path, table: pa.Table, *, hot: bool = False) -> None:
+def write_atomic(path: Path, table: pa.Table) -> None:
     """Write `table` to `path` atomically: temp file, fsync, `os.replace`, fsync the folder."""
-    tmp = write_temp(path, table, sync=True, hot=hot)
+    tmp = write_temp(path, table, sync=True)
     with _removed_on_failure(tmp, path):
         tmp.replace(path)
     fsync_dir(path.parent)
 
 
-def read_parquet(path: Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+def _row_groups(meta: pq.FileMetaData, key: str, start: int | None, end: int | None) -> list[int]:
+    """The row groups of a file whose `key` statistics may hold a value in [start, end) (all
+    of them for a file written without statistics)."""
+    idx = meta.schema.to_arrow_schema().get_field_index(key)
+    found = []
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(idx).statistics if idx >= 0 else None
+        if (
+            stats is None
+            or not stats.has_min_max
+            or ((start is None or stats.max >= start) and (end is None or stats.min < end))
+        ):
+            found.append(rg)
+    return found
+
+
+def read_parquet(
+    path: Path,
+    schema: pa.Schema,
+    columns: list[str] | None = None,
+    within: tuple[str, int | None, int | None] | None = None,
+) -> pa.Table:
     """Read `path` conformed to `schema` (or its `columns`).
+
+    `within` (key column, start, end): only the row groups whose statistics may hold a key in
+    [start, end) are decoded (the caller still slices the rows: a group holds more).
 
     Raises FileNotFoundError if it is absent, `UnreadableFile` if it cannot be decoded, and
     `StorageError` if the OS refuses to read it (a permission problem is not corruption).
@@ -184,7 +216,14 @@ def read_parquet(path: Path, schema: pa.Schema, columns: list[str] | None = None
         # One open, then footer and pages from that same inode: a concurrent `os.replace` cannot
         # mix two versions of the file (path-based readers that re-open can see exactly that).
         with pa.OSFile(str(path)) as fh:
-            table = pq.ParquetFile(fh).read(columns=wanted.names, use_threads=False)
+            # No pre-buffering: it coalesces reads for remote storage, and on a local file its
+            # extra buffers cost more than the read (0.19 vs 0.44 ms for a month of 15m).
+            pf = pq.ParquetFile(fh, pre_buffer=False)
+            if within is None or pf.metadata.num_row_groups < 2:
+                table = pf.read(columns=wanted.names, use_threads=False)
+            else:
+                groups = _row_groups(pf.metadata, *within)
+                table = pf.read_row_groups(groups, columns=wanted.names, use_threads=False)
     except FileNotFoundError:
         raise
     except pa.ArrowInvalid as exc:

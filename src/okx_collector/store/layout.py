@@ -1,21 +1,26 @@
 """Where each series lives on disk: validated path components and time partitions.
 
-    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM}.parquet      15m and longer
-    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}.parquet   1m, 3m, 5m
+    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM}.parquet      every timeframe
+    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}.parquet   its newest month, by day
     DATA_DIR/funding/{instId}/{YYYY}.parquet
     DATA_DIR/funding_live/{instId}/{YYYY-MM-DD}.parquet
 
 Only validated OKX instrument ids and known timeframe names become path components, so nothing a
 user types reaches the filesystem unchecked.
 
-Partitions are UTC calendar spans sized so that no file holds more than about 3,000 rows: a
-compaction rewrites each partition it merges rows into (Parquet cannot be appended to in place),
-so its cost is the size of the partitions it touches. Days for 1m/3m/5m (at most 1,440 rows) and
-for live funding (one row per push); months for 15m and longer (at most 2,976); years for settled
-funding (3 rows a day). Writes themselves go to the journal first (`store.journal`).
+Partitions are UTC calendar spans sized for readers: writes go to the journal first
+(`store.journal`) and compaction merges them in the background, so the size of a partition is no
+longer on the write path. Months for every candle timeframe (at most 44,640 rows of 1m, ~2 MB):
+a year of 1m is 12 files, read in a few tens of ms, where 365 day files cost ~10x as much in
+opens and footers (benchmarks/README.md, "Partition size"). The newest month of a series is kept in
+day files, listed after its month file (`SeriesIO.merge_in`): a compaction round rewrites a day
+file per series, not the month's; a past month is folded into its month file. Years for settled
+funding (3 rows a day); days for live funding (one row per push).
 
-Older versions kept a live day of 1m/3m/5m in hour files (`2026-11-21T13.parquet`); they are
-still read, and folded into their day file at the next start (`SeriesIO.fold_legacy`).
+Older versions kept 1m/3m/5m candles in day files (`2026-11-21.parquet`) and a live day in hour
+files (`2026-11-21T13.parquet`). A month series lists them too (`list_partitions`), before or after
+its month file by span, and reads dedupe the overlap; the start of a writing command folds them
+into month files (`store.migrate`).
 """
 
 from __future__ import annotations
@@ -75,12 +80,10 @@ class Period(Enum):
     YEAR = "year"
 
 
-DAY_FILES_BELOW_MS = 15 * 60_000  # timeframes shorter than 15m are stored in day files
-
-
 def candle_period(tf: Timeframe) -> Period:
-    """The partition span of a candle series: at most ~3,000 rows per file (see above)."""
-    return Period.DAY if tf.ms < DAY_FILES_BELOW_MS else Period.MONTH
+    """The partition span of a candle series: a month for every timeframe (see above)."""
+    del tf  # (one span for all: kept as a function so a kind or timeframe could differ)
+    return Period.MONTH
 
 
 def _utc(ts: int) -> datetime:
@@ -141,6 +144,11 @@ def _hour_partition(hour: int) -> Partition:
     return Partition(start, start + HOUR_MS, f"{day.key}T{(start - day.start) // HOUR_MS:02d}")
 
 
+def is_month(part: Partition) -> bool:
+    """Whether `part` is a month file (named `YYYY-MM`)."""
+    return len(part.key) == 7
+
+
 def is_hour(part: Partition) -> bool:
     """Whether `part` is an hour file (inside a day partition) rather than a whole span."""
     return part.end - part.start == HOUR_MS
@@ -162,6 +170,7 @@ def year_partition(year: int) -> Partition:
     return Partition(_ms(start), _ms(nxt), f"{year:04d}")
 
 
+@functools.lru_cache(maxsize=65536)
 def partition_from_filename(name: str, period: Period) -> Partition | None:
     """Parse a partition file name (`2026-11-21.parquet` or its hour `2026-11-21T13.parquet`,
     `2026-11.parquet`, `2026.parquet`) of the given period; None for anything else."""
@@ -187,13 +196,20 @@ def partition_from_filename(name: str, period: Period) -> Partition | None:
 
 
 def list_partitions(directory: Path, period: Period) -> list[Partition]:
-    """The partitions present in `directory`, oldest first (empty if it does not exist); a day
-    file comes before its hour files (which hold the day's newer rows)."""
+    """The partitions present in `directory`, oldest first (empty if it does not exist); a
+    longer span comes before the shorter ones inside it (a month before the day files an older
+    version left, a day before its hour files): the later ones hold the newer rows.
+
+    A month series lists day files too (its newest month's, and an older layout's day and hour
+    files until `store.migrate` folds them in at the next start)."""
     found: list[Partition] = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                part = partition_from_filename(entry.name, period)
+                name = entry.name
+                part = partition_from_filename(name, period)
+                if part is None and period is Period.MONTH and len(name) > 15:  # (YYYY-MM-DD...)
+                    part = partition_from_filename(name, Period.DAY)
                 if part is not None and entry.is_file():
                     found.append(part)
     except (FileNotFoundError, NotADirectoryError):

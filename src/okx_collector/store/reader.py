@@ -137,18 +137,23 @@ class SeriesReader:
         part: Partition,
         columns: list[str] | None = None,
         locked: bool = False,
+        start: int | None = None,
+        end: int | None = None,
     ) -> pa.Table | None:
         """One partition's rows (sorted, unique), or None if it is absent or unreadable.
 
         `locked`: the caller holds the partition's lock (a writer: an unreadable file is moved
-        aside; a read only reports it).
+        aside; a read only reports it). `start`/`end`: only the row groups that may hold keys in
+        [start, end) are read (the rows returned may still reach outside it).
         """
         path = series.path(part)
         sig = file_sig(path)
         if sig is None:
             return None
         try:
-            table = read_parquet(path, series.kind.schema, columns)
+            cut = (start is not None and start > part.start) or (end is not None and end < part.end)
+            within = (series.kind.key, start, end) if cut else None
+            table = read_parquet(path, series.kind.schema, columns, within)
         except FileNotFoundError:
             return None
         except UnreadableFile as exc:
@@ -173,9 +178,13 @@ class SeriesReader:
         wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
         key = series.kind.key
         tables: list[pa.Table] = []
+        overlap = False  # files whose spans overlap (an older layout's, until migrated)
+        reach = None
         for part in overlapping(list_partitions(series.directory, series.period), start, end):
+            overlap = overlap or (reach is not None and part.start < reach)
+            reach = part.end if reach is None else max(reach, part.end)
             cols = None if columns is None else sorted({*columns, key}, key=schema.names.index)
-            table = self.read_partition(series, part, cols)
+            table = self.read_partition(series, part, cols, start=start, end=end)
             if table is None or table.num_rows == 0:
                 continue
             keys = key_array(table, key)
@@ -185,8 +194,13 @@ class SeriesReader:
                 tables.append(table.slice(lo, hi - lo))
         if not tables:
             return empty_table(wanted)
-        # A day file and its hour files overlap only if a merge of the two was interrupted.
-        found = tables[0] if len(tables) == 1 else dedupe_last(pa.concat_tables(tables), key)
+        # Files overlap only while an older layout waits to be migrated (or was interrupted).
+        if len(tables) == 1:
+            found = tables[0]
+        elif overlap:
+            found = dedupe_last(pa.concat_tables(tables), key)
+        else:
+            found = pa.concat_tables(tables)
         return found.select(wanted.names)
 
     def _partition_edge(

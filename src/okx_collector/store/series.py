@@ -3,7 +3,6 @@ partition files, and the start-up folding of files older versions left in other 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +12,21 @@ import pyarrow as pa
 from okx_collector.fsutil import fsync_dir
 from okx_collector.store.arrow import BoolArray, empty_table
 from okx_collector.store.atomic import storage_error, write_atomic
-from okx_collector.store.layout import Partition, Period, is_hour, list_partitions, partition_of
-from okx_collector.store.merge import key_array, merge_collapsed
+from okx_collector.store.layout import (
+    Partition,
+    Period,
+    is_hour,
+    is_month,
+    list_partitions,
+    partition_of,
+)
+from okx_collector.store.merge import dedupe_last, key_array, merge_collapsed
 from okx_collector.store.meta import read_first, record_first
+from okx_collector.store.migrate import fold_month
 from okx_collector.store.reader import Series, SeriesReader
 from okx_collector.store.recovery import RecoveryNote
 
 __all__ = ["Series", "SeriesIO"]
-
-
-def _is_open(part: Partition) -> bool:
-    """Whether the partition's span has not ended yet (by this machine's clock): compactions
-    will rewrite it again, so it is compressed for speed (snappy); a partition that has ended is
-    compressed for size (zstd)."""
-    return part.end > time.time() * 1000
 
 
 class SeriesIO(SeriesReader):
@@ -35,30 +35,105 @@ class SeriesIO(SeriesReader):
     def __init__(self) -> None:
         super().__init__()
         self._firsts: dict[Path, int] = {}  # recorded first open time per series (see `meta`)
+        self._newest: dict[Path, int] = {}  # newest key of a month series (see `merge_in`)
 
     def merge_in(self, series: Series, rows: pa.Table, whole: BoolArray) -> int:
         """Merge a compaction's rows of one series (`merge.collapse`d: sorted, unique, with
         their `whole` flags) into its partitions by the precedence rule; each changed partition
         is replaced atomically and is durable on return. Re-merging rows that are already
-        stored changes nothing and rewrites nothing. Returns the files rewritten."""
+        stored changes nothing and rewrites nothing. Returns the files rewritten.
+
+        A month series keeps its newest month, and any month that already has day files, in
+        day files: a round rewrites at most a day file (1,440 rows of 1m) per series, not the
+        month's 44,640. A month that is no longer the newest has its day files folded into its
+        month file here, in the round that first sees the newer month."""
         keys = key_array(rows, series.kind.key)
         rewritten = 0
         with self.locked(series):
             if series.kind.name == "candles" and keys.size:
                 self._note_first(series, int(keys[0]))
+            tiered: dict[Partition, list[Partition]] = {}  # month -> its day files
+            newest = None
+            if series.period is Period.MONTH:
+                newest, tiered = self._tiers(series, keys)
             for part in _partitions(keys, series.period):
                 lo = int(np.searchsorted(keys, part.start, side="left"))
                 hi = int(np.searchsorted(keys, part.end, side="left"))
-                found = self.read_partition(series, part, locked=True)
-                existing = empty_table(series.kind.schema) if found is None else found
-                merged = merge_collapsed(
-                    existing, rows.slice(lo, hi - lo), whole[lo:hi], series.kind
-                )
-                if merged.num_rows == existing.num_rows and merged.equals(existing):
-                    continue  # (merged before a crash: nothing to do)
-                write_atomic(series.path(part), merged.combine_chunks(), hot=_is_open(part))
-                rewritten += 1
+                if part == newest or part in tiered:
+                    for day in _partitions(keys[lo:hi], Period.DAY):
+                        a = int(np.searchsorted(keys, day.start, side="left"))
+                        b = int(np.searchsorted(keys, day.end, side="left"))
+                        rewritten += self._merge_day(
+                            series, part, day, rows.slice(a, b - a), whole[a:b]
+                        )
+                    continue
+                rewritten += self._merge_part(series, part, rows.slice(lo, hi - lo), whole[lo:hi])
+            for month, days in sorted(tiered.items()):
+                if month != newest:  # (one series-month at a time: memory stays bounded)
+                    rewritten += fold_month(self, series, month, days)
         return rewritten
+
+    def _merge_part(self, series: Series, part: Partition, rows: pa.Table, whole: BoolArray) -> int:
+        """Merge `rows` into the one file of `part`; returns the files rewritten (0 or 1)."""
+        found = self.read_partition(series, part, locked=True)
+        existing = empty_table(series.kind.schema) if found is None else found
+        merged = merge_collapsed(existing, rows, whole, series.kind)
+        if merged.num_rows == existing.num_rows and merged.equals(existing):
+            return 0  # (merged before a crash: nothing to do)
+        write_atomic(series.path(part), merged.combine_chunks())
+        return 1
+
+    def _merge_day(
+        self, series: Series, month: Partition, day: Partition, rows: pa.Table, whole: BoolArray
+    ) -> int:
+        """Merge `rows` into the day file `day` of a month kept in day files. The rows it is
+        compared with are the day as read: the month file's rows of that day (a month file an
+        older layout or a migration left), then the day file's, the later winning, so a stored
+        equal row stays (with its `source`) and a re-merge rewrites nothing. The day file gets
+        that whole view: it lists after the month file, so its rows always win."""
+        tables = []
+        if series.path(month).exists():  # (not in the steady state: the newest month is days)
+            found = self.read_partition(series, month, locked=True, start=day.start, end=day.end)
+            if found is not None:
+                keys = key_array(found, series.kind.key)
+                lo = int(np.searchsorted(keys, day.start, side="left"))
+                hi = int(np.searchsorted(keys, day.end, side="left"))
+                tables.append(found.slice(lo, hi - lo))
+        found = self.read_partition(series, day, locked=True)
+        if found is not None:
+            tables.append(found)
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            existing = empty_table(series.kind.schema)
+        elif len(tables) == 1:
+            existing = tables[0]
+        else:
+            existing = dedupe_last(pa.concat_tables(tables), series.kind.key).combine_chunks()
+        merged = merge_collapsed(existing, rows, whole, series.kind)
+        if merged.num_rows == existing.num_rows and merged.equals(existing):
+            return 0  # (stored already, or merged before a crash: nothing to do)
+        write_atomic(series.path(day), merged.combine_chunks())
+        return 1
+
+    def _tiers(
+        self, series: Series, keys: npt.NDArray[np.int64]
+    ) -> tuple[Partition | None, dict[Partition, list[Partition]]]:
+        """The newest month of a month series (the one holding the newest of the stored key and
+        `keys`: remembered, as a round asks it of every series) and its months with day files
+        (one listing of the folder: a round may have to fold one, and must write into them)."""
+        newest = self._newest.get(series.directory)
+        if newest is None:
+            newest = self.edge(series, newest=True)
+        if keys.size:
+            newest = int(keys[-1]) if newest is None else max(newest, int(keys[-1]))
+        tiered: dict[Partition, list[Partition]] = {}
+        for part in list_partitions(series.directory, Period.MONTH):
+            if not is_month(part):
+                tiered.setdefault(partition_of(part.start, Period.MONTH), []).append(part)
+        if newest is None:
+            return None, tiered
+        self._newest[series.directory] = newest
+        return partition_of(newest, Period.MONTH), tiered
 
     def _note_first(self, series: Series, first: int) -> None:
         """Record the series' first open time if `first` is older (see `meta`); the caller
@@ -75,8 +150,9 @@ class SeriesIO(SeriesReader):
         self._firsts[series.directory] = known
 
     def fold_legacy(self, series: Series) -> list[RecoveryNote]:
-        """Files an older version left in a day-partitioned series (1m/3m/5m candles, live
-        funding): month files (before day files) and hour files (the live day, by hour). Their
+        """Files an older version left in a day-partitioned series (live funding): month files
+        (before day files) and hour files (the live day, by hour). (Candles went the other way:
+        `store.migrate`.) Their
         rows are merged into the day files (month files first: the hour files are newer), then
         they are removed. Interrupted, it is redone at the next start; the merge makes that
         harmless."""

@@ -34,6 +34,7 @@ from okx_collector.store.layout import (
     validate_timeframe,
 )
 from okx_collector.store.meta import lost_starts, read_first, record_first
+from okx_collector.store.migrate import migrate_all
 from okx_collector.store.recovery import (
     RecoveryNote,
     check_readable,
@@ -217,10 +218,23 @@ class Store(DerivedStore):
     # -- reading -------------------------------------------------------------------------------
 
     def read_candles(
-        self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
+        self,
+        inst_id: str,
+        tf: Timeframe,
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        """Candles with open time in [start, end), sorted by `ts` (empty table if none)."""
-        return self._union.read(self._candles(inst_id, tf), (inst_id, tf.name), start, end)
+        """Candles with open time in [start, end), sorted by `ts` (empty table if none).
+
+        `columns`: only these, in this order (the others are not decoded: a year of 1m's
+        prices read in half the time of every column)."""
+        series, key = self._candles(inst_id, tf), (inst_id, tf.name)
+        if columns is None or "source" in columns:  # (`source` needs the whole precedence rule)
+            table = self._union.read(series, key, start, end)
+            return table if columns is None else table.select(list(columns))
+        return self._union.read(series, key, start, end, list(columns))
 
     def read_candles_df(
         self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
@@ -319,7 +333,8 @@ class Store(DerivedStore):
     def recover(self, *, deep: bool = False) -> list[RecoveryNote]:
         """At the start of a writing command (under the data dir's lock): delete stale temp files,
         move unreadable journal files and partitions aside, record where older series start, and
-        fold files of older layouts into day files; report what was deleted or moved.
+        fold files of older layouts into the current one (day files of candles into month files,
+        `store.migrate`, with one notice line); report what was deleted or moved.
 
         The default check reads each partition's footer and column names (what a crash can tear);
         `deep=True` decodes every file too.
@@ -346,6 +361,8 @@ class Store(DerivedStore):
                     note = self._io.quarantine(series, path, reason, file_sig(path))
                     if note is not None:
                         notes.append(note)
+        # After the checks (an unreadable day file was moved aside and its span recorded):
+        migrate_all(self._io, self._series_dirs(), str(self.data_dir))
         return notes
 
     def _record_legacy_first(self, series: Series) -> None:
