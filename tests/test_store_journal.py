@@ -137,5 +137,7 @@ def test_the_background_compactor_merges_once_enough_files_wait(tmp_path: Path) 
     finally:
         compactor.stop()
     assert compactor.rounds >= 1 and compactor.failure is None
-    assert (tmp_path / "candles" / "BTC-USDT" / "1m" / "1970-01.parquet").exists()
+    assert (
+        tmp_path / "candles" / "BTC-USDT" / "1m" / "1970-01-01.parquet"
+    ).exists()  # (newest: days)
     assert store.candle_timestamps("BTC-USDT", m1).tolist() == [0, 60_000, 120_000]
