@@ -3,6 +3,7 @@ own public layout, reads of both, validation, recovery and listing like trade ca
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -68,7 +69,9 @@ def test_index_candles_keyed_by_index_id_and_a_newer_write_wins(tmp_path: Path) 
     assert read.column("source").to_pylist() == ["backfill", "ws"]
     store.compact()
     assert store.read_price_candles("index", "BTC-USDT", H1).equals(read)
-    assert (tmp_path / "index_candles" / "BTC-USDT" / "1h" / "2025-12.parquet").is_file()
+    # Keyed by the index id; the newest month is kept in day files (docs/storage.md).
+    day = datetime.fromtimestamp(T0 / 1000, UTC).strftime("%Y-%m-%d")
+    assert (tmp_path / "index_candles" / "BTC-USDT" / "1h" / f"{day}.parquet").is_file()
     # The mark kind of the same id holds nothing.
     assert store.read_price_candles("mark", "BTC-USDT", H1).num_rows == 0
 
