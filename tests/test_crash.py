@@ -233,6 +233,7 @@ def test_one_signal_stops_backfill_with_a_summary_and_the_rerun_completes(
     assert summary.startswith(f"okx-collector: interrupted by {signum.name}: "), err
     assert " candle rows and " in summary and "rerun to resume" in summary, err
     assert not [line for line in lines if " ERROR " in line or " CRITICAL " in line], err
+    assert "backfill interrupted: " in err and "backfill finished" not in err, err
     # What had been fetched was written on the way out; nothing is torn or left behind.
     assert read_dataset(data / "candles"), "nothing stored by the interrupted run"
     assert not temp_files(data)

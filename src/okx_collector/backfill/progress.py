@@ -24,7 +24,7 @@ log = logging.getLogger("okx_collector.backfill")
 class Progress(Protocol):
     def add_series(self, key: str, bars: int) -> None: ...
     def advance(self, key: str, bars: int, candles: int) -> None: ...
-    def finish(self) -> None: ...
+    def finish(self, outcome: str = "finished") -> None: ...
 
 
 class SilentProgress:
@@ -36,7 +36,7 @@ class SilentProgress:
     def advance(self, key: str, bars: int, candles: int) -> None:
         pass
 
-    def finish(self) -> None:
+    def finish(self, outcome: str = "finished") -> None:
         pass
 
 
@@ -72,8 +72,10 @@ class LogProgress:
             f"({rate:.0f} candles/s, ETA {eta})"
         )
 
-    def finish(self) -> None:
-        log.info("backfill finished: %s", self._line(time.monotonic()))
+    def finish(self, outcome: str = "finished") -> None:
+        """`outcome`: "finished", "interrupted" or "failed" (the last line must not claim a
+        finished backfill that a signal or a full disk cut short)."""
+        log.info("backfill %s: %s", outcome, self._line(time.monotonic()))
 
 
 class BarsProgress:
@@ -110,7 +112,7 @@ class BarsProgress:
         total_rate = sum(self._candles.values()) / elapsed
         self._bars.update(self._total, advance=bars, rate=f"{total_rate:.0f}")
 
-    def finish(self) -> None:
+    def finish(self, outcome: str = "finished") -> None:
         self._bars.stop()
 
 

@@ -140,6 +140,7 @@ class Backfiller:
         report says `interrupted`). A write failure ends the run within moments, raised."""
         started = time.monotonic()
         self.report.requests_start = self.exchange.requests
+        outcome = "failed"
         try:
             jobs = await asyncio.to_thread(self.plan, series, since, until, now, starts)
             self.report.series = len(jobs)
@@ -159,10 +160,11 @@ class Backfiller:
                     fetch.add_done_callback(lambda _: watch.cancel())
             if self._fetch_failure is not None:
                 raise self._fetch_failure
+            outcome = "interrupted" if self.report.interrupted else "finished"
         finally:
             self.report.requests = self.exchange.requests - self.report.requests_start
             self.report.seconds = time.monotonic() - started
-            self.progress.finish()
+            self.progress.finish(outcome)
         return self.report
 
     async def _fetch(
