@@ -4,8 +4,9 @@ REST and websockets go through one `ccxt.pro.okx` subclass (`okx_ws`; plain
 `ccxt.async_support.okx`, REST only, when ccxt.pro cannot be imported) that also hands OKX's raw
 candle rows, funding pushes and refused subscriptions to sinks. History is read through ccxt's
 implicit endpoint methods with explicit, exclusive `before`/`after` bounds, and paged by what came
-back, never by the page size OKX is expected to allow: OKX has capped pages below its documented
-maximum before (OKX.md §7). ccxt's exceptions are classified in one place, `okx_answers`.
+back (`paging.page_back`), never by the page size OKX is expected to allow: OKX has capped pages
+below its documented maximum before (OKX.md §7). ccxt's exceptions are classified in one place,
+`okx_answers`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from okx_collector.okx_ws import (
     make_ws_class,
 )
 from okx_collector.pacing import Pacer
+from okx_collector.paging import page_back
 from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,14 @@ FundingSink = Callable[[str, FundingObservation], None]
 BadPushSink = Callable[[str, Timeframe | None, str], None]
 
 _WS_CLASS = make_ws_class()
+
+
+def _candle_ts(row: RawCandle) -> int:
+    return row.candle.ts
+
+
+def _funding_time(rate: FundingRate) -> int:
+    return rate.funding_time
 
 
 class OkxExchange:
@@ -211,18 +221,11 @@ class OkxExchange:
         """
         if end - start > PAGE_LIMIT * tf.ms:
             raise ValueError(f"a page holds at most {PAGE_LIMIT} bars")
-        out: dict[int, RawCandle] = {}
-        after = end
-        while after > start:
-            rows = await self._candle_page(inst, tf, start, after, recent=recent, source=source)
-            window = [r for r in rows if start <= r.candle.ts < after]
-            if not window:
-                break
-            for row in window:
-                if tf.is_aligned(row.candle.ts):
-                    out[row.candle.ts] = row
-            after = min(r.candle.ts for r in window)
-        return [out[ts] for ts in sorted(out)]
+
+        async def page(after: int) -> list[RawCandle]:
+            return await self._candle_page(inst, tf, start, after, recent=recent, source=source)
+
+        return await page_back(page, _candle_ts, start, end, keep=tf.is_aligned)
 
     async def _candle_page(
         self, inst: Instrument, tf: Timeframe, start: int, end: int, *, recent: bool, source: Source
@@ -274,9 +277,8 @@ class OkxExchange:
     ) -> list[FundingRate]:
         """Settled funding rates with funding_time in [start, end), oldest first; paged by what
         came back until OKX has nothing older in the range (its cap has changed before)."""
-        out: dict[int, FundingRate] = {}
-        after = end
-        while after > start:
+
+        async def page(after: int) -> list[FundingRate]:
             params = {
                 "instId": inst.inst_id,
                 "limit": str(FUNDING_PAGE_LIMIT),
@@ -287,19 +289,15 @@ class OkxExchange:
                 with classified(inst.inst_id):
                     response = await self._rest.public_get_public_funding_rate_history(params)
             self.requests += 1
-            page = []
+            rates = []
             for row in okx_data(response, "funding-rate-history"):
                 try:
-                    page.append(parse_okx_funding_history(row, source))
+                    rates.append(parse_okx_funding_history(row, source))
                 except (ValueError, KeyError, TypeError):
                     self.bad_rows.report(f"{inst.inst_id} funding", row)
-            window = [r for r in page if start <= r.funding_time < after]
-            if not window:
-                break
-            for rate in window:
-                out[rate.funding_time] = rate
-            after = min(r.funding_time for r in window)
-        return [out[t] for t in sorted(out)]
+            return rates
+
+        return await page_back(page, _funding_time, start, end)
 
     async def fetch_funding_current(
         self, inst: Instrument, source: Source = "poll"

@@ -3,7 +3,7 @@
 Part of the exchange layer (it drives the same ccxt client as `exchange.OkxExchange`, through its
 `client`, `pacer`, `requests` and `bad_rows`). REST goes through ccxt's implicit endpoint methods
 with explicit, exclusive bounds, paged by what came back, never by the page size OKX is expected to
-allow (as `OkxExchange.fetch_candles`); each endpoint is paced at its own documented limit
+allow (`paging.page_back`, as for trade candles); each endpoint is paced at its own documented limit
 (`pacing.OKX_LIMITS`), so these run in parallel with the trade-candle endpoints.
 
 Websockets: ccxt.pro 4.5.90 has no watch method for `mark-price-candle<bar>`, `index-candle<bar>`
@@ -31,6 +31,7 @@ from okx_collector.models import (
     parse_okx_price_candle,
 )
 from okx_collector.okx_answers import classified, okx_data
+from okx_collector.paging import page_back
 from okx_collector.timeframes import Timeframe
 
 PriceKind = Literal["mark", "index"]
@@ -57,6 +58,14 @@ _CHANNEL_TO_TF = {
 #  candle if OKX confirmed it)
 PriceCandleSink = Callable[[PriceKind, str, Timeframe, int, PriceCandle | None], None]
 OpenInterestSink = Callable[[str, OpenInterest], None]
+
+
+def _candle_ts(row: RawPriceCandle) -> int:
+    return row.candle.ts
+
+
+def _oi_ts(entry: OpenInterest) -> int:
+    return entry.ts
 
 
 def use_recent_endpoint(tf: Timeframe, start: int, now_ms: int) -> bool:
@@ -111,21 +120,20 @@ class OkxDerived:
         """
         series = self._series_id(kind, inst)
         use_recent = recent is not False
-        out: dict[int, RawPriceCandle] = {}
-        after = end
-        while after > start:
-            rows = await self._price_page(kind, series, tf, start, after, use_recent, source)
-            window = [r for r in rows if start <= r.candle.ts < after]
-            if not window:
-                if use_recent and recent is None:  # older than the recent endpoint keeps
-                    use_recent = False
-                    continue
-                break
-            for row in window:
-                if tf.is_aligned(row.candle.ts):
-                    out[row.candle.ts] = row
-            after = min(r.candle.ts for r in window)
-        return [out[ts] for ts in sorted(out)]
+
+        async def page(after: int) -> list[RawPriceCandle]:
+            return await self._price_page(kind, series, tf, start, after, use_recent, source)
+
+        def exhausted() -> bool:
+            nonlocal use_recent
+            if use_recent and recent is None:  # older than the recent endpoint keeps
+                use_recent = False
+                return True
+            return False
+
+        return await page_back(
+            page, _candle_ts, start, end, keep=tf.is_aligned, exhausted=exhausted
+        )
 
     async def _price_page(
         self,
@@ -197,9 +205,8 @@ class OkxDerived:
         bar = OI_PERIODS.get(period.name)
         if bar is None:
             raise ValueError(f"OKX keeps no open-interest history for {period.name} periods")
-        out: dict[int, OpenInterest] = {}
-        before_end = end
-        while before_end > start:
+
+        async def page(before_end: int) -> list[OpenInterest]:
             params = {
                 "instId": inst.inst_id,
                 "period": bar,
@@ -214,19 +221,15 @@ class OkxDerived:
                         params
                     )
             self.ex.requests += 1
-            page = []
+            entries = []
             for row in okx_data(response, "open-interest-history"):
                 try:
-                    page.append(parse_okx_open_interest_history(row, source))
+                    entries.append(parse_okx_open_interest_history(row, source))
                 except (ValueError, IndexError, TypeError):
                     self.ex.bad_rows.report(f"{inst.inst_id} open interest history", row)
-            window = [r for r in page if start <= r.ts < before_end]
-            if not window:
-                break
-            for entry in window:
-                out[entry.ts] = entry
-            before_end = min(r.ts for r in window)
-        return [out[ts] for ts in sorted(out)]
+            return entries
+
+        return await page_back(page, _oi_ts, start, end)
 
     # -- websockets --------------------------------------------------------------------------
 
