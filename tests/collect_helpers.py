@@ -32,8 +32,11 @@ async def collect_for(settings: Settings, seconds: float, **kwargs: Any) -> Coll
     return await asyncio.wait_for(task, 10)
 
 
-def stored_rows(store: Store, inst_id: str, tf: Timeframe) -> list[tuple[Any, ...]]:
-    table = store.read_candles(inst_id, tf)
+def stored_rows(
+    store: Store, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
+) -> list[tuple[Any, ...]]:
+    """The stored candles of [start, end) as the market's tuples (every column but `source`)."""
+    table = store.read_candles(inst_id, tf, start, end)
     return list(zip(*(table.column(c).to_pylist() for c in COLUMNS), strict=True))
 
 

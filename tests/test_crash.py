@@ -22,7 +22,7 @@ from okx_collector.simulator.thread import SimulatorThread
 from okx_collector.status import SeriesStatus, collect_status
 from okx_collector.store import Store
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.collect_helpers import assert_exact
+from tests.collect_helpers import assert_exact, stored_rows
 from tests.conftest import SIM_START
 from tests.crash_helpers import (
     LOG_LINE,
@@ -88,13 +88,11 @@ def reference(bsim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -
     run_backfill(bsim, data, root / "backfill.err")
     store = Store(data)
     for inst_id in BF_SPOTS:
-        table = store.read_candles(inst_id, TF1)
-        got = list(zip(*(table.column(c).to_pylist() for c in
-                         ("ts", "open", "high", "low", "close", "volume", "quote_volume")),
-                       strict=True))  # fmt: skip
+        got = stored_rows(store, inst_id, TF1)
         expected = [tuple(r) for r in bsim.market.candles(inst_id, "1m", BF_SINCE, BF_UNTIL)]
         assert got == expected and len(got) == 3 * 1440
-        assert set(table.column("source").to_pylist()) == {"backfill"}
+        sources = store.read_candles(inst_id, TF1).column("source").to_pylist()
+        assert set(sources) == {"backfill"}
         funding = store.read_funding(f"{inst_id}-SWAP")
         assert funding.column("funding_time").to_pylist() == [
             r[0] for r in bsim.market.funding_history(f"{inst_id}-SWAP", BF_SINCE, BF_UNTIL)
