@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from okx_collector.simulator.thread import SimulatorThread
 from okx_collector.store.atomic import temp_owner_pid
 
 # A line written by the collector's logging (text format), as opposed to its one-line errors.
@@ -50,6 +51,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.002)
+
+
+def collect_args(sim: SimulatorThread, data: Path) -> list[str]:
+    """`collect` of two series of 1m into `data`, polling fast when their stream is stale."""
+    return [
+        "collect", "--data-dir", str(data), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
+        "--symbols", "BTC/USDT,ETH/USDT:USDT", "--timeframes", "1m", "--since", "10m",
+        "--mode", "auto", "--poll-interval", "0.5", "--heartbeat", "1",
+    ]  # fmt: skip
 
 
 class Cli:

@@ -28,6 +28,7 @@ from tests.crash_helpers import (
     LOG_LINE,
     Cli,
     assert_same_dataset,
+    collect_args,
     iso,
     parquet_files,
     read_dataset,
@@ -247,14 +248,6 @@ def csim() -> Iterator[SimulatorThread]:
     with SimulatorThread(seed=11, speed=SPEED, start_ms=SIM_START, rate_limit_scale=1.0,
                          push_interval=0.05) as sim:  # fmt: skip
         yield sim
-
-
-def collect_args(sim: SimulatorThread, data: Path) -> list[str]:
-    return [
-        "collect", "--data-dir", str(data), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
-        "--symbols", "BTC/USDT,ETH/USDT:USDT", "--timeframes", "1m", "--since", "10m",
-        "--mode", "auto", "--poll-interval", "0.5", "--heartbeat", "1",
-    ]  # fmt: skip
 
 
 def assert_collected(
