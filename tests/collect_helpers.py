@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 from okx_collector.config import Settings
@@ -13,13 +12,9 @@ from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.timeframes import Timeframe
 from tests.conftest import fast_delays
+from tests.crash_helpers import iso as iso  # re-exported: many tests import it from here
 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume", "quote_volume")
-
-
-def iso(ms: int) -> str:
-    """An absolute --since, so that the test and the collector agree on where data starts."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 async def collect_for(settings: Settings, seconds: float, **kwargs: Any) -> Collector:
@@ -32,8 +27,11 @@ async def collect_for(settings: Settings, seconds: float, **kwargs: Any) -> Coll
     return await asyncio.wait_for(task, 10)
 
 
-def stored_rows(store: Store, inst_id: str, tf: Timeframe) -> list[tuple[Any, ...]]:
-    table = store.read_candles(inst_id, tf)
+def stored_rows(
+    store: Store, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
+) -> list[tuple[Any, ...]]:
+    """The stored candles of [start, end) as the market's tuples (every column but `source`)."""
+    table = store.read_candles(inst_id, tf, start, end)
     return list(zip(*(table.column(c).to_pylist() for c in COLUMNS), strict=True))
 
 

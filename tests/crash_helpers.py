@@ -1,9 +1,12 @@
-"""Helpers for the crash tests: the CLI as a real subprocess, waiting on it, comparing datasets."""
+"""Helpers for the crash tests: the CLI as a real subprocess, waiting on it, killing a child at
+random instants, comparing datasets."""
 
 from __future__ import annotations
 
 import os
+import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from okx_collector.simulator.thread import SimulatorThread
 from okx_collector.store.atomic import temp_owner_pid
 
 # A line written by the collector's logging (text format), as opposed to its one-line errors.
@@ -47,6 +51,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.002)
+
+
+def collect_args(sim: SimulatorThread, data: Path) -> list[str]:
+    """`collect` of two series of 1m into `data`, polling fast when their stream is stale."""
+    return [
+        "collect", "--data-dir", str(data), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
+        "--symbols", "BTC/USDT,ETH/USDT:USDT", "--timeframes", "1m", "--since", "10m",
+        "--mode", "auto", "--poll-interval", "0.5", "--heartbeat", "1",
+    ]  # fmt: skip
 
 
 class Cli:
@@ -163,3 +176,38 @@ def assert_same_dataset(got_root: Path, want_root: Path) -> None:
             if a != b:
                 first = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
                 raise AssertionError(f"{name} {column} row {first}: {a[first]} != {b[first]}")
+
+
+def kill_at_random_instants(
+    argv: list[str],
+    root: Path,
+    pristine: Path,
+    *,
+    rounds: int,
+    seed: int,
+    earliest: float,
+    check: Callable[[Path], object],
+) -> int:
+    """Run `argv` (working on `root`, a copy of `pristine`) once uninterrupted to time it; then,
+    on a fresh copy, start it `rounds` times, each SIGKILLed at a random instant between
+    `earliest` s and that time (unless it has finished), and `check(root)` after each.
+
+    Returns how many runs were killed; each run resumes what the previous ones left.
+    """
+    shutil.copytree(pristine, root)
+    started = time.monotonic()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, env=child_env(), check=True, timeout=120)
+    full = time.monotonic() - started
+    shutil.rmtree(root)
+    shutil.copytree(pristine, root)
+    rng = random.Random(seed)
+    kills = 0
+    for _ in range(rounds):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=child_env())
+        time.sleep(rng.uniform(earliest, max(earliest + 0.1, full)))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait(60)
+        check(root)
+    return kills

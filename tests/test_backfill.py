@@ -14,6 +14,7 @@ from okx_collector.models import Candle
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.timeframes import DAY_MS, Timeframe
+from tests.collect_helpers import iso, stored_rows
 from tests.conftest import fast_delays
 
 MakeSettings = Callable[..., Settings]
@@ -30,11 +31,7 @@ def assert_store_equals_market(
 ) -> None:
     tf = Timeframe.parse(tf_name)
     end = min(end, tf.floor(sim.now_ms()))  # only closed candles are expected
-    table = store.read_candles(inst_id, tf, start, end)
-    stored = list(
-        zip(*(table.column(c).to_pylist() for c in
-              ("ts", "open", "high", "low", "close", "volume", "quote_volume")), strict=True)
-    )  # fmt: skip
+    stored = stored_rows(store, inst_id, tf, start, end)
     expected = [tuple(r) for r in sim.market.candles(inst_id, tf_name, start, end)]
     assert len(expected) == (tf.floor(end) - tf.ceil(start)) // tf.ms
     assert stored == expected
@@ -113,7 +110,7 @@ async def test_backfill_stops_at_the_listing_date(
     since = listed - 400 * DAY_MS  # a year before the listing: ~37 empty 1h pages if walked
     settings = make_settings(
         sim, symbols="LINK/USDT", timeframes="1h", funding=False,
-        since=_iso(since), until=_iso(listed + 20 * DAY_MS),
+        since=iso(since), until=iso(listed + 20 * DAY_MS),
     )  # fmt: skip
     report = await backfill(settings)
     store = Store(settings.data_dir)
@@ -122,12 +119,6 @@ async def test_backfill_stops_at_the_listing_date(
         listed
     )
     assert report.pages < 12  # the empty year before the listing is not walked page by page
-
-
-def _iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 @pytest.mark.parametrize("fault", ["rest_429_share", "rest_5xx_share"])

@@ -10,17 +10,21 @@ uninterrupted run leaves, every one readable, and the journal empty.
 
 from __future__ import annotations
 
-import random
 import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from crash_helpers import assert_same_dataset, child_env, read_dataset, temp_files
+from crash_helpers import (
+    assert_same_dataset,
+    child_env,
+    kill_at_random_instants,
+    read_dataset,
+    temp_files,
+)
 from okx_collector.models import Candle, FundingRate
 from okx_collector.store import Store
 from okx_collector.timeframes import Timeframe
@@ -146,23 +150,10 @@ def test_killed_at_random_instants_then_restarted(
     journal: Path, reference: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "data"
-    shutil.copytree(journal, root)
-    started = time.monotonic()
-    proc = run_compaction(root, max_files=10)
-    assert proc.wait(120) == 0
-    full = time.monotonic() - started
-    shutil.rmtree(root)
-    shutil.copytree(journal, root)
-    rng = random.Random(13)
-    kills = 0
-    for _ in range(6):
-        proc = run_compaction(root, max_files=10)
-        time.sleep(rng.uniform(0.3, max(0.4, full)))
-        if proc.poll() is None:
-            proc.kill()
-            kills += 1
-        proc.wait(60)
-        read_dataset(root)
+    argv = [sys.executable, "-c", SCRIPT, str(root), "0", "10"]
+    kills = kill_at_random_instants(
+        argv, root, journal, rounds=6, seed=13, earliest=0.3, check=read_dataset
+    )
     assert kills >= 1
     finish(root)
     assert not temp_files(root)

@@ -22,12 +22,13 @@ from okx_collector.simulator.thread import SimulatorThread
 from okx_collector.status import SeriesStatus, collect_status
 from okx_collector.store import Store
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.collect_helpers import assert_exact
+from tests.collect_helpers import assert_exact, stored_rows
 from tests.conftest import SIM_START
 from tests.crash_helpers import (
     LOG_LINE,
     Cli,
     assert_same_dataset,
+    collect_args,
     iso,
     parquet_files,
     read_dataset,
@@ -88,13 +89,11 @@ def reference(bsim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -
     run_backfill(bsim, data, root / "backfill.err")
     store = Store(data)
     for inst_id in BF_SPOTS:
-        table = store.read_candles(inst_id, TF1)
-        got = list(zip(*(table.column(c).to_pylist() for c in
-                         ("ts", "open", "high", "low", "close", "volume", "quote_volume")),
-                       strict=True))  # fmt: skip
+        got = stored_rows(store, inst_id, TF1)
         expected = [tuple(r) for r in bsim.market.candles(inst_id, "1m", BF_SINCE, BF_UNTIL)]
         assert got == expected and len(got) == 3 * 1440
-        assert set(table.column("source").to_pylist()) == {"backfill"}
+        sources = store.read_candles(inst_id, TF1).column("source").to_pylist()
+        assert set(sources) == {"backfill"}
         funding = store.read_funding(f"{inst_id}-SWAP")
         assert funding.column("funding_time").to_pylist() == [
             r[0] for r in bsim.market.funding_history(f"{inst_id}-SWAP", BF_SINCE, BF_UNTIL)
@@ -250,14 +249,6 @@ def csim() -> Iterator[SimulatorThread]:
     with SimulatorThread(seed=11, speed=SPEED, start_ms=SIM_START, rate_limit_scale=1.0,
                          push_interval=0.05) as sim:  # fmt: skip
         yield sim
-
-
-def collect_args(sim: SimulatorThread, data: Path) -> list[str]:
-    return [
-        "collect", "--data-dir", str(data), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
-        "--symbols", "BTC/USDT,ETH/USDT:USDT", "--timeframes", "1m", "--since", "10m",
-        "--mode", "auto", "--poll-interval", "0.5", "--heartbeat", "1",
-    ]  # fmt: skip
 
 
 def assert_collected(

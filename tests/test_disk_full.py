@@ -23,8 +23,9 @@ from okx_collector.config import build_settings
 from okx_collector.simulator.thread import SimulatorThread
 from okx_collector.store import Store
 from okx_collector.timeframes import Timeframe
+from tests.collect_helpers import stored_rows
 from tests.conftest import SIM_START, fast_delays
-from tests.crash_helpers import LOG_LINE, Cli, iso, read_dataset, temp_files
+from tests.crash_helpers import LOG_LINE, Cli, collect_args, iso, read_dataset, temp_files
 
 TF1 = Timeframe.parse("1m")
 SYMBOLS = "BTC/USDT,ETH/USDT,ADA/USDT"
@@ -123,21 +124,10 @@ def test_backfill_into_a_full_disk_stops_with_one_line_then_the_rerun_resumes_ex
     assert not report.interrupted and report.written > 0
     store = Store(data)
     for inst_id in SPOTS:
-        table = store.read_candles(inst_id, TF1)
-        got = list(zip(*(table.column(c).to_pylist() for c in
-                         ("ts", "open", "high", "low", "close", "volume", "quote_volume")),
-                       strict=True))  # fmt: skip
+        got = stored_rows(store, inst_id, TF1)
         expected = [tuple(r) for r in dsim.market.candles(inst_id, "1m", SINCE, UNTIL)]
         assert got == expected and len(got) == 10 * 1440
     assert not temp_files(data)
-
-
-def collect_args(sim: SimulatorThread, data: Path) -> list[str]:
-    return [
-        "collect", "--data-dir", str(data), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
-        "--symbols", "BTC/USDT,ETH/USDT:USDT", "--timeframes", "1m", "--since", "10m",
-        "--mode", "auto", "--poll-interval", "0.5", "--heartbeat", "1",
-    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

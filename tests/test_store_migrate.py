@@ -10,12 +10,9 @@ start finishes it.
 from __future__ import annotations
 
 import logging
-import random
 import shutil
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crash_helpers import child_env, parquet_files, read_dataset, temp_files
+from crash_helpers import kill_at_random_instants, parquet_files, read_dataset, temp_files
 from okx_collector.models import Candle
 from okx_collector.store import Store
 from okx_collector.store.layout import DAY_MS, HOUR_MS, Period, partition_of
@@ -137,24 +134,15 @@ def test_killed_at_random_instants_loses_and_duplicates_nothing(
     legacy: Path, expected: dict[str, pa.Table], tmp_path: Path
 ) -> None:
     root = tmp_path / "data"
-    shutil.copytree(legacy, root)
-    started = time.monotonic()
-    full = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], env=child_env(), check=True)
-    assert full.returncode == 0
-    took = time.monotonic() - started
-    shutil.rmtree(root)
-    shutil.copytree(legacy, root)
-    rng = random.Random(16)
-    kills = 0
-    for _ in range(8):
-        proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root)], env=child_env())
-        time.sleep(rng.uniform(0.2, max(0.3, took)))
-        if proc.poll() is None:
-            proc.kill()
-            kills += 1
-        proc.wait(60)
+
+    def check(root: Path) -> None:
         read_dataset(root)  # every visible file readable
         assert_reads(root, expected)  # no row lost or duplicated, even mid-move
+
+    argv = [sys.executable, "-c", SCRIPT, str(root)]
+    kills = kill_at_random_instants(
+        argv, root, legacy, rounds=8, seed=16, earliest=0.2, check=check
+    )
     assert kills >= 1
     Store(root).recover()
     assert not temp_files(root)

@@ -99,24 +99,14 @@ COMMON = _options(
                  help="text or json lines on stderr (summaries too) [default text]."),
 )  # fmt: skip
 SELECTORS = "selectors: spot:CCY, swap:CCY, either with :topN by 24 h volume (spot:USDT, "
-SYMBOLS = click.option(
-    "--symbols",
-    help="Comma list of ccxt symbols (BTC/USDT,ETH/USDT:USDT), OKX instIds, or "
-    f"{SELECTORS}swap:USDT:top50) [default: BTC/USDT,ETH/USDT,ADA/USDT,DOT/USDT,LINK/USDT].",
-)
-TIMEFRAMES = click.option(
-    "--timeframes", help="Comma list of 1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w [default 15m]."
-)
-# For the commands that read the store: a filter, by default everything stored.
-STORED_SYMBOLS = click.option(
-    "--symbols",
-    help="Only these: comma list of ccxt symbols or OKX instIds (BTC/USDT, "
-    f"BTC-USDT-SWAP), or {SELECTORS}swap:USDT) [default: every stored instrument].",
-)
-STORED_TIMEFRAMES = click.option(
-    "--timeframes", help="Only these: comma list of timeframes [default: every stored one]."
-)
+# backfill and collect: what to fetch from OKX.
 FETCHING = _options(
+    COMMON,
+    click.option("--symbols", help="Comma list of ccxt symbols (BTC/USDT,ETH/USDT:USDT), OKX "
+                 f"instIds, or {SELECTORS}swap:USDT:top50) [default: BTC/USDT,ETH/USDT,ADA/USDT,"
+                 "DOT/USDT,LINK/USDT]."),
+    click.option("--timeframes", help="Comma list of 1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w "
+                 "[default 15m]."),
     click.option("--funding/--no-funding", default=None,
                  help="Also collect perpetual funding rates [default: on]."),
     click.option("--series", help="Comma list of trade, mark, index, oi: trade candles, mark "
@@ -125,6 +115,13 @@ FETCHING = _options(
                  "or a duration back from the exchange's now (30d, 12h)."),
     click.option("--until", help="End (exclusive), same forms as --since [default: now]."),
     click.option("--rest-url", help="OKX-compatible REST endpoint [default https://www.okx.com]."),
+)  # fmt: skip
+# status and export-qlib: a filter over what the store holds, by default everything.
+READING = _options(
+    COMMON,
+    click.option("--symbols", help="Only these: comma list of ccxt symbols or OKX instIds "
+                 f"(BTC/USDT, BTC-USDT-SWAP), or {SELECTORS}swap:USDT) [default: every stored "
+                 "instrument]."),
 )  # fmt: skip
 WS_URL = click.option(
     "--ws-url", help="OKX-compatible websocket base [default wss://ws.okx.com:8443/ws/v5]."
@@ -197,9 +194,6 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command()
-@COMMON
-@SYMBOLS
-@TIMEFRAMES
 @FETCHING
 @reports_errors
 def backfill(**kwargs: Any) -> None:
@@ -219,9 +213,6 @@ def backfill(**kwargs: Any) -> None:
 
 
 @cli.command()
-@COMMON
-@SYMBOLS
-@TIMEFRAMES
 @FETCHING
 @WS_URL
 @click.option("--mode", type=click.Choice(MODES), help="ws, poll, or auto = ws with a REST "
@@ -248,9 +239,10 @@ def collect(**kwargs: Any) -> None:
 
 
 @cli.command()
-@COMMON
-@STORED_SYMBOLS
-@STORED_TIMEFRAMES
+@READING
+@click.option(
+    "--timeframes", help="Only these: comma list of timeframes [default: every stored one]."
+)
 @click.option(
     "--rest-url",
     help="OKX-compatible REST endpoint, asked only for its clock (ages "
@@ -280,8 +272,7 @@ def status(as_json: bool, check: bool, html_file: Path | None, **kwargs: Any) ->
 
 
 @cli.command("export-qlib")
-@COMMON
-@STORED_SYMBOLS
+@READING
 @click.option(
     "--timeframes",
     help="Comma list of timeframes to export, each into the same directory [default 15m].",

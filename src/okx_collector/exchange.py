@@ -4,15 +4,16 @@ REST and websockets go through one `ccxt.pro.okx` subclass (`okx_ws`; plain
 `ccxt.async_support.okx`, REST only, when ccxt.pro cannot be imported) that also hands OKX's raw
 candle rows, funding pushes and refused subscriptions to sinks. History is read through ccxt's
 implicit endpoint methods with explicit, exclusive `before`/`after` bounds, and paged by what came
-back, never by the page size OKX is expected to allow: OKX has capped pages below its documented
-maximum before (OKX.md §7). ccxt's exceptions are classified in one place, `okx_answers`.
+back (`paging.page_back`), never by the page size OKX is expected to allow: OKX has capped pages
+below its documented maximum before (OKX.md §7). ccxt's exceptions are classified in one place,
+`okx_answers`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 from okx_collector.errors import (
     EnvironmentProblem,
@@ -43,9 +44,11 @@ from okx_collector.okx_ws import (
     make_ws_class,
 )
 from okx_collector.pacing import Pacer
+from okx_collector.paging import page_back
 from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PAGE_LIMIT = 300  # rows asked per candle request, OKX's documented maximum on both endpoints
 FUNDING_PAGE_LIMIT = 400  # rows asked per funding-history request
@@ -67,6 +70,14 @@ FundingSink = Callable[[str, FundingObservation], None]
 BadPushSink = Callable[[str, Timeframe | None, str], None]
 
 _WS_CLASS = make_ws_class()
+
+
+def _candle_ts(row: RawCandle) -> int:
+    return row.candle.ts
+
+
+def _funding_time(rate: FundingRate) -> int:
+    return rate.funding_time
 
 
 class OkxExchange:
@@ -116,6 +127,34 @@ class OkxExchange:
     def observe_rest(self, observer: RestObserver | None) -> None:
         """Show every REST request and HTTP answer to `observer` (the run's metrics)."""
         self._rest.rest_observer = observer
+
+    async def rest(
+        self,
+        endpoint: str,
+        method: Callable[[dict[str, str]], Awaitable[Any]],
+        params: dict[str, str],
+        key: str = "",
+    ) -> Any:
+        """One REST request: in a slot of `endpoint`'s limit (per `key` where OKX counts per
+        instrument), counted, with ccxt's errors classified (naming the instId asked for)."""
+        async with self.pacer.slot(endpoint, key):
+            with classified(params.get("instId")):
+                response = await method(params)
+        self.requests += 1
+        return response
+
+    def parsed(
+        self, response: Any, endpoint: str, parse: Callable[[Any], T], label: str
+    ) -> list[T]:
+        """`endpoint`'s rows in `response`, parsed; a row that does not parse is reported (under
+        `label`) and left out, so that the caller sees it as missing and asks again later."""
+        rows = []
+        for raw in okx_data(response, endpoint):
+            try:
+                rows.append(parse(raw))
+            except (ValueError, LookupError, TypeError):
+                self.bad_rows.report(label, raw)
+        return rows
 
     # -- markets ---------------------------------------------------------------------------------
 
@@ -168,10 +207,8 @@ class OkxExchange:
         """
         out: dict[str, float] = {}
         for inst_type in inst_types:
-            async with self.pacer.slot("tickers"):
-                with classified():
-                    response = await self._rest.public_get_market_tickers({"instType": inst_type})
-            self.requests += 1
+            params = {"instType": inst_type}
+            response = await self.rest("tickers", self._rest.public_get_market_tickers, params)
             for row in okx_data(response, "tickers"):
                 try:
                     volume = float(row["volCcy24h"])
@@ -184,10 +221,7 @@ class OkxExchange:
 
     async def fetch_time(self) -> int:
         """The exchange's current time, ms."""
-        async with self.pacer.slot("time"):
-            with classified():
-                response = await self._rest.public_get_public_time()
-        self.requests += 1
+        response = await self.rest("time", self._rest.public_get_public_time, {})
         return int(response["data"][0]["ts"])
 
     async def fetch_candles(
@@ -211,24 +245,16 @@ class OkxExchange:
         """
         if end - start > PAGE_LIMIT * tf.ms:
             raise ValueError(f"a page holds at most {PAGE_LIMIT} bars")
-        out: dict[int, RawCandle] = {}
-        after = end
-        while after > start:
-            rows = await self._candle_page(inst, tf, start, after, recent=recent, source=source)
-            window = [r for r in rows if start <= r.candle.ts < after]
-            if not window:
-                break
-            for row in window:
-                if tf.is_aligned(row.candle.ts):
-                    out[row.candle.ts] = row
-            after = min(r.candle.ts for r in window)
-        return [out[ts] for ts in sorted(out)]
+
+        async def page(after: int) -> list[RawCandle]:
+            return await self._candle_page(inst, tf, start, after, recent=recent, source=source)
+
+        return await page_back(page, _candle_ts, start, end, keep=tf.is_aligned)
 
     async def _candle_page(
         self, inst: Instrument, tf: Timeframe, start: int, end: int, *, recent: bool, source: Source
     ) -> list[RawCandle]:
-        """One request: what OKX returns of [start, end), parsed (rows that do not parse are
-        logged and left out, so the caller sees them as missing and asks again later)."""
+        """One request: what OKX returns of [start, end), parsed (see `parsed`)."""
         endpoint = "candles" if recent else "history-candles"
         params = {
             "instId": inst.inst_id,
@@ -238,34 +264,26 @@ class OkxExchange:
             "before": str(start - 1),
             "after": str(end),
         }
-        async with self.pacer.slot(endpoint):
-            with classified(inst.inst_id):
-                if recent:
-                    response = await self._rest.public_get_market_candles(params)
-                else:
-                    response = await self._rest.public_get_market_history_candles(params)
-        self.requests += 1
-        rows = []
-        for raw in okx_data(response, endpoint):
-            try:
-                rows.append(parse_okx_candle(raw, inst.is_spot, source))
-            except (ValueError, IndexError, TypeError):
-                self.bad_rows.report(f"{inst.inst_id} {tf.name}", raw)
-        return rows
+        if recent:
+            method = self._rest.public_get_market_candles
+        else:
+            method = self._rest.public_get_market_history_candles
+        response = await self.rest(endpoint, method, params)
+        return self.parsed(
+            response,
+            endpoint,
+            lambda raw: parse_okx_candle(raw, inst.is_spot, source),
+            f"{inst.inst_id} {tf.name}",
+        )
 
     async def newest_open_before(self, inst: Instrument, tf: Timeframe, ts: int) -> int | None:
         """Open time of the newest candle older than `ts`, or None if OKX has none (pre-listing)."""
         params = {"instId": inst.inst_id, "bar": OKX_BARS[tf.name], "limit": "1", "after": str(ts)}
-        async with self.pacer.slot("history-candles"):
-            with classified(inst.inst_id):
-                response = await self._rest.public_get_market_history_candles(params)
-        self.requests += 1
-        opens = []
-        for row in okx_data(response, "history-candles"):
-            try:
-                opens.append(int(row[0]))
-            except (ValueError, IndexError, TypeError):
-                self.bad_rows.report(f"{inst.inst_id} {tf.name}", row)
+        method = self._rest.public_get_market_history_candles
+        response = await self.rest("history-candles", method, params)
+        opens = self.parsed(
+            response, "history-candles", lambda row: int(row[0]), f"{inst.inst_id} {tf.name}"
+        )
         opens = [t for t in opens if t < ts]
         return max(opens) if opens else None
 
@@ -274,40 +292,38 @@ class OkxExchange:
     ) -> list[FundingRate]:
         """Settled funding rates with funding_time in [start, end), oldest first; paged by what
         came back until OKX has nothing older in the range (its cap has changed before)."""
-        out: dict[int, FundingRate] = {}
-        after = end
-        while after > start:
+
+        async def page(after: int) -> list[FundingRate]:
             params = {
                 "instId": inst.inst_id,
                 "limit": str(FUNDING_PAGE_LIMIT),
                 "before": str(start - 1),
                 "after": str(after),
             }
-            async with self.pacer.slot("funding-rate-history", inst.inst_id):
-                with classified(inst.inst_id):
-                    response = await self._rest.public_get_public_funding_rate_history(params)
-            self.requests += 1
-            page = []
-            for row in okx_data(response, "funding-rate-history"):
-                try:
-                    page.append(parse_okx_funding_history(row, source))
-                except (ValueError, KeyError, TypeError):
-                    self.bad_rows.report(f"{inst.inst_id} funding", row)
-            window = [r for r in page if start <= r.funding_time < after]
-            if not window:
-                break
-            for rate in window:
-                out[rate.funding_time] = rate
-            after = min(r.funding_time for r in window)
-        return [out[t] for t in sorted(out)]
+            response = await self.rest(
+                "funding-rate-history",
+                self._rest.public_get_public_funding_rate_history,
+                params,
+                inst.inst_id,
+            )
+            return self.parsed(
+                response,
+                "funding-rate-history",
+                lambda row: parse_okx_funding_history(row, source),
+                f"{inst.inst_id} funding",
+            )
+
+        return await page_back(page, _funding_time, start, end)
 
     async def fetch_funding_current(
         self, inst: Instrument, source: Source = "poll"
     ) -> FundingObservation:
-        async with self.pacer.slot("funding-rate", inst.inst_id):
-            with classified(inst.inst_id):
-                response = await self._rest.public_get_public_funding_rate({"instId": inst.inst_id})
-        self.requests += 1
+        response = await self.rest(
+            "funding-rate",
+            self._rest.public_get_public_funding_rate,
+            {"instId": inst.inst_id},
+            inst.inst_id,
+        )
         data = okx_data(response, "funding-rate")
         if not data:
             raise ExchangeUnavailable(f"funding-rate for {inst.inst_id} came back empty")

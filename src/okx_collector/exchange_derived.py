@@ -1,10 +1,11 @@
 """Mark-price candles, index candles and open interest from OKX, as typed records.
 
 Part of the exchange layer (it drives the same ccxt client as `exchange.OkxExchange`, through its
-`client`, `pacer`, `requests` and `bad_rows`). REST goes through ccxt's implicit endpoint methods
-with explicit, exclusive bounds, paged by what came back, never by the page size OKX is expected to
-allow (as `OkxExchange.fetch_candles`); each endpoint is paced at its own documented limit
-(`pacing.OKX_LIMITS`), so these run in parallel with the trade-candle endpoints.
+`client`, `rest` (paced, counted, classified requests), `parsed` and `bad_rows`). REST goes through
+ccxt's implicit endpoint methods with explicit, exclusive bounds, paged by what came back, never by
+the page size OKX is expected to allow (`paging.page_back`, as for trade candles); each endpoint is
+paced at its own documented limit (`pacing.OKX_LIMITS`), so these run in parallel with the
+trade-candle endpoints.
 
 Websockets: ccxt.pro 4.5.90 has no watch method for `mark-price-candle<bar>`, `index-candle<bar>`
 or `open-interest` (its `watch_ohlcv` only builds `candle<bar>` channels and its `handle_message`
@@ -31,6 +32,7 @@ from okx_collector.models import (
     parse_okx_price_candle,
 )
 from okx_collector.okx_answers import classified, okx_data
+from okx_collector.paging import page_back
 from okx_collector.timeframes import Timeframe
 
 PriceKind = Literal["mark", "index"]
@@ -57,6 +59,14 @@ _CHANNEL_TO_TF = {
 #  candle if OKX confirmed it)
 PriceCandleSink = Callable[[PriceKind, str, Timeframe, int, PriceCandle | None], None]
 OpenInterestSink = Callable[[str, OpenInterest], None]
+
+
+def _candle_ts(row: RawPriceCandle) -> int:
+    return row.candle.ts
+
+
+def _oi_ts(entry: OpenInterest) -> int:
+    return entry.ts
 
 
 def use_recent_endpoint(tf: Timeframe, start: int, now_ms: int) -> bool:
@@ -111,21 +121,20 @@ class OkxDerived:
         """
         series = self._series_id(kind, inst)
         use_recent = recent is not False
-        out: dict[int, RawPriceCandle] = {}
-        after = end
-        while after > start:
-            rows = await self._price_page(kind, series, tf, start, after, use_recent, source)
-            window = [r for r in rows if start <= r.candle.ts < after]
-            if not window:
-                if use_recent and recent is None:  # older than the recent endpoint keeps
-                    use_recent = False
-                    continue
-                break
-            for row in window:
-                if tf.is_aligned(row.candle.ts):
-                    out[row.candle.ts] = row
-            after = min(r.candle.ts for r in window)
-        return [out[ts] for ts in sorted(out)]
+
+        async def page(after: int) -> list[RawPriceCandle]:
+            return await self._price_page(kind, series, tf, start, after, use_recent, source)
+
+        def exhausted() -> bool:
+            nonlocal use_recent
+            if use_recent and recent is None:  # older than the recent endpoint keeps
+                use_recent = False
+                return True
+            return False
+
+        return await page_back(
+            page, _candle_ts, start, end, keep=tf.is_aligned, exhausted=exhausted
+        )
 
     async def _price_page(
         self,
@@ -137,8 +146,7 @@ class OkxDerived:
         recent: bool,
         source: Source,
     ) -> list[RawPriceCandle]:
-        """One request: what OKX returns of [start, end), parsed (rows that do not parse are
-        logged and left out, so that they are asked for again later)."""
+        """One request: what OKX returns of [start, end), parsed (see `OkxExchange.parsed`)."""
         endpoint = _ENDPOINTS[kind][0 if recent else 1]
         params = {
             "instId": series,
@@ -154,17 +162,13 @@ class OkxDerived:
             "index-candles": client.public_get_market_index_candles,
             "history-index-candles": client.public_get_market_history_index_candles,
         }[endpoint]
-        async with self.ex.pacer.slot(endpoint):
-            with classified(series):
-                response = await method(params)
-        self.ex.requests += 1
-        rows = []
-        for raw in okx_data(response, endpoint):
-            try:
-                rows.append(parse_okx_price_candle(raw, source))
-            except (ValueError, IndexError, TypeError):
-                self.ex.bad_rows.report(f"{series} {kind} {tf.name}", raw)
-        return rows
+        response = await self.ex.rest(endpoint, method, params)
+        return self.ex.parsed(
+            response,
+            endpoint,
+            lambda raw: parse_okx_price_candle(raw, source),
+            f"{series} {kind} {tf.name}",
+        )
 
     # -- REST: open interest -----------------------------------------------------------------
 
@@ -172,10 +176,9 @@ class OkxDerived:
         """Open interest of a perpetual now (OKX `public/open-interest`; `ts` = OKX's answer
         time)."""
         params = {"instType": "SWAP", "instId": inst.inst_id}
-        async with self.ex.pacer.slot("open-interest", inst.inst_id):
-            with classified(inst.inst_id):
-                response = await self.ex.client.public_get_public_open_interest(params)
-        self.ex.requests += 1
+        response = await self.ex.rest(
+            "open-interest", self.ex.client.public_get_public_open_interest, params, inst.inst_id
+        )
         data = okx_data(response, "open-interest")
         if not data:
             raise ExchangeUnavailable(f"open-interest for {inst.inst_id} came back empty")
@@ -197,9 +200,8 @@ class OkxDerived:
         bar = OI_PERIODS.get(period.name)
         if bar is None:
             raise ValueError(f"OKX keeps no open-interest history for {period.name} periods")
-        out: dict[int, OpenInterest] = {}
-        before_end = end
-        while before_end > start:
+
+        async def page(before_end: int) -> list[OpenInterest]:
             params = {
                 "instId": inst.inst_id,
                 "period": bar,
@@ -207,26 +209,20 @@ class OkxDerived:
                 "begin": str(start - 1),
                 "end": str(before_end),
             }
-            async with self.ex.pacer.slot("open-interest-history", inst.inst_id):
-                with classified(inst.inst_id):
-                    client = self.ex.client
-                    response = await client.public_get_rubik_stat_contracts_open_interest_history(
-                        params
-                    )
-            self.ex.requests += 1
-            page = []
-            for row in okx_data(response, "open-interest-history"):
-                try:
-                    page.append(parse_okx_open_interest_history(row, source))
-                except (ValueError, IndexError, TypeError):
-                    self.ex.bad_rows.report(f"{inst.inst_id} open interest history", row)
-            window = [r for r in page if start <= r.ts < before_end]
-            if not window:
-                break
-            for entry in window:
-                out[entry.ts] = entry
-            before_end = min(r.ts for r in window)
-        return [out[ts] for ts in sorted(out)]
+            response = await self.ex.rest(
+                "open-interest-history",
+                self.ex.client.public_get_rubik_stat_contracts_open_interest_history,
+                params,
+                inst.inst_id,
+            )
+            return self.ex.parsed(
+                response,
+                "open-interest-history",
+                lambda row: parse_okx_open_interest_history(row, source),
+                f"{inst.inst_id} open interest history",
+            )
+
+        return await page_back(page, _oi_ts, start, end)
 
     # -- websockets --------------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ from okx_collector.timeframes import Timeframe, missing_ranges
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# A page of work: the instrument it is for, and the call that fetches and stores it.
+Work = tuple[Instrument, Callable[[], Awaitable[None]]]
 WORKERS = 4  # per endpoint queue: a page is up to 3 sequential requests of 100 rows
 FLUSH_ROWS = 5_000  # rows of a series buffered before they are written
 
@@ -138,20 +140,23 @@ class DerivedBackfiller:
         page (what came is written)."""
         jobs = await asyncio.to_thread(self.plan, kinds, instruments, timeframes, since, until, now)
         self.report.series = len(jobs)
-        queues: dict[tuple[str, bool], deque[tuple[PriceJob, Page]]] = {}
+        queues: dict[tuple[str, bool], deque[Work]] = {}
         for index in range(max((len(j.pages) for j in jobs), default=0)):
             for job in jobs:  # round-robin: every series advances together
                 if index < len(job.pages):
                     page = job.pages[index]
-                    queues.setdefault((job.price, page.recent), deque()).append((job, page))
+                    work = (job.inst, functools.partial(self._price_page, job, page))
+                    queues.setdefault((job.price, page.recent), deque()).append(work)
         oi_perps = perpetuals(self.exchange, instruments) if "oi" in kinds else []
         try:
             async with asyncio.TaskGroup() as group:
                 for queue in queues.values():
                     for _ in range(WORKERS):
-                        group.create_task(self._page_worker(queue, stop))
+                        group.create_task(self._worker(queue, stop))
                 for inst in oi_perps:
-                    group.create_task(self._open_interest(inst, timeframes, since, until, now))
+                    group.create_task(
+                        self._open_interest(inst, timeframes, since, until, now, stop)
+                    )
         finally:
             for job, rows in list(self._buffers.values()):
                 await self._write(job, rows)
@@ -167,32 +172,37 @@ class DerivedBackfiller:
             call, what=what, attempts=self.attempts, delays=self.delays, on_retry=count_retry
         )
 
-    async def _page_worker(
-        self, pages: deque[tuple[PriceJob, Page]], stop: asyncio.Event | None
-    ) -> None:
-        while pages and not (stop is not None and stop.is_set()):
-            job, page = pages.popleft()
-            if job.inst.inst_id in self.gone or (job.floor is not None and page.end <= job.floor):
+    async def _worker(self, work: deque[Work], stop: asyncio.Event | None) -> None:
+        """Do queued pages in turn until none is left or `stop` is set; the pages of an instrument
+        OKX no longer knows are skipped."""
+        while work and not (stop is not None and stop.is_set()):
+            inst, page = work.popleft()
+            if inst.inst_id in self.gone:
                 continue
             try:
-                fetch = functools.partial(
-                    self.derived.fetch_price_candles,
-                    job.price, job.inst, job.tf, page.start, page.end, recent=page.recent,
-                )  # fmt: skip
-                rows = await self._call(fetch, f"{job.key} page {page.start}")
+                await page()
             except InstrumentGone as exc:
                 self._gone(exc)
-                continue
-            self.report.pages += 1
-            closed = [r.candle for r in rows if r.confirmed]  # OKX's flag, as trade candles
-            if not closed and page.prepend and not page.recent:
-                job.floor = page.start if job.floor is None else max(job.floor, page.start)
-                continue
-            _, buffered = self._buffers.setdefault(job.key, (job, []))
-            buffered.extend(closed)
-            if len(buffered) >= FLUSH_ROWS:
-                del self._buffers[job.key]
-                await self._write(job, buffered)
+
+    async def _price_page(self, job: PriceJob, page: Page) -> None:
+        """Fetch one page of a mark or index series and buffer its closed candles."""
+        if job.floor is not None and page.end <= job.floor:
+            return
+        fetch = functools.partial(
+            self.derived.fetch_price_candles,
+            job.price, job.inst, job.tf, page.start, page.end, recent=page.recent,
+        )  # fmt: skip
+        rows = await self._call(fetch, f"{job.key} page {page.start}")
+        self.report.pages += 1
+        closed = [r.candle for r in rows if r.confirmed]  # OKX's flag, as trade candles
+        if not closed and page.prepend and not page.recent:
+            job.floor = page.start if job.floor is None else max(job.floor, page.start)
+            return
+        _, buffered = self._buffers.setdefault(job.key, (job, []))
+        buffered.extend(closed)
+        if len(buffered) >= FLUSH_ROWS:
+            del self._buffers[job.key]
+            await self._write(job, buffered)
 
     async def _write(self, job: PriceJob, rows: list[PriceCandle]) -> None:
         if rows:
@@ -213,9 +223,11 @@ class DerivedBackfiller:
         since: int,
         until: int,
         now: int,
+        stop: asyncio.Event | None,
     ) -> None:
         """The rubik history of one perpetual at each timeframe OKX keeps one for, over the
         instants (bar closes) in [since, min(until, now)] the store lacks."""
+        work: deque[Work] = deque()
         for tf in timeframes:
             if tf.name not in OI_PERIODS:
                 note = f"oi {inst.inst_id} {tf.name}: OKX keeps no history (collect stores it)"
@@ -227,18 +239,17 @@ class DerivedBackfiller:
             )
             lo, hi = tf.ceil(since), tf.floor(min(until, now)) + tf.ms
             for start, end in list(missing_ranges(present, lo, hi, tf)):
-                try:
-                    fetch = functools.partial(
-                        self.derived.fetch_open_interest_history, inst, tf, start, end
-                    )
-                    rows = await self._call(fetch, f"oi {inst.inst_id} {tf.name} {start}")
-                except InstrumentGone as exc:
-                    self._gone(exc)
-                    return
-                # Rubik instants are period openings: bar closes of `tf` as they are.
-                aligned = [r for r in rows if tf.is_aligned(r.ts)]
-                if aligned:
-                    written = await asyncio.to_thread(
-                        self.store.write_open_interest, inst.inst_id, tf, aligned
-                    )
-                    self.report.rows["oi"] += written
+                work.append((inst, functools.partial(self._oi_range, inst, tf, start, end)))
+        await self._worker(work, stop)
+
+    async def _oi_range(self, inst: Instrument, tf: Timeframe, start: int, end: int) -> None:
+        """Fetch and store the rubik entries of one missing range."""
+        fetch = functools.partial(self.derived.fetch_open_interest_history, inst, tf, start, end)
+        rows = await self._call(fetch, f"oi {inst.inst_id} {tf.name} {start}")
+        # Rubik instants are period openings: bar closes of `tf` as they are.
+        aligned = [r for r in rows if tf.is_aligned(r.ts)]
+        if aligned:
+            written = await asyncio.to_thread(
+                self.store.write_open_interest, inst.inst_id, tf, aligned
+            )
+            self.report.rows["oi"] += written

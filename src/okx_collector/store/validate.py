@@ -13,6 +13,9 @@ from okx_collector.models import SOURCES
 from okx_collector.store.arrow import present, to_float64, to_int64
 from okx_collector.timeframes import Timeframe
 
+# A mask of the good rows, and what is wrong with the others.
+Check = tuple[npt.NDArray[np.bool_], str]
+
 
 class InvalidRecords(CollectorError, ValueError):
     """A batch handed to the store breaks the dataset's rules; nothing of it was written."""
@@ -40,9 +43,7 @@ def _floats(table: pa.Table, name: str) -> npt.NDArray[np.float64]:
     return to_float64(table.column(name))
 
 
-def _first_bad(
-    table: pa.Table, series: str, key: str, checks: list[tuple[npt.NDArray[np.bool_], str]]
-) -> None:
+def _first_bad(table: pa.Table, series: str, key: str, checks: list[Check]) -> None:
     """Raise for the earliest row failing any check (each check is a mask of good rows)."""
     bad_any = np.zeros(table.num_rows, dtype=np.bool_)
     for good, _ in checks:
@@ -55,18 +56,19 @@ def _first_bad(
     raise InvalidRecords(series, key, int(keys[row]), problem, int(bad_any.sum()))
 
 
-def _sources_ok(table: pa.Table) -> npt.NDArray[np.bool_]:
+def _source_check(table: pa.Table) -> Check:
     src = table.column("source").to_pylist()
-    return np.array([s in SOURCES for s in src], dtype=np.bool_)
+    good = np.array([s in SOURCES for s in src], dtype=np.bool_)
+    return good, f"source must be one of {', '.join(SOURCES)}"
 
 
-def validate_candles(table: pa.Table, series: str, tf: Timeframe) -> None:
-    """Aligned open times, finite prices, high/low bracketing open and close, volumes >= 0."""
+def _ohlc_checks(table: pa.Table, tf: Timeframe) -> list[Check]:
+    """What trade, mark and index candles share: aligned open times, finite prices, high and
+    low bracketing open and close."""
     ts = to_int64(table.column("ts"))
     o, h, lo, c = (_floats(table, n) for n in ("open", "high", "low", "close"))
-    v, qv = _floats(table, "volume"), _floats(table, "quote_volume")
     with np.errstate(invalid="ignore"):
-        checks = [
+        return [
             ((ts - tf.origin) % tf.ms == 0, f"open time is not aligned to {tf.name} candles (UTC)"),
             (
                 np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c),
@@ -74,12 +76,19 @@ def validate_candles(table: pa.Table, series: str, tf: Timeframe) -> None:
             ),
             (h >= np.maximum(o, c), "high is below open or close"),
             (lo <= np.minimum(o, c), "low is above open or close"),
-            (
-                np.isfinite(v) & np.isfinite(qv) & (v >= 0) & (qv >= 0),
-                "volume is negative or not finite",
-            ),
-            (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
         ]
+
+
+def validate_candles(table: pa.Table, series: str, tf: Timeframe) -> None:
+    """Aligned open times, finite prices, high/low bracketing open and close, volumes >= 0."""
+    checks = _ohlc_checks(table, tf)
+    v, qv = _floats(table, "volume"), _floats(table, "quote_volume")
+    with np.errstate(invalid="ignore"):
+        volumes_ok = np.isfinite(v) & np.isfinite(qv) & (v >= 0) & (qv >= 0)
+    checks += [
+        (volumes_ok, "volume is negative or not finite"),
+        _source_check(table),
+    ]
     _first_bad(table, series, "ts", checks)
 
 
@@ -88,7 +97,7 @@ def validate_funding(table: pa.Table, series: str) -> None:
     fr, rr = _floats(table, "funding_rate"), _floats(table, "realized_rate")
     checks = [
         (np.isfinite(fr) & np.isfinite(rr), "a funding rate is not a finite number"),
-        (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
+        _source_check(table),
     ]
     _first_bad(table, series, "funding_time", checks)
 
@@ -101,28 +110,14 @@ def validate_funding_live(table: pa.Table, series: str) -> None:
     checks = [
         (np.isfinite(fr), "the funding rate is not a finite number"),
         (np.isfinite(nxt_vals), "the next funding rate is not a finite number"),
-        (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
+        _source_check(table),
     ]
     _first_bad(table, series, "ts", checks)
 
 
 def validate_price_candles(table: pa.Table, series: str, tf: Timeframe) -> None:
-    """Mark or index candles: aligned open times, finite positive prices, high/low bracketing
-    open and close (no volume: OKX sends none)."""
-    ts = to_int64(table.column("ts"))
-    o, h, lo, c = (_floats(table, n) for n in ("open", "high", "low", "close"))
-    with np.errstate(invalid="ignore"):
-        checks = [
-            ((ts - tf.origin) % tf.ms == 0, f"open time is not aligned to {tf.name} candles (UTC)"),
-            (
-                np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c),
-                "a price is not a finite number",
-            ),
-            (h >= np.maximum(o, c), "high is below open or close"),
-            (lo <= np.minimum(o, c), "low is above open or close"),
-            (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
-        ]
-    _first_bad(table, series, "ts", checks)
+    """Mark or index candles: as trade candles, without volumes (OKX sends none)."""
+    _first_bad(table, series, "ts", [*_ohlc_checks(table, tf), _source_check(table)])
 
 
 def validate_open_interest(table: pa.Table, series: str, tf: Timeframe) -> None:
@@ -134,6 +129,6 @@ def validate_open_interest(table: pa.Table, series: str, tf: Timeframe) -> None:
         checks = [
             ((ts - tf.origin) % tf.ms == 0, f"instant is not a {tf.name} bar close (UTC)"),
             (finite, "an open-interest value is negative or not a finite number"),
-            (_sources_ok(table), f"source must be one of {', '.join(SOURCES)}"),
+            _source_check(table),
         ]
     _first_bad(table, series, "ts", checks)
