@@ -242,9 +242,8 @@ class OkxDerived:
         sinks, on the event loop thread (pushes that do not parse go to `on_bad_push`).
 
         `on_refused` gets the 60018 refusals of these channels (channel with its bar, id, OKX's
-        message), ccxt's record of the subscription forgotten; then the refusal sink armed
-        before (the trade-candle collector's: it counts refusals and checks for a delisting)
-        gets them too, and it alone gets every other channel's."""
+        message), ccxt's record of the subscription forgotten; the refusal sink armed before
+        (the trade-candle collector's) keeps getting every other channel's."""
         problem = self.ex.websocket_problem()
         if problem:
             raise EnvironmentProblem(problem)
@@ -257,7 +256,7 @@ class OkxDerived:
                 if channel.startswith(DERIVED_CHANNEL_PREFIXES):
                     self.forget_subscriptions([(channel, series)])
                     on_refused(channel, series, message)
-                if before is not None:
+                elif before is not None:
                     before(channel, series, message)
 
             client.refusal_sink = refused

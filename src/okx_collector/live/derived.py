@@ -28,20 +28,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
 
-from okx_collector.backfill.derived import DerivedBackfiller, index_series, perpetuals
+from okx_collector.backfill.derived import index_series, perpetuals
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
 from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
-from okx_collector.exchange_derived import (
-    OI_CHANNEL,
-    WS_CHANNEL_PREFIX,
-    OkxDerived,
-    PriceKind,
-)
+from okx_collector.exchange_derived import OI_CHANNEL, WS_CHANNEL_PREFIX, OkxDerived, PriceKind
 from okx_collector.instruments import Instrument
-from okx_collector.live.writer import Item, Kind, Writer
+from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, follow_stream
+from okx_collector.live.writer import Item, Writer
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory
 from okx_collector.store import Store
@@ -57,11 +52,8 @@ OI_SETTLE_MS = 10_000
 STALE_OI_MS = 60_000  # no open-interest push for this long: ask REST at each close
 POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over REST
 TICK_S = 0.01  # real seconds between checks: a close is seen (and OI asked) within a 3 s step
-IDLE_WATCH_S = 0.5  # a stream with nothing to watch (all refused or gone) looks again this often
 REFUSED_RETRY_SECONDS = 600.0  # as the trade-candle collector: a refusal may be passing
-ITEM_KIND: dict[PriceKind, Kind] = {"mark": "mark_candles", "index": "index_candles"}
 
-T = TypeVar("T")
 PriceSeries = tuple[PriceKind, Instrument, str, Timeframe]  # (kind, instrument, series id, tf)
 
 
@@ -102,6 +94,8 @@ class DerivedLive:
         self.pushes: dict[str, list[OpenInterest]] = {}  # perp -> recent pushes, oldest first
         self.gone: set[str] = set()
         self.refused: dict[tuple[str, str], float] = {}  # (channel, id) -> monotonic retry time
+        self.refusals = 0  # subscriptions OKX refused (60018)
+        self._unreported: set[tuple[str, str]] = set()  # refused, not yet polled successfully
         self.rows = {"mark": 0, "index": 0, "oi": 0}  # rows queued for the writer
         self.sources: dict[str, int] = {}  # rows by source
         self.since = 0
@@ -139,7 +133,9 @@ class DerivedLive:
         self.since = since
         await asyncio.to_thread(self._plan, self.instruments)
         now = self.now()
-        backfill = _QueuedCatchup(self, delays=self.delays)
+        backfill = QueuedCatchup(
+            self.exchange, self.store, self.writer, self._stored, self._count, delays=self.delays
+        )
         await backfill.run(self.kinds, self.instruments, self.timeframes, since, now, now, stop)
         async with asyncio.TaskGroup() as group:
             if self.mode != "poll":
@@ -205,11 +201,24 @@ class DerivedLive:
         del seen[:-64]  # a few minutes of 3 s steps: enough for every close
 
     def on_refused(self, channel: str, series_id: str, message: str) -> None:
-        """OKX refused one subscription (60018): that series is polled; subscribed again later.
-        (The collector's refusal sink logs it and checks for a delisting.)"""
-        self.refused[(channel, series_id)] = time.monotonic() + REFUSED_RETRY_SECONDS
+        """OKX refused one subscription (60018): that series is polled at once, and subscribed
+        again after REFUSED_RETRY_SECONDS. The poll tells a delisting (51001: the series stop,
+        one warning) from a listed id refused (one warning, at its first poll)."""
+        key = (channel, series_id)
+        self.refused[key] = time.monotonic() + REFUSED_RETRY_SECONDS
+        self.refusals += 1
+        self._unreported.add(key)
         self._changed()
-        log.info("%s %s: subscription refused; polling it over REST", channel, series_id)
+        log.info("%s %s refused (%s); polling it over REST", channel, series_id, message[:120])
+
+    def _polled(self, channel: str, series_id: str) -> None:
+        """A poll of a series succeeded: if its subscription was refused, the id is listed."""
+        if (channel, series_id) in self._unreported:
+            self._unreported.discard((channel, series_id))
+            log.warning(
+                "OKX refused the %s subscription of %s, which it lists: polled over REST, "
+                "subscribed again in %.0f s", channel, series_id, REFUSED_RETRY_SECONDS,
+            )  # fmt: skip
 
     def _is_refused(self, channel: str, series_id: str) -> bool:
         until = self.refused.get((channel, series_id))
@@ -245,38 +254,23 @@ class DerivedLive:
             wake.set()
 
     async def _watch(self, stop: asyncio.Event, price: PriceKind) -> None:
-        await self._follow_stream(
+        await follow_stream(
             stop, f"{price} candle",
             lambda: self._streamed(price),
             lambda live: self.derived.watch_price_candles(price, live),
+            self._wake(), self.delays,
         )  # fmt: skip
 
     async def _watch_oi(self, stop: asyncio.Event) -> None:
-        await self._follow_stream(
-            stop, "open-interest", self._oi_streamed, self.derived.watch_open_interest
-        )
+        await follow_stream(
+            stop, "open-interest", self._oi_streamed, self.derived.watch_open_interest,
+            self._wake(), self.delays,
+        )  # fmt: skip
 
-    async def _follow_stream(
-        self,
-        stop: asyncio.Event,
-        what: str,
-        streamed: Callable[[], list[T]],
-        watch: Callable[[list[T]], Coroutine[Any, Any, None]],
-    ) -> None:
-        """Keep the streamed series subscribed: each push returns the watch, and the next one
-        names what is streamed then."""
+    def _wake(self) -> asyncio.Event:
         wake = asyncio.Event()
         self._wakes.append(wake)
-        waits = self.delays()
-        while not stop.is_set():
-            wake.clear()
-            live = streamed()
-            try:
-                await _until_stop(stop, watch(live) if live else asyncio.sleep(IDLE_WATCH_S), wake)
-                waits = self.delays()
-            except (ExchangeUnavailable, ExchangeRejected) as exc:
-                log.info("%s stream: %s; polling meanwhile", what, exc)
-                await _until_stop(stop, asyncio.sleep(next(waits)))
+        return wake
 
     # -- the loop: closes, polling, joins --------------------------------------------------------
 
@@ -342,6 +336,7 @@ class DerivedLive:
             except (ExchangeUnavailable, ExchangeRejected) as exc:
                 log.debug("%s %s %s poll failed: %s", price, sid, tf.name, exc)
                 continue
+            self._polled(WS_CHANNEL_PREFIX[price] + OKX_BARS[tf.name], sid)
             closed = [r.candle for r in rows if r.confirmed]
             if closed:
                 await self.writer.put(Item(ITEM_KIND[price], sid, tf, closed))
@@ -380,6 +375,7 @@ class DerivedLive:
             except (ExchangeUnavailable, ExchangeRejected) as exc:
                 log.debug("open interest poll of %s failed: %s", perp.inst_id, exc)
                 continue
+            self._polled(OI_CHANNEL, perp.inst_id)
             if close <= answer.ts < close + OI_STEP_MS:
                 await self._write_oi(perp.inst_id, tf, answer._replace(ts=close))
 
@@ -388,60 +384,15 @@ class DerivedLive:
         self._count("oi", 1, row.source)
 
     def _gone(self, exc: InstrumentGone) -> None:
-        self._stop_series(exc.inst_id, str(exc))
+        self._stop_series(exc.inst_id, "OKX answers 51001, no such instrument")
 
     def _stop_series(self, inst_id: str, why: str) -> None:
-        """Its series stop (they are polled and streamed no more); one warning per instrument."""
-        if inst_id not in self.gone:
-            self.gone.add(inst_id)
-            log.warning("%s: %s (delisted?): its mark, index and oi series stop", inst_id, why)
-
-
-class _QueuedCatchup(DerivedBackfiller):
-    """The start-up catch-up of a live run: rows are queued for the collector's writer (which is
-    writing live rows meanwhile: one writer keeps the store's precedence rule), and what it
-    stores advances the series' newest candle."""
-
-    def __init__(self, live: DerivedLive, *, delays: BackoffFactory) -> None:
-        super().__init__(live.exchange, live.store, delays=delays)
-        self.live = live
-
-    async def store_price_candles(
-        self, price: PriceKind, series_id: str, tf: Timeframe, rows: list[PriceCandle]
-    ) -> int:
-        await self.live.writer.put(Item(ITEM_KIND[price], series_id, tf, rows))
-        self.live._stored((price, series_id, tf.name), max(r.ts for r in rows))
-        self.live._count(price, len(rows), "backfill")
-        return len(rows)
-
-    async def store_open_interest(
-        self, inst_id: str, tf: Timeframe, rows: list[OpenInterest]
-    ) -> int:
-        await self.live.writer.put(Item("open_interest", inst_id, tf, rows))
-        self.live._count("oi", len(rows), "backfill")
-        return len(rows)
-
-
-async def _until_stop(
-    stop: asyncio.Event, watch: Coroutine[Any, Any, Any], wake: asyncio.Event | None = None
-) -> None:
-    """Await a watch call, or return once `stop` (or `wake`) is set (the watch is then
-    cancelled)."""
-    task = asyncio.ensure_future(watch)
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait({task, *waiters}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (task, *waiters):
-            if not t.done():
-                t.cancel()
-        for t in (task, *waiters):
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
-            except (ExchangeUnavailable, ExchangeRejected):
-                if t is task:
-                    raise
+        """Its series stop: no more polls, subscriptions, nor pushes stored (an index behind it
+        too); one warning per instrument."""
+        if inst_id in self.gone:
+            return
+        self.gone.add(inst_id)
+        for price, inst, sid, tf in self.price_series:
+            if inst.inst_id == inst_id:
+                self.last.pop((price, sid, tf.name), None)
+        log.warning("%s: %s (delisted?): its mark, index and oi series stop", inst_id, why)
