@@ -8,7 +8,7 @@ the writer's thread; prometheus_client's instruments are thread-safe.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from okx_collector.live.clock import ExchangeClock
@@ -30,7 +30,7 @@ class ObservedStore:
 
     def write_candles_many(self, items: Sequence[tuple[str, Timeframe, Sequence[Candle]]]) -> int:
         written = self.inner.write_candles_many(items)
-        self._observe("candles", ((r.source, r.ts + tf.ms) for _, tf, rows in items for r in rows))
+        self._observe("candles", items)
         return written
 
     def write_price_candles_many(
@@ -39,8 +39,7 @@ class ObservedStore:
         items: Sequence[tuple[str, Timeframe, Sequence[PriceCandle]]],
     ) -> int:
         written = self.inner.write_price_candles_many(price, items)
-        closes = ((r.source, r.ts + tf.ms) for _, tf, rows in items for r in rows)
-        self._observe(PRICE_KIND[price], closes)
+        self._observe(PRICE_KIND[price], items)
         return written
 
     def write_open_interest_many(
@@ -49,7 +48,7 @@ class ObservedStore:
         written = self.inner.write_open_interest_many(items)
         # A row's `ts` is the bar close it is the value at: its delay counts from there (at
         # least the collector's settle time after the close, for pushed values).
-        self._observe("open_interest", ((r.source, r.ts) for _, _, rows in items for r in rows))
+        self._observe("open_interest", items, opens=False)
         return written
 
     def write_funding_many(self, items: Sequence[tuple[str, Sequence[FundingRate]]]) -> int:
@@ -64,8 +63,14 @@ class ObservedStore:
         self._count("funding_live", [row for _, rows in items for row in rows])
         return written
 
-    def _observe(self, kind: str, rows: Iterable[tuple[str, int]]) -> None:
-        """Count (source, close instant) rows of `kind`; live ones also as close->disk delays."""
+    def _observe(
+        self,
+        kind: str,
+        items: Sequence[tuple[str, Timeframe, Sequence[Candle | PriceCandle | OpenInterest]]],
+        opens: bool = True,
+    ) -> None:
+        """Count the rows of `kind` by source; live ones also as close->disk delays (from `ts` +
+        the timeframe for rows keyed by their open time, else from `ts`)."""
         try:
             now = self._clock.now()
         except RuntimeError:  # never synced: cannot happen once live, but never fail a write
@@ -74,10 +79,12 @@ class ObservedStore:
         per_ms = 1 / (1000 * (self._clock.rate or 1.0))
         sources: Tally[str] = Tally()
         delays: dict[str, list[float]] = {}
-        for source, close in rows:
-            sources[source] += 1
-            if now is not None and source != "backfill":
-                delays.setdefault(source, []).append((now - close) * per_ms)
+        for _, tf, rows in items:
+            span = tf.ms if opens else 0
+            for row in rows:
+                sources[row.source] += 1
+                if now is not None and row.source != "backfill":
+                    delays.setdefault(row.source, []).append((now - row.ts - span) * per_ms)
         for source, count in sources.items():
             self._metrics.rows.labels(kind, SOURCE_LABEL.get(source, source)).inc(count)
         for source, values in delays.items():
