@@ -147,39 +147,48 @@ async def test_a_listing_gains_its_mark_index_and_open_interest(
 async def test_a_delisting_stops_its_series_with_one_warning(
     make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """DOT's perpetual and ADA's are delisted; ADA's spot pair is collected too, so the ADA-USDT
+    index goes on, DOT-USDT's stops with its perpetual."""
     async with Simulator(seed=43, speed=SPEED, rate_limit_scale=0, push_interval=0.01) as sim:
         since = (sim.now_ms() - 10 * MINUTE_MS) // 1000 * 1000
-        settings = derived_settings(make_settings, sim, "BTC/USDT:USDT,DOT/USDT:USDT", since)
-        delisted: list[int] = []
+        symbols = "BTC/USDT:USDT,DOT/USDT:USDT,ADA/USDT:USDT,ADA/USDT"
+        settings = derived_settings(make_settings, sim, symbols, since)
+        delisted: dict[str, int] = {}
 
         async def script() -> None:
             await asyncio.sleep(1.5)
-            delisted.append(sim.delist("DOT-USDT-SWAP"))
-            await sim.drop_connections()  # the resubscriptions name DOT too: refused (60018)
+            for perp in ("DOT-USDT-SWAP", "ADA-USDT-SWAP"):
+                delisted[perp] = sim.delist(perp)
+            await sim.drop_connections()  # the resubscriptions name them too: refused (60018)
             await asyncio.sleep(6.0)
 
         with caplog.at_level(logging.INFO, logger="okx_collector"):
             collector = await run_with(settings, script, refresh_seconds=0.5)
-        assert "DOT-USDT-SWAP" in collector.retired
+        assert {"DOT-USDT-SWAP", "ADA-USDT-SWAP"} <= set(collector.retired)
         warnings = [
             r.getMessage()
             for r in caplog.records
             if r.levelno >= logging.WARNING and "mark, index and oi" in r.getMessage()
         ]
-        assert len(warnings) == 1 and "DOT-USDT-SWAP" in warnings[0], warnings
+        assert sorted(w.split(":")[0] for w in warnings) == ["ADA-USDT-SWAP", "DOT-USDT-SWAP"]
         store = Store(settings.data_dir)
         end = TF1.floor(sim.now_ms())
         first = TF1.ceil(since)
-        # DOT's series keep what was stored, exact, and nothing after its delisting.
-        gone = delisted[0]
-        for price, sid in (("mark", "DOT-USDT-SWAP"), ("index", "DOT-USDT")):
+        # The delisted series keep what was stored, exact, and nothing after their delisting.
+        for price, sid, perp in (
+            ("mark", "DOT-USDT-SWAP", "DOT-USDT-SWAP"),
+            ("index", "DOT-USDT", "DOT-USDT-SWAP"),
+            ("mark", "ADA-USDT-SWAP", "ADA-USDT-SWAP"),
+        ):
+            gone = delisted[perp]
             assert_price_exact(store, sim, price, sid, first, gone - 3 * TF1.ms)
             got, _ = price_rows(store, price, sid)
-            assert got[-1][0] + TF1.ms <= gone + TF1.ms, (price, sid)
-        assert all(ts <= gone + TF1.ms for ts, _ in assert_oi_exact(store, sim, "DOT-USDT-SWAP"))
-        # BTC's go on, exact, on the websocket.
-        for price, sid in (("mark", "BTC-USDT-SWAP"), ("index", "BTC-USDT")):
+            assert got[-1][0] <= gone, (price, sid)
+        for perp, gone in delisted.items():
+            assert all(ts <= gone + TF1.ms for ts, _ in assert_oi_exact(store, sim, perp))
+        # The others go on, exact, on the websocket: BTC's, and the ADA-USDT index (its spot pair).
+        for price, sid in (("mark", "BTC-USDT-SWAP"), ("index", "BTC-USDT"), ("index", "ADA-USDT")):
             sources = assert_price_exact(store, sim, price, sid, first, end - 4 * TF1.ms)
-            assert "ws" in sources
+            assert "ws" in sources, (price, sid)
         btc_oi = assert_oi_exact(store, sim, "BTC-USDT-SWAP")
-        assert any(ts > gone + 2 * TF1.ms for ts, _ in btc_oi), btc_oi
+        assert any(ts > delisted["DOT-USDT-SWAP"] + 2 * TF1.ms for ts, _ in btc_oi), btc_oi

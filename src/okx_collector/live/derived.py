@@ -35,7 +35,7 @@ from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, Instrume
 from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
 from okx_collector.exchange_derived import OI_CHANNEL, WS_CHANNEL_PREFIX, OkxDerived, PriceKind
 from okx_collector.instruments import Instrument
-from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, follow_stream
+from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, Refusals, follow_stream
 from okx_collector.live.writer import Item, Writer
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory
@@ -52,7 +52,6 @@ OI_SETTLE_MS = 10_000
 STALE_OI_MS = 60_000  # no open-interest push for this long: ask REST at each close
 POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over REST
 TICK_S = 0.01  # real seconds between checks: a close is seen (and OI asked) within a 3 s step
-REFUSED_RETRY_SECONDS = 600.0  # as the trade-candle collector: a refusal may be passing
 
 PriceSeries = tuple[PriceKind, Instrument, str, Timeframe]  # (kind, instrument, series id, tf)
 
@@ -93,9 +92,7 @@ class DerivedLive:
         self.first: dict[tuple[str, str, str], int] = {}  # joined series: their first candle
         self.pushes: dict[str, list[OpenInterest]] = {}  # perp -> recent pushes, oldest first
         self.gone: set[str] = set()
-        self.refused: dict[tuple[str, str], float] = {}  # (channel, id) -> monotonic retry time
-        self.refusals = 0  # subscriptions OKX refused (60018)
-        self._unreported: set[tuple[str, str]] = set()  # refused, not yet polled successfully
+        self.refused = Refusals()
         self.rows = {"mark": 0, "index": 0, "oi": 0}  # rows queued for the writer
         self.sources: dict[str, int] = {}  # rows by source
         self.since = 0
@@ -204,30 +201,8 @@ class DerivedLive:
         """OKX refused one subscription (60018): that series is polled at once, and subscribed
         again after REFUSED_RETRY_SECONDS. The poll tells a delisting (51001: the series stop,
         one warning) from a listed id refused (one warning, at its first poll)."""
-        key = (channel, series_id)
-        self.refused[key] = time.monotonic() + REFUSED_RETRY_SECONDS
-        self.refusals += 1
-        self._unreported.add(key)
+        self.refused.add(channel, series_id, message)
         self._changed()
-        log.info("%s %s refused (%s); polling it over REST", channel, series_id, message[:120])
-
-    def _polled(self, channel: str, series_id: str) -> None:
-        """A poll of a series succeeded: if its subscription was refused, the id is listed."""
-        if (channel, series_id) in self._unreported:
-            self._unreported.discard((channel, series_id))
-            log.warning(
-                "OKX refused the %s subscription of %s, which it lists: polled over REST, "
-                "subscribed again in %.0f s", channel, series_id, REFUSED_RETRY_SECONDS,
-            )  # fmt: skip
-
-    def _is_refused(self, channel: str, series_id: str) -> bool:
-        until = self.refused.get((channel, series_id))
-        if until is None:
-            return False
-        if time.monotonic() < until:
-            return True
-        del self.refused[(channel, series_id)]  # asked for again
-        return False
 
     def _streamed(self, price: PriceKind) -> list[tuple[Instrument, Timeframe]]:
         return [
@@ -236,14 +211,14 @@ class DerivedLive:
             if p == price
             and tf.name in WS_TIMEFRAMES
             and inst.inst_id not in self.gone
-            and not self._is_refused(WS_CHANNEL_PREFIX[p] + OKX_BARS[tf.name], sid)
+            and not self.refused.active(WS_CHANNEL_PREFIX[p] + OKX_BARS[tf.name], sid)
         ]
 
     def _oi_streamed(self) -> list[Instrument]:
         return [
             p
             for p in self.oi_perps
-            if p.inst_id not in self.gone and not self._is_refused(OI_CHANNEL, p.inst_id)
+            if p.inst_id not in self.gone and not self.refused.active(OI_CHANNEL, p.inst_id)
         ]
 
     def _changed(self) -> None:
@@ -316,7 +291,7 @@ class DerivedLive:
             last = self.last.get(key)
             if last is not None and last >= last_closed:
                 continue
-            streamed = self.mode != "poll" and not self._is_refused(
+            streamed = self.mode != "poll" and not self.refused.active(
                 WS_CHANNEL_PREFIX[price] + OKX_BARS[tf.name], sid
             )
             in_grace = now - tf.floor(now) < POLL_GRACE_MS
@@ -336,7 +311,7 @@ class DerivedLive:
             except (ExchangeUnavailable, ExchangeRejected) as exc:
                 log.debug("%s %s %s poll failed: %s", price, sid, tf.name, exc)
                 continue
-            self._polled(WS_CHANNEL_PREFIX[price] + OKX_BARS[tf.name], sid)
+            self.refused.polled(WS_CHANNEL_PREFIX[price] + OKX_BARS[tf.name], sid)
             closed = [r.candle for r in rows if r.confirmed]
             if closed:
                 await self.writer.put(Item(ITEM_KIND[price], sid, tf, closed))
@@ -347,7 +322,7 @@ class DerivedLive:
         """Whether open interest of `inst_id` streams (a push in the last `STALE_OI_MS`, and the
         subscription not refused since)."""
         seen = self.pushes.get(inst_id)
-        if not seen or self.mode == "poll" or self._is_refused(OI_CHANNEL, inst_id):
+        if not seen or self.mode == "poll" or self.refused.active(OI_CHANNEL, inst_id):
             return False
         return self.now() - seen[-1].ts < STALE_OI_MS
 
@@ -375,7 +350,7 @@ class DerivedLive:
             except (ExchangeUnavailable, ExchangeRejected) as exc:
                 log.debug("open interest poll of %s failed: %s", perp.inst_id, exc)
                 continue
-            self._polled(OI_CHANNEL, perp.inst_id)
+            self.refused.polled(OI_CHANNEL, perp.inst_id)
             if close <= answer.ts < close + OI_STEP_MS:
                 await self._write_oi(perp.inst_id, tf, answer._replace(ts=close))
 
@@ -387,12 +362,24 @@ class DerivedLive:
         self._stop_series(exc.inst_id, "OKX answers 51001, no such instrument")
 
     def _stop_series(self, inst_id: str, why: str) -> None:
-        """Its series stop: no more polls, subscriptions, nor pushes stored (an index behind it
-        too); one warning per instrument."""
+        """Its series stop: no more polls, subscriptions, nor pushes stored; one warning per
+        instrument. An index series goes on if another collected instrument is behind it."""
         if inst_id in self.gone:
             return
         self.gone.add(inst_id)
-        for price, inst, sid, tf in self.price_series:
-            if inst.inst_id == inst_id:
+        for n, (price, inst, sid, tf) in enumerate(self.price_series):
+            if inst.inst_id != inst_id:
+                continue
+            heir = price == "index" and next(
+                (
+                    other
+                    for other in self.instruments
+                    if other.inst_id not in self.gone and self.derived.index_id(other) == sid
+                ),
+                None,
+            )
+            if heir:
+                self.price_series[n] = (price, heir, sid, tf)
+            else:
                 self.last.pop((price, sid, tf.name), None)
         log.warning("%s: %s (delisted?): its mark, index and oi series stop", inst_id, why)

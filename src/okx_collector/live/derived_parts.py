@@ -1,10 +1,11 @@
-"""Parts of the live mark/index/open-interest series (`live.derived`): the websocket follower and
-the start-up catch-up through the collector's writer."""
+"""Parts of the live mark/index/open-interest series (`live.derived`): the websocket follower,
+the refused subscriptions, and the start-up catch-up through the collector's writer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -23,6 +24,44 @@ log = logging.getLogger("okx_collector.collect")
 T = TypeVar("T")
 IDLE_WATCH_S = 0.5  # a stream with nothing to watch (all refused or gone) looks again this often
 ITEM_KIND: dict[PriceKind, Kind] = {"mark": "mark_candles", "index": "index_candles"}
+REFUSED_RETRY_SECONDS = 600.0  # as the trade-candle collector: a refusal may be passing
+
+
+class Refusals:
+    """Subscriptions OKX refused (60018), by (channel with its bar, series id): each is left out
+    of the websocket (and polled) until REFUSED_RETRY_SECONDS have passed."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._until: dict[tuple[str, str], float] = {}
+        self._unreported: set[tuple[str, str]] = set()  # refused, not yet polled successfully
+        self.count = 0
+
+    def add(self, channel: str, series_id: str, message: str) -> None:
+        self._until[(channel, series_id)] = self._monotonic() + REFUSED_RETRY_SECONDS
+        self._unreported.add((channel, series_id))
+        self.count += 1
+        log.info("%s %s refused (%s); polling it over REST", channel, series_id, message[:120])
+
+    def active(self, channel: str, series_id: str) -> bool:
+        """Whether the subscription stays refused (False once it is to be asked for again)."""
+        until = self._until.get((channel, series_id))
+        if until is None:
+            return False
+        if self._monotonic() < until:
+            return True
+        del self._until[(channel, series_id)]
+        return False
+
+    def polled(self, channel: str, series_id: str) -> None:
+        """A poll of the series succeeded: if its subscription was refused, OKX lists the id
+        (a delisting answers 51001 instead): one warning."""
+        if (channel, series_id) in self._unreported:
+            self._unreported.discard((channel, series_id))
+            log.warning(
+                "OKX refused the %s subscription of %s, which it lists: polled over REST, "
+                "subscribed again in %.0f s", channel, series_id, REFUSED_RETRY_SECONDS,
+            )  # fmt: skip
 
 
 async def follow_stream(

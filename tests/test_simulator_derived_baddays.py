@@ -1,13 +1,17 @@
-"""The simulator's refused-derived-subscription switch (`refuse_derived`, `POST /_sim/refuse-
-derived`), through an unmodified ccxt.pro client: 60018 for the named channel and id only."""
+"""The simulator's derived websocket bad days: the refused-subscription switch (`refuse_derived`,
+`POST /_sim/refuse-derived`) through an unmodified ccxt.pro client, 60018 for the named channel
+and id only; open-interest pushes that skip no change however late they are checked."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
 
-from tests.sim_helpers import pro_client, simulator
+from okx_collector.simulator import DerivedMarket, Market
+from okx_collector.simulator.derived_pushes import OpenInterestSub
+from tests.sim_helpers import START_MS, pro_client, simulator
 from tests.test_simulator_derived import _frames
 
 
@@ -59,3 +63,24 @@ async def test_the_admin_route() -> None:
         assert (await post({"channel": "candle", "instId": "BTC-USDT"}))[0] == 400
         assert (await post({"channel": "open-interest"}))[0] == 400
         assert (await post({**body, "refused": "yes"}))[0] == 400
+
+
+def test_a_late_open_interest_check_pushes_every_change_since_the_last() -> None:
+    """Checked 30 s late (a loaded simulator at high speed), the subscription still pushes each
+    3 s step at which open interest changed, oldest first: a client can tell the value in force
+    at every instant."""
+    derived = DerivedMarket(Market(7))
+    model = derived.open_interest("BTC-USDT-SWAP")
+    sub = OpenInterestSub(model, '{"channel":"open-interest","instId":"BTC-USDT-SWAP"}')
+    t0 = START_MS - START_MS % 3_000 + 1_000
+    assert len(sub.frames(t0)) == 1  # on subscribe: the value now
+    pushed = [json.loads(f)["data"][0] for f in sub.frames(t0 + 30_000)]
+    steps = range(t0 - 1_000, t0 + 30_000, 3_000)
+    values = [derived.open_interest_at("BTC-USDT-SWAP", s)[1] for s in steps]
+    changed = [s for s, before, now in zip(steps[1:], values, values[1:], strict=False)
+               if now != before]  # fmt: skip
+    assert 2 <= len(changed) < 10  # the seed has both kinds of steps
+    assert [int(p["ts"]) for p in pushed] == changed
+    for p in pushed:
+        assert float(p["oi"]) == derived.open_interest_at("BTC-USDT-SWAP", int(p["ts"]))[1]
+    assert sub.frames(t0 + 30_500) == []  # the same step again: nothing new
