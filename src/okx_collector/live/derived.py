@@ -11,11 +11,12 @@ journal file per kind per batch, queue order = precedence; `live.writer`):
   REST from its newest stored candle (source `poll`); this also catches up after a reconnect;
 - a refused subscription (OKX's 60018 for one channel and id): that series alone leaves the
   websocket and is polled at once, its subscription asked for again after
-  `REFUSED_RETRY_SECONDS`; the others stay on the websocket;
+  `derived_parts.REFUSED_RETRY_SECONDS`; the others stay on the websocket;
 - open interest is stored at every bar close `C` of each collected timeframe: the value in force
   at `C`, which is the newest pushed value with `ts <= C` (OKX pushes a change at each 3 s step, so
-  it is taken `OI_SETTLE_MS` after `C`), or, without a recent push, OKX's `public/open-interest`
-  answer if it was made less than a 3 s step after `C` (no later change can be in it); a close
+  it is taken `OI_SETTLE_MS` after `C`; pushes from before a lost connection are forgotten), or,
+  without a recent push, OKX's `public/open-interest` answer if it was made less than a 3 s step
+  after `C` (no later change can be in it); a close
   neither gives is left as a gap (status shows it; a backfill fills it from the rubik history for
   5m and longer);
 - lifecycle: an instrument OKX answers 51001 for, or that the collector retires (its instrument
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from okx_collector.backfill.derived import index_series, perpetuals
@@ -49,6 +51,10 @@ OI_STEP_MS = 3_000  # OKX updates open interest on a 3 s grid
 # A close's push has arrived this long after it (OKX pushes each 3 s step's change; the margin
 # covers a push's latency and a feed that batches several steps).
 OI_SETTLE_MS = 10_000
+# ... and at least this long in real time: a push's latency is real time (against a fast
+# simulator 10 exchange seconds pass in 83 ms, which a loaded machine's stall can exceed).
+OI_SETTLE_REAL_S = 0.5
+OI_PUSHES_KEPT = 256  # recent pushes per perpetual: 12 min of 3 s steps, enough for every close
 STALE_OI_MS = 60_000  # no open-interest push for this long: ask REST at each close
 POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over REST
 TICK_S = 0.01  # real seconds between checks: a close is seen (and OI asked) within a 3 s step
@@ -195,7 +201,7 @@ class DerivedLive:
     def _on_oi(self, inst_id: str, oi: OpenInterest) -> None:
         seen = self.pushes.setdefault(inst_id, [])
         seen.append(oi)
-        del seen[:-64]  # a few minutes of 3 s steps: enough for every close
+        del seen[:-OI_PUSHES_KEPT]
 
     def on_refused(self, channel: str, series_id: str, message: str) -> None:
         """OKX refused one subscription (60018): that series is polled at once, and subscribed
@@ -237,9 +243,11 @@ class DerivedLive:
         )  # fmt: skip
 
     async def _watch_oi(self, stop: asyncio.Event) -> None:
+        # Changes made while the connection was down were never pushed: the pushes before it
+        # no longer tell the value at a later close (the first push after it does, from its ts).
         await follow_stream(
             stop, "open-interest", self._oi_streamed, self.derived.watch_open_interest,
-            self._wake(), self.delays,
+            self._wake(), self.delays, on_lost=self.pushes.clear,
         )  # fmt: skip
 
     def _wake(self) -> asyncio.Event:
@@ -252,6 +260,7 @@ class DerivedLive:
     async def _loop(self, stop: asyncio.Event) -> None:
         now = self.now()
         settled = {tf.name: tf.floor(now - OI_SETTLE_MS) for tf in self.timeframes}
+        settling: deque[tuple[float, Timeframe, int]] = deque()  # (monotonic due, tf, close)
         asked = {tf.name: tf.floor(now) for tf in self.timeframes}  # closes asked over REST
         last_poll = 0.0
         while not stop.is_set():
@@ -266,7 +275,10 @@ class DerivedLive:
                 close = tf.floor(now - OI_SETTLE_MS)
                 if self.oi_perps and close > settled[tf.name]:
                     settled[tf.name] = close
-                    await self._oi_from_pushes(tf, close)
+                    settling.append((time.monotonic() + OI_SETTLE_REAL_S, tf, close))
+            while settling and settling[0][0] <= time.monotonic():
+                _, tf, close = settling.popleft()
+                await self._oi_from_pushes(tf, close)
             if time.monotonic() - last_poll >= self.poll_interval:
                 last_poll = time.monotonic()
                 await self._poll(now)

@@ -71,11 +71,12 @@ async def follow_stream(
     watch: Callable[[list[T]], Coroutine[Any, Any, None]],
     wake: asyncio.Event,
     delays: BackoffFactory,
+    on_lost: Callable[[], None] = lambda: None,
 ) -> None:
     """Keep what `streamed()` names subscribed until `stop`: each push returns the watch, and
     the next one names what is streamed then; `wake` restarts it at once (the set changed: a
     watch whose only series was refused would never return). A lost connection is retried
-    after a backoff (the polls serve the series meanwhile)."""
+    after a backoff (the polls serve the series meanwhile; `on_lost()` is told first)."""
     waits = delays()
     while not stop.is_set():
         wake.clear()
@@ -84,6 +85,7 @@ async def follow_stream(
             await until_stop(stop, watch(live) if live else asyncio.sleep(IDLE_WATCH_S), wake)
             waits = delays()
         except (ExchangeUnavailable, ExchangeRejected) as exc:
+            on_lost()
             log.info("%s stream: %s; polling meanwhile", what, exc)
             await until_stop(stop, asyncio.sleep(next(waits)))
 
