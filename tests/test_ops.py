@@ -138,7 +138,8 @@ async def test_metrics_and_health_follow_faults(make_settings: MakeSettings) -> 
             await scrape.until("streaming and storing pushes", streaming)
             samples = await scrape.metrics()
             assert value(samples, "okx_collector_series") == 2
-            assert value(samples, "okx_collector_close_to_disk_seconds_count", source="ws") > 0
+            assert value(samples, "okx_collector_close_to_disk_seconds_count",
+                         kind="candles", source="ws") > 0  # fmt: skip
             assert value(samples, "process_resident_memory_bytes") > 10e6
             assert value(samples, "okx_collector_rest_requests_total",
                          endpoint="/api/v5/public/time") > 0  # fmt: skip

@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.writer import Item, Writer
-from okx_collector.models import Candle, FundingObservation
+from okx_collector.models import Candle, FundingObservation, OpenInterest, PriceCandle
+from okx_collector.ops.metrics import Metrics
+from okx_collector.ops.stores import ObservedStore
 from okx_collector.store import Store
 from okx_collector.store.journal import list_journal
 from okx_collector.timeframes import Timeframe
@@ -17,6 +22,10 @@ T0 = 1_795_262_400_000  # 2026-11-21 12:00 UTC
 
 def candle(ts: int, close: float, source: str = "ws") -> Candle:
     return Candle(ts, close, close + 1, close - 1, close, 1.0, close, source)  # type: ignore[arg-type]
+
+
+def price(ts: int, close: float, source: str = "ws") -> PriceCandle:
+    return PriceCandle(ts, close, close + 1, close - 1, close, source)  # type: ignore[arg-type]
 
 
 def test_a_close_of_many_series_is_one_journal_file(tmp_path: Path) -> None:
@@ -60,3 +69,94 @@ def test_a_later_value_of_a_candle_wins_in_queue_order(tmp_path: Path) -> None:
     assert store.read_candles("BTC-USDT", M1).column("close").to_pylist() == [3.0]
     store.compact()
     assert store.read_candles("BTC-USDT", M1).column("close").to_pylist() == [3.0]
+
+
+def test_mark_index_and_open_interest_share_the_batch_and_are_observed(tmp_path: Path) -> None:
+    """A close's burst of every kind: one journal file per kind, one store call each; the metrics
+    count rows by kind and source and close->disk delays per kind; the writer's own delay figure
+    (the live latency target) stays trade candles only."""
+    store = Store(tmp_path)
+    metrics = Metrics()
+    now = T0 + 2 * M1.ms + 15_000  # 15 s after the close of the candle opening at T0 + M1
+    clock = ExchangeClock(monotonic=lambda: 100.0)
+    clock.sync(now)
+    close = T0 + 2 * M1.ms
+    oi_ws = OpenInterest(close, 1234.5, 12.345, 1e6, "ws")
+    oi_poll = OpenInterest(close, 99.0, 0.99, 5e4, "poll")
+
+    async def run() -> Writer:
+        writer = Writer(ObservedStore(store, metrics, clock), now=lambda: now)
+        task = asyncio.create_task(writer.run())
+        for inst_id in ("BTC-USDT-SWAP", "ETH-USDT-SWAP"):
+            assert writer.offer(Item("candles", inst_id, M1, [candle(T0 + M1.ms, 1.0)]))
+            assert writer.offer(Item("mark_candles", inst_id, M1, [price(T0 + M1.ms, 2.0)]))
+        assert writer.offer(Item("index_candles", "BTC-USDT", M1, [price(T0 + M1.ms, 3.0)]))
+        assert writer.offer(Item("index_candles", "BTC-USDT", M1, [price(T0, 2.5, "backfill")]))
+        assert writer.offer(Item("open_interest", "BTC-USDT-SWAP", M1, [oi_ws]))
+        assert writer.offer(Item("open_interest", "ETH-USDT-SWAP", M1, [oi_poll]))
+        await writer.stop()
+        await task
+        return writer
+
+    writer = asyncio.run(run())
+    for kind in ("candles", "mark_candles", "index_candles", "open_interest"):
+        assert len(list_journal(tmp_path, kind)) == 1, kind
+    assert writer.stats.writes == 4 and writer.stats.rows_written == 8
+    assert writer.stats.take_delays() == [15_000, 15_000]  # the two trade candles only
+    mark = store.read_price_candles("mark", "ETH-USDT-SWAP", M1)
+    assert mark.column("ts").to_pylist() == [T0 + M1.ms] and mark.column("close")[0].as_py() == 2.0
+    index = store.read_price_candles("index", "BTC-USDT", M1)
+    assert index.column("close").to_pylist() == [2.5, 3.0]
+    oi = store.read_open_interest("ETH-USDT-SWAP", M1)
+    assert oi.column("oi_contracts").to_pylist() == [99.0] and oi.column("ts")[0].as_py() == close
+
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    rows = {
+        (s.labels["kind"], s.labels["source"]): s.value
+        for s in families["okx_collector_rows_written"].samples
+    }
+    assert rows == {
+        ("candles", "ws"): 2,
+        ("mark_candles", "ws"): 2,
+        ("index_candles", "ws"): 1,
+        ("index_candles", "catchup"): 1,
+        ("open_interest", "ws"): 1,
+        ("open_interest", "poll"): 1,
+    }
+    delays = {
+        (s.labels["kind"], s.labels["source"]): s.value
+        for s in families["okx_collector_close_to_disk_seconds"].samples
+        if s.name.endswith("_sum")
+    }
+    # Candles from their close (T0 + 2m), open interest from the close it is the value at.
+    assert delays == {
+        ("candles", "ws"): 30.0,
+        ("mark_candles", "ws"): 30.0,
+        ("index_candles", "ws"): 15.0,
+        ("open_interest", "ws"): 15.0,
+        ("open_interest", "poll"): 15.0,
+    }
+
+
+def test_a_later_mark_value_wins_in_queue_order(tmp_path: Path) -> None:
+    """The precedence rule holds for the derived kinds too: batches in queue order, the later
+    journal file wins, before and after a compaction."""
+    store = Store(tmp_path)
+
+    async def run() -> None:
+        for close in (1.0, 2.0):
+            writer = Writer(store, now=lambda: T0)
+            task = asyncio.create_task(writer.run())
+            await writer.put(Item("mark_candles", "BTC-USDT-SWAP", M1, [price(T0, close)]))
+            await writer.stop()
+            await task
+
+    asyncio.run(run())
+    assert len(list_journal(tmp_path, "mark_candles")) == 2
+
+    def closes() -> list[float]:
+        return store.read_price_candles("mark", "BTC-USDT-SWAP", M1).column("close").to_pylist()
+
+    assert closes() == [2.0]
+    store.compact()
+    assert closes() == [2.0]

@@ -32,6 +32,7 @@ from okx_collector.models import (
     parse_okx_price_candle,
 )
 from okx_collector.okx_answers import classified, okx_data
+from okx_collector.okx_ws import DERIVED_CHANNEL_PREFIXES, RefusalSink
 from okx_collector.paging import page_back
 from okx_collector.timeframes import Timeframe
 
@@ -231,13 +232,30 @@ class OkxDerived:
         on_price_candle: PriceCandleSink,
         on_open_interest: OpenInterestSink,
         on_bad_push: BadPushSink,
+        on_refused: RefusalSink | None = None,
     ) -> None:
         """Arm the websocket client: raw mark/index candle and open-interest pushes go to the
-        sinks, on the event loop thread (pushes that do not parse go to `on_bad_push`)."""
+        sinks, on the event loop thread (pushes that do not parse go to `on_bad_push`).
+
+        `on_refused` gets the 60018 refusals of these channels (channel with its bar, id, OKX's
+        message), ccxt's record of the subscription forgotten; the refusal sink armed before
+        (the trade-candle collector's) keeps getting every other channel's."""
         problem = self.ex.websocket_problem()
         if problem:
             raise EnvironmentProblem(problem)
         bad_rows = self.ex.bad_rows
+        client = self.ex.client
+        if on_refused is not None:
+            before: RefusalSink | None = getattr(client, "refusal_sink", None)
+
+            def refused(channel: str, series: str, message: str) -> None:
+                if channel.startswith(DERIVED_CHANNEL_PREFIXES):
+                    self.forget_subscriptions([(channel, series)])
+                    on_refused(channel, series, message)
+                elif before is not None:
+                    before(channel, series, message)
+
+            client.refusal_sink = refused
 
         def derived_frame(message: dict[str, Any]) -> None:
             arg = message.get("arg") or {}

@@ -28,7 +28,7 @@ from okx_collector.errors import InstrumentGone
 from okx_collector.exchange import OkxExchange
 from okx_collector.exchange_derived import OI_PERIODS, OkxDerived, PriceKind
 from okx_collector.instruments import Instrument
-from okx_collector.models import PriceCandle
+from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store import Store
 from okx_collector.store.derived import PRICE_KIND
@@ -206,10 +206,20 @@ class DerivedBackfiller:
 
     async def _write(self, job: PriceJob, rows: list[PriceCandle]) -> None:
         if rows:
-            written = await asyncio.to_thread(
-                self.store.write_price_candles, job.price, job.series_id, job.tf, rows
-            )
+            written = await self.store_price_candles(job.price, job.series_id, job.tf, rows)
             self.report.rows[job.price] += written
+
+    async def store_price_candles(
+        self, price: PriceKind, series_id: str, tf: Timeframe, rows: list[PriceCandle]
+    ) -> int:
+        """Store what a page brought (the live catch-up overrides these two: it queues them for
+        the collector's writer instead)."""
+        return await asyncio.to_thread(self.store.write_price_candles, price, series_id, tf, rows)
+
+    async def store_open_interest(
+        self, inst_id: str, tf: Timeframe, rows: list[OpenInterest]
+    ) -> int:
+        return await asyncio.to_thread(self.store.write_open_interest, inst_id, tf, rows)
 
     def _gone(self, exc: InstrumentGone) -> None:
         if exc.inst_id not in self.gone:
@@ -249,7 +259,5 @@ class DerivedBackfiller:
         # Rubik instants are period openings: bar closes of `tf` as they are.
         aligned = [r for r in rows if tf.is_aligned(r.ts)]
         if aligned:
-            written = await asyncio.to_thread(
-                self.store.write_open_interest, inst.inst_id, tf, aligned
-            )
+            written = await self.store_open_interest(inst.inst_id, tf, aligned)
             self.report.rows["oi"] += written

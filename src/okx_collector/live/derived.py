@@ -1,21 +1,27 @@
 """Live mark and index candles and open interest (`collect --series mark,index,oi`).
 
-Beside the trade-candle `Collector`, with the same rules:
+Beside the trade-candle `Collector`, with the same rules, and through its writer (one queue, one
+journal file per kind per batch, queue order = precedence; `live.writer`):
 
 - catch-up: at start, what the store lacks since `--since` is fetched at backfill speed
   (`backfill.derived`), open interest from OKX's rubik history where it keeps one;
 - closed only: a websocket candle is stored when OKX pushes it with `confirm` "1"; REST rows too;
 - polling fallback, per series: a mark or index series whose newest stored candle is more than a
-  bar behind the last close (no push came: `--mode poll`, a lost connection, a refused
-  subscription) is fetched over REST from its newest stored candle (source `poll`); this also
-  catches up after a reconnect;
+  bar behind the last close (no push came: `--mode poll`, a lost connection) is fetched over
+  REST from its newest stored candle (source `poll`); this also catches up after a reconnect;
+- a refused subscription (OKX's 60018 for one channel and id): that series alone leaves the
+  websocket and is polled at once, its subscription asked for again after
+  `derived_parts.REFUSED_RETRY_SECONDS`; the others stay on the websocket;
 - open interest is stored at every bar close `C` of each collected timeframe: the value in force
   at `C`, which is the newest pushed value with `ts <= C` (OKX pushes a change at each 3 s step, so
-  it is taken `OI_SETTLE_MS` after `C`), or, without a recent push, OKX's `public/open-interest`
-  answer if it was made less than a 3 s step after `C` (no later change can be in it); a close
+  it is taken `OI_SETTLE_MS` after `C`; pushes from before a lost connection are forgotten), or,
+  without a recent push, OKX's `public/open-interest` answer if it was made less than a 3 s step
+  after `C` (no later change can be in it); a close
   neither gives is left as a gap (status shows it; a backfill fills it from the rubik history for
   5m and longer);
-- lifecycle: an instrument OKX answers 51001 for is dropped from the live set (logged once).
+- lifecycle: an instrument OKX answers 51001 for, or that the collector retires (its instrument
+  list lost it), stops (one warning); one that joins the collector's selectors (a listing) gains
+  its series (`follow`), from its listing or `--since`, polled up to now, then streamed.
 """
 
 from __future__ import annotations
@@ -23,14 +29,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Sequence
 
-from okx_collector.backfill.derived import DerivedBackfiller, index_series, perpetuals
+from okx_collector.backfill.derived import index_series, perpetuals
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
-from okx_collector.exchange import WS_TIMEFRAMES, OkxExchange
-from okx_collector.exchange_derived import OkxDerived, PriceKind
+from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
+from okx_collector.exchange_derived import OI_CHANNEL, WS_CHANNEL_PREFIX, OkxDerived, PriceKind
 from okx_collector.instruments import Instrument
+from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, Refusals, follow_stream
+from okx_collector.live.writer import Item, Writer
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory
 from okx_collector.store import Store
@@ -43,9 +51,15 @@ OI_STEP_MS = 3_000  # OKX updates open interest on a 3 s grid
 # A close's push has arrived this long after it (OKX pushes each 3 s step's change; the margin
 # covers a push's latency and a feed that batches several steps).
 OI_SETTLE_MS = 10_000
+# ... and at least this long in real time: a push's latency is real time (against a fast
+# simulator 10 exchange seconds pass in 83 ms, which a loaded machine's stall can exceed).
+OI_SETTLE_REAL_S = 0.5
+OI_PUSHES_KEPT = 256  # recent pushes per perpetual: 12 min of 3 s steps, enough for every close
 STALE_OI_MS = 60_000  # no open-interest push for this long: ask REST at each close
 POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over REST
 TICK_S = 0.01  # real seconds between checks: a close is seen (and OI asked) within a 3 s step
+
+PriceSeries = tuple[PriceKind, Instrument, str, Timeframe]  # (kind, instrument, series id, tf)
 
 
 class DerivedLive:
@@ -55,6 +69,7 @@ class DerivedLive:
         self,
         exchange: OkxExchange,
         store: Store,
+        writer: Writer,
         kinds: Sequence[str],
         instruments: Sequence[Instrument],
         timeframes: Sequence[Timeframe],
@@ -64,9 +79,12 @@ class DerivedLive:
         poll_interval: float,
         delays: BackoffFactory,
     ) -> None:
+        """`store` is read (what is stored); every row goes through `writer`, the collector's
+        (it must run until `run` has returned)."""
         self.exchange = exchange
         self.derived = OkxDerived(exchange)
         self.store = store
+        self.writer = writer
         self.kinds = list(kinds)
         self.instruments = list(instruments)
         self.timeframes = list(timeframes)
@@ -74,106 +92,181 @@ class DerivedLive:
         self.mode = mode
         self.poll_interval = poll_interval
         self.delays = delays
-        self.price_series: list[tuple[PriceKind, Instrument, str, Timeframe]] = []
+        self.price_series: list[PriceSeries] = []
         self.oi_perps: list[Instrument] = []
         self.last: dict[tuple[str, str, str], int | None] = {}  # (kind, id, tf) -> newest ts
-        self.pending: dict[tuple[PriceKind, str, str], list[PriceCandle]] = {}
+        self.first: dict[tuple[str, str, str], int] = {}  # joined series: their first candle
         self.pushes: dict[str, list[OpenInterest]] = {}  # perp -> recent pushes, oldest first
         self.gone: set[str] = set()
-        self.rows = {"mark": 0, "index": 0, "oi": 0}
+        self.refused = Refusals()
+        self.rows = {"mark": 0, "index": 0, "oi": 0}  # rows queued for the writer
         self.sources: dict[str, int] = {}  # rows by source
+        self.since = 0
+        self._joining: list[Instrument] = []  # from `follow`, taken by the loop
+        self._wakes: list[asyncio.Event] = []  # one per stream task (`_changed`)
 
     # -- set-up ----------------------------------------------------------------------------------
 
-    def _plan(self) -> None:
+    def _plan(self, instruments: Sequence[Instrument]) -> list[PriceSeries]:
+        """The series of `instruments` not collected yet (their stored edges read: blocking)."""
+        have = {(p, sid, tf.name) for p, _, sid, tf in self.price_series}
+        new: list[PriceSeries] = []
         if "mark" in self.kinds:
-            for perp in perpetuals(self.exchange, self.instruments):
-                self.price_series += [("mark", perp, perp.inst_id, tf) for tf in self.timeframes]
+            for perp in perpetuals(self.exchange, instruments):
+                new += [("mark", perp, perp.inst_id, tf) for tf in self.timeframes]
         if "index" in self.kinds:
-            for inst in index_series(self.derived, self.instruments):
+            for inst in index_series(self.derived, instruments):
                 sid = self.derived.index_id(inst)
-                self.price_series += [("index", inst, sid, tf) for tf in self.timeframes]
+                new += [("index", inst, sid, tf) for tf in self.timeframes]
+        new = [s for s in new if (s[0], s[2], s[3].name) not in have]
+        for price, _, sid, tf in new:
+            self.last[(price, sid, tf.name)] = self.store.kind_edge(
+                PRICE_KIND[price], sid, tf, newest=True
+            )
         if "oi" in self.kinds:
-            self.oi_perps = perpetuals(self.exchange, self.instruments)
-        for price, _, sid, tf in self.price_series:
-            kind = PRICE_KIND[price]
-            self.last[(price, sid, tf.name)] = self.store.kind_edge(kind, sid, tf, newest=True)
+            known = {p.inst_id for p in self.oi_perps}
+            self.oi_perps += [
+                p for p in perpetuals(self.exchange, instruments) if p.inst_id not in known
+            ]
+        self.price_series += new
+        return new
 
     async def run(self, stop: asyncio.Event, since: int) -> None:
-        """Catch up, then follow until `stop`; pending candles are written before returning."""
-        await asyncio.to_thread(self._plan)
+        """Catch up, then follow until `stop`; everything is queued for the writer on return."""
+        self.since = since
+        await asyncio.to_thread(self._plan, self.instruments)
         now = self.now()
-        backfill = DerivedBackfiller(self.exchange, self.store, delays=self.delays)
+        backfill = QueuedCatchup(
+            self.exchange, self.store, self.writer, self._stored, self._count, delays=self.delays
+        )
         await backfill.run(self.kinds, self.instruments, self.timeframes, since, now, now, stop)
-        for price, _, sid, tf in self.price_series:  # what the catch-up stored
-            kind = PRICE_KIND[price]
-            edge = await asyncio.to_thread(self.store.kind_edge, kind, sid, tf, newest=True)
-            self.last[(price, sid, tf.name)] = edge
         async with asyncio.TaskGroup() as group:
             if self.mode != "poll":
-                self.derived.attach_sinks(self._on_candle, self._on_oi, lambda *_: None)
+                self.derived.attach_sinks(
+                    self._on_candle, self._on_oi, lambda *_: None, self.on_refused
+                )
                 for price in ("mark", "index"):
-                    batch = [(i, tf) for p, i, _, tf in self.price_series if p == price]
-                    batch = [(i, tf) for i, tf in batch if tf.name in WS_TIMEFRAMES]
-                    if batch:
-                        group.create_task(self._watch(stop, price, batch))
-                if self.oi_perps:
+                    if price in self.kinds:
+                        group.create_task(self._watch(stop, price))
+                if "oi" in self.kinds:
                     group.create_task(self._watch_oi(stop))
             group.create_task(self._loop(stop))
+
+    # -- lifecycle (told by the collector's instrument list) -------------------------------------
+
+    def follow(self, instruments: Sequence[Instrument]) -> None:
+        """What the selectors name now: instruments not followed yet join (a listing)."""
+        known = {i.inst_id for i in self.instruments} | {i.inst_id for i in self._joining}
+        self._joining += [i for i in instruments if i.inst_id not in known]
+
+    def retire(self, inst_id: str) -> None:
+        """The collector retired `inst_id` (OKX's instrument list lost it)."""
+        self._stop_series(inst_id, "no longer listed by OKX")
+        self._changed()
+
+    async def _join(self) -> None:
+        joining, self._joining = self._joining, []
+        self.instruments += joining
+        new = await asyncio.to_thread(self._plan, joining)
+        self._changed()
+        for inst in joining:
+            first = max(self.since, inst.list_time or self.since)
+            for price, series_inst, sid, tf in new:
+                if series_inst is inst:
+                    self.first[(price, sid, tf.name)] = tf.ceil(first)
+            log.info(
+                "%s joined: its mark, index and open-interest series start (%s)",
+                inst.inst_id, ", ".join(f"{p} {s} {tf.name}" for p, i, s, tf in new if i is inst),
+            )  # fmt: skip
 
     # -- websockets ------------------------------------------------------------------------------
 
     def _on_candle(
         self, price: PriceKind, sid: str, tf: Timeframe, ts: int, candle: PriceCandle | None
     ) -> None:
-        if candle is not None:
-            self.pending.setdefault((price, sid, tf.name), []).append(candle)
+        key = (price, sid, tf.name)
+        if candle is None or key not in self.last:
+            return
+        last = self.last[key]
+        due = self.first.get(key) if last is None else last + tf.ms
+        if due is not None and candle.ts != due:
+            # Already queued, or candles between were missed (a reconnect, a join): the poll
+            # fetches from the newest stored one, this one included, so nothing is skipped.
+            return
+        if self.writer.offer(Item(ITEM_KIND[price], sid, tf, [candle])):
+            self._stored(key, candle.ts)
+            self._count(price, 1, "ws")
+        # (else the writer's queue is full: the series falls behind, and the poll fetches it)
 
     def _on_oi(self, inst_id: str, oi: OpenInterest) -> None:
         seen = self.pushes.setdefault(inst_id, [])
         seen.append(oi)
-        del seen[:-64]  # a few minutes of 3 s steps: enough for every close
+        del seen[:-OI_PUSHES_KEPT]
 
-    async def _watch(
-        self, stop: asyncio.Event, price: PriceKind, batch: list[tuple[Instrument, Timeframe]]
-    ) -> None:
-        waits = self.delays()
-        while not stop.is_set():
-            live = [(i, tf) for i, tf in batch if i.inst_id not in self.gone]
-            if not live:
-                return
-            try:
-                await _until_stop(stop, self.derived.watch_price_candles(price, live))
-                waits = self.delays()
-            except (ExchangeUnavailable, ExchangeRejected) as exc:
-                log.info("%s candle stream: %s; polling meanwhile", price, exc)
-                await asyncio.sleep(next(waits))
+    def on_refused(self, channel: str, series_id: str, message: str) -> None:
+        """OKX refused one subscription (60018): that series is polled at once, and subscribed
+        again after REFUSED_RETRY_SECONDS. The poll tells a delisting (51001: the series stop,
+        one warning) from a listed id refused (one warning, at its first poll)."""
+        self.refused.add(channel, series_id, message)
+        self._changed()
+
+    def _streamed(self, price: PriceKind) -> list[tuple[Instrument, Timeframe]]:
+        return [
+            (inst, tf)
+            for p, inst, sid, tf in self.price_series
+            if p == price
+            and tf.name in WS_TIMEFRAMES
+            and inst.inst_id not in self.gone
+            and not self.refused.active(WS_CHANNEL_PREFIX[p] + OKX_BARS[tf.name], sid)
+        ]
+
+    def _oi_streamed(self) -> list[Instrument]:
+        return [
+            p
+            for p in self.oi_perps
+            if p.inst_id not in self.gone and not self.refused.active(OI_CHANNEL, p.inst_id)
+        ]
+
+    def _changed(self) -> None:
+        """The streamed sets changed (a refusal, a join, a retirement): every watch restarts,
+        naming the series streamed now (a watch otherwise returns at its next push, and one
+        whose only series was refused would never return)."""
+        for wake in self._wakes:
+            wake.set()
+
+    async def _watch(self, stop: asyncio.Event, price: PriceKind) -> None:
+        await follow_stream(
+            stop, f"{price} candle",
+            lambda: self._streamed(price),
+            lambda live: self.derived.watch_price_candles(price, live),
+            self._wake(), self.delays,
+        )  # fmt: skip
 
     async def _watch_oi(self, stop: asyncio.Event) -> None:
-        waits = self.delays()
-        while not stop.is_set():
-            live = [p for p in self.oi_perps if p.inst_id not in self.gone]
-            if not live:
-                return
-            try:
-                await _until_stop(stop, self.derived.watch_open_interest(live))
-                waits = self.delays()
-            except (ExchangeUnavailable, ExchangeRejected) as exc:
-                log.info("open-interest stream: %s; polling meanwhile", exc)
-                await asyncio.sleep(next(waits))
+        # Changes made while the connection was down were never pushed: the pushes before it
+        # no longer tell the value at a later close (the first push after it does, from its ts).
+        await follow_stream(
+            stop, "open-interest", self._oi_streamed, self.derived.watch_open_interest,
+            self._wake(), self.delays, on_lost=self.pushes.clear,
+        )  # fmt: skip
 
-    # -- the loop: writes, closes, polling -------------------------------------------------------
+    def _wake(self) -> asyncio.Event:
+        wake = asyncio.Event()
+        self._wakes.append(wake)
+        return wake
+
+    # -- the loop: closes, polling, joins --------------------------------------------------------
 
     async def _loop(self, stop: asyncio.Event) -> None:
         now = self.now()
         settled = {tf.name: tf.floor(now - OI_SETTLE_MS) for tf in self.timeframes}
+        settling: deque[tuple[float, Timeframe, int]] = deque()  # (monotonic due, tf, close)
         asked = {tf.name: tf.floor(now) for tf in self.timeframes}  # closes asked over REST
         last_poll = 0.0
-        while True:
-            stopping = stop.is_set()
-            await self._flush()
-            if stopping:
-                return
+        while not stop.is_set():
+            if self._joining:
+                await self._join()
+                last_poll = 0.0  # the new series are polled up to now at once
             now = self.now()
             for tf in self.timeframes:
                 if self.oi_perps and tf.floor(now) > asked[tf.name]:
@@ -182,52 +275,44 @@ class DerivedLive:
                 close = tf.floor(now - OI_SETTLE_MS)
                 if self.oi_perps and close > settled[tf.name]:
                     settled[tf.name] = close
-                    await self._oi_from_pushes(tf, close)
+                    settling.append((time.monotonic() + OI_SETTLE_REAL_S, tf, close))
+            while settling and settling[0][0] <= time.monotonic():
+                _, tf, close = settling.popleft()
+                await self._oi_from_pushes(tf, close)
             if time.monotonic() - last_poll >= self.poll_interval:
                 last_poll = time.monotonic()
                 await self._poll(now)
             await asyncio.sleep(TICK_S)
 
-    async def _flush(self) -> None:
-        if not self.pending:
-            return
-        taken, self.pending = self.pending, {}
-        for price in ("mark", "index"):
-            items = [
-                (sid, Timeframe.parse(tf), rows)
-                for (p, sid, tf), rows in taken.items()
-                if p == price
-            ]
-            if items:
-                written = await asyncio.to_thread(self.store.write_price_candles_many, price, items)
-                self._count(price, written, "ws")
-                for sid, tf, rows in items:
-                    key = (price, sid, tf.name)
-                    newest = max(r.ts for r in rows)
-                    self.last[key] = max(self.last.get(key) or newest, newest)
+    def _stored(self, key: tuple[str, str, str], ts: int) -> None:
+        last = self.last.get(key)
+        self.last[key] = ts if last is None else max(last, ts)
 
     def _count(self, what: str, rows: int, source: str) -> None:
         self.rows[what] += rows
         self.sources[source] = self.sources.get(source, 0) + rows
 
     async def _poll(self, now: int) -> None:
-        """REST for every mark/index series more than a bar behind (after a grace period)."""
-        for price, inst, sid, tf in self.price_series:
+        """REST for every mark/index series more than a bar behind (after a grace period, unless
+        its subscription was refused)."""
+        for price, inst, sid, tf in list(self.price_series):
             if inst.inst_id in self.gone:
                 continue
+            key = (price, sid, tf.name)
             last_closed = tf.floor(now) - tf.ms
-            last = self.last.get((price, sid, tf.name))
+            last = self.last.get(key)
             if last is not None and last >= last_closed:
                 continue
+            streamed = self.mode != "poll" and not self.refused.active(
+                WS_CHANNEL_PREFIX[price] + OKX_BARS[tf.name], sid
+            )
             in_grace = now - tf.floor(now) < POLL_GRACE_MS
-            if (
-                self.mode != "poll"
-                and in_grace
-                and last is not None
-                and last >= last_closed - tf.ms
-            ):
+            if streamed and in_grace and last is not None and last >= last_closed - tf.ms:
                 continue  # only the newest close is missing: its push may still come
-            start = tf.floor(now) - 1440 * tf.ms if last is None else last + tf.ms
+            if last is not None:
+                start = last + tf.ms
+            else:
+                start = self.first.get(key, tf.floor(now) - 1440 * tf.ms)
             try:
                 rows = await self.derived.fetch_price_candles(
                     price, inst, tf, start, tf.floor(now), source="poll"
@@ -238,38 +323,35 @@ class DerivedLive:
             except (ExchangeUnavailable, ExchangeRejected) as exc:
                 log.debug("%s %s %s poll failed: %s", price, sid, tf.name, exc)
                 continue
+            self.refused.polled(WS_CHANNEL_PREFIX[price] + OKX_BARS[tf.name], sid)
             closed = [r.candle for r in rows if r.confirmed]
             if closed:
-                written = await asyncio.to_thread(
-                    self.store.write_price_candles, price, sid, tf, closed
-                )
-                self._count(price, written, "poll")
-                self.last[(price, sid, tf.name)] = closed[-1].ts
+                await self.writer.put(Item(ITEM_KIND[price], sid, tf, closed))
+                self._count(price, len(closed), "poll")
+                self._stored(key, closed[-1].ts)
 
     def _pushed(self, inst_id: str) -> bool:
-        """Whether open interest of `inst_id` streams (a push in the last `STALE_OI_MS`)."""
+        """Whether open interest of `inst_id` streams (a push in the last `STALE_OI_MS`, and the
+        subscription not refused since)."""
         seen = self.pushes.get(inst_id)
-        if not seen or self.mode == "poll":
+        if not seen or self.mode == "poll" or self.refused.active(OI_CHANNEL, inst_id):
             return False
         return self.now() - seen[-1].ts < STALE_OI_MS
 
     async def _oi_from_pushes(self, tf: Timeframe, close: int) -> None:
         """At `close` + OI_SETTLE_MS: the newest pushed value with `ts <= close`, per streamed
         perpetual."""
-        items: list[tuple[str, Timeframe, Sequence[OpenInterest]]] = []
         for perp in self.oi_perps:
             if perp.inst_id in self.gone or not self._pushed(perp.inst_id):
                 continue
             before = [p for p in self.pushes[perp.inst_id] if p.ts <= close]
             if before:
-                items.append((perp.inst_id, tf, [before[-1]._replace(ts=close)]))
-        await self._write_oi(items)
+                await self._write_oi(perp.inst_id, tf, before[-1]._replace(ts=close))
 
     async def _oi_from_rest(self, tf: Timeframe, close: int) -> None:
         """Right after `close`: OKX's current value for each perpetual not streaming, kept if
         OKX made it within the 3 s step that starts at `close` (the value in force then)."""
-        items: list[tuple[str, Timeframe, Sequence[OpenInterest]]] = []
-        for perp in self.oi_perps:
+        for perp in list(self.oi_perps):
             if perp.inst_id in self.gone or self._pushed(perp.inst_id):
                 continue
             try:
@@ -280,38 +362,36 @@ class DerivedLive:
             except (ExchangeUnavailable, ExchangeRejected) as exc:
                 log.debug("open interest poll of %s failed: %s", perp.inst_id, exc)
                 continue
+            self.refused.polled(OI_CHANNEL, perp.inst_id)
             if close <= answer.ts < close + OI_STEP_MS:
-                items.append((perp.inst_id, tf, [answer._replace(ts=close)]))
-        await self._write_oi(items)
+                await self._write_oi(perp.inst_id, tf, answer._replace(ts=close))
 
-    async def _write_oi(self, items: list[tuple[str, Timeframe, Sequence[OpenInterest]]]) -> None:
-        if items:
-            written = await asyncio.to_thread(self.store.write_open_interest_many, items)
-            for _, _, rows in items:
-                self.sources[rows[0].source] = self.sources.get(rows[0].source, 0) + 1
-            self.rows["oi"] += written
+    async def _write_oi(self, inst_id: str, tf: Timeframe, row: OpenInterest) -> None:
+        await self.writer.put(Item("open_interest", inst_id, tf, [row]))
+        self._count("oi", 1, row.source)
 
     def _gone(self, exc: InstrumentGone) -> None:
-        if exc.inst_id not in self.gone:
-            self.gone.add(exc.inst_id)
-            log.warning("%s: OKX no longer knows it (delisted?): mark, index and oi stop", exc)
+        self._stop_series(exc.inst_id, "OKX answers 51001, no such instrument")
 
-
-async def _until_stop(stop: asyncio.Event, watch: Coroutine[Any, Any, None]) -> None:
-    """Await a watch call, or return once `stop` is set (the watch is then cancelled)."""
-    task = asyncio.ensure_future(watch)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (task, stopper):
-            if not t.done():
-                t.cancel()
-        for t in (task, stopper):
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
-            except (ExchangeUnavailable, ExchangeRejected):
-                if t is task:
-                    raise
+    def _stop_series(self, inst_id: str, why: str) -> None:
+        """Its series stop: no more polls, subscriptions, nor pushes stored; one warning per
+        instrument. An index series goes on if another collected instrument is behind it."""
+        if inst_id in self.gone:
+            return
+        self.gone.add(inst_id)
+        for n, (price, inst, sid, tf) in enumerate(self.price_series):
+            if inst.inst_id != inst_id:
+                continue
+            heir = price == "index" and next(
+                (
+                    other
+                    for other in self.instruments
+                    if other.inst_id not in self.gone and self.derived.index_id(other) == sid
+                ),
+                None,
+            )
+            if heir:
+                self.price_series[n] = (price, heir, sid, tf)
+            else:
+                self.last.pop((price, sid, tf.name), None)
+        log.warning("%s: %s (delisted?): its mark, index and oi series stop", inst_id, why)

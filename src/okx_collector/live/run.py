@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 import os
@@ -105,8 +104,19 @@ async def _collect(
             )
             clock = clock or ExchangeClock()  # synced afresh when the collector starts
 
+            kinds = [k for k in settings.series if k != "trade"]
+            derived: DerivedLive | None = None  # mark, index, open interest (`live.derived`)
+
             async def on_delisted(inst_id: str, noticed_ms: int) -> None:
+                if derived is not None:
+                    derived.retire(inst_id)
                 await asyncio.to_thread(record_delisted, store.data_dir, inst_id, noticed_ms)
+
+            async def expand() -> list[Instrument]:
+                chosen = await selected(session.exchange, session.selectors, delays)
+                if derived is not None:
+                    derived.follow(chosen)
+                return chosen
 
             collector = Collector(
                 session.exchange,
@@ -117,11 +127,7 @@ async def _collect(
                 options,
                 clock,
                 on_delisted=on_delisted,
-                expand=(
-                    functools.partial(selected, session.exchange, session.selectors, delays)
-                    if session.selectors
-                    else None
-                ),
+                expand=expand if session.selectors else None,
                 observer=ops,
             )
             # A failed write (a full disk) stops the job: the collector then raises it.
@@ -135,17 +141,22 @@ async def _collect(
                 "collecting %d series and %d funding streams in %s mode into %s",
                 len(series), len(session.funding), mode, settings.data_dir,
             )  # fmt: skip
-            kinds = [k for k in settings.series if k != "trade"]
             if not kinds:
                 await collector.run(stop)
-            else:  # mark, index, open interest beside the candles (`live.derived`)
+            else:  # mark, index, open interest beside the candles, through the same writer
                 derived = DerivedLive(
-                    session.exchange, store, kinds, session.instruments, session.timeframes,
-                    clock.now, mode=mode, poll_interval=settings.poll_interval, delays=delays,
+                    session.exchange, store, collector.writer, kinds, session.instruments,
+                    session.timeframes, clock.now, mode=mode, poll_interval=settings.poll_interval,
+                    delays=delays,
                 )  # fmt: skip
+                # The collector (and its writer) stops once the derived series have queued
+                # their last rows.
+                collector_stop = asyncio.Event()
                 async with asyncio.TaskGroup() as group:
-                    group.create_task(collector.run(stop))
-                    group.create_task(_derived_when_synced(derived, clock, stop, since))
+                    group.create_task(collector.run(collector_stop))
+                    group.create_task(
+                        _derived_then_stop(derived, clock, stop, since, collector_stop)
+                    )
                 log.info("mark, index and open interest: %s rows", derived.rows)
         log.info("stopped cleanly: %s", collector.totals_line())
     finally:
@@ -154,18 +165,28 @@ async def _collect(
     return collector
 
 
-async def _derived_when_synced(
-    derived: DerivedLive, clock: ExchangeClock, stop: asyncio.Event, since: int
+async def _derived_then_stop(
+    derived: DerivedLive,
+    clock: ExchangeClock,
+    stop: asyncio.Event,
+    since: int,
+    collector_stop: asyncio.Event,
 ) -> None:
-    """The derived series start once the collector has synced the exchange clock."""
-    while not stop.is_set():
-        try:
-            clock.now()
-            break
-        except RuntimeError:  # (not synced yet)
-            await asyncio.sleep(0.05)
-    if not stop.is_set():
-        await derived.run(stop, since)
+    """The derived series start once the collector has synced the exchange clock (and armed
+    its websocket sinks: the derived ones chain to its refusal sink); at `stop` they queue
+    their last rows, then the collector is stopped (its writer writes them)."""
+    try:
+        while not stop.is_set():
+            try:
+                clock.now()
+                break
+            except RuntimeError:  # (not synced yet)
+                await asyncio.sleep(0.05)
+        if not stop.is_set():
+            await derived.run(stop, since)
+        await stop.wait()
+    finally:
+        collector_stop.set()
 
 
 def _stored_ends(

@@ -1,26 +1,28 @@
 """The single writer: a bounded queue in, one journal file per batch out, off the event loop.
 
-Producers (websocket sinks, REST catch-ups, funding) never touch files. The writer takes whatever
-is queued (after letting a close's burst finish arriving) and stores it with one store call per
-kind, on one thread of its own: every candle of the batch, all series, goes into one fsynced journal
-file (a few ms for a thousand series), so a closed candle is on disk milliseconds after it is known
-closed. Batches are written one at a time, in queue order, so that a later value of a candle is
-journaled after the earlier one (the store's precedence rule: the newer journal file wins).
+Producers (websocket sinks, REST catch-ups, funding, mark/index candles, open interest) never
+touch files. The writer takes whatever is queued (after letting a close's burst finish arriving)
+and stores it with one store call per kind, on one thread of its own: every candle of the batch,
+all series, goes into one fsynced journal file (a few ms for a thousand series), so a closed
+candle is on disk milliseconds after it is known closed. Batches are written one at a time, in
+queue order, so that a later value of a candle is journaled after the earlier one (the store's
+precedence rule: the newer journal file wins).
 Compaction into the per-series partitions runs elsewhere (`store.compact`), off this path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol
 
-from okx_collector.models import Candle, FundingObservation, FundingRate
+from okx_collector.models import Candle, FundingObservation, FundingRate, OpenInterest, PriceCandle
 from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -39,17 +41,41 @@ class WritableStore(Protocol):
     def write_funding_live_many(
         self, items: Sequence[tuple[str, Sequence[FundingObservation]]]
     ) -> int: ...
+    def write_price_candles_many(
+        self,
+        price: Literal["mark", "index"],
+        items: Sequence[tuple[str, Timeframe, Sequence[PriceCandle]]],
+    ) -> int: ...
+    def write_open_interest_many(
+        self, items: Sequence[tuple[str, Timeframe, Sequence[OpenInterest]]]
+    ) -> int: ...
 
 
-Kind = Literal["candles", "funding", "funding_live"]
+# The store's journal kinds. Mark and index candles are keyed by the perpetual's or the index's
+# id (`inst_id` of an Item), open interest by the perpetual, each with its timeframe.
+Kind = Literal[
+    "candles", "funding", "funding_live", "mark_candles", "index_candles", "open_interest"
+]
+# Store calls of a batch, in this order: trade candles first (the latency the live targets are
+# about), then the rest. Each kind is one journal file of the batch.
+KIND_ORDER: tuple[Kind, ...] = (
+    "candles", "funding", "funding_live", "mark_candles", "index_candles", "open_interest"
+)  # fmt: skip
+_PRICE: dict[Kind, Literal["mark", "index"]] = {"mark_candles": "mark", "index_candles": "index"}
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
     kind: Kind
-    inst_id: str
-    tf: Timeframe | None
-    rows: Sequence[Candle] | Sequence[FundingRate] | Sequence[FundingObservation]
+    inst_id: str  # the series id: an instrument, or an index (`BTC-USDT`) for index candles
+    tf: Timeframe | None  # None for funding
+    rows: (
+        Sequence[Candle]
+        | Sequence[FundingRate]
+        | Sequence[FundingObservation]
+        | Sequence[PriceCandle]
+        | Sequence[OpenInterest]
+    )
 
 
 @dataclass
@@ -163,27 +189,32 @@ class Writer:
         groups: dict[tuple[Kind, str, str], list[Item]] = defaultdict(list)
         for item in batch:
             groups[(item.kind, item.inst_id, item.tf.name if item.tf else "")].append(item)
-        candles: list[tuple[str, Timeframe, Sequence[Candle]]] = []
-        funding: list[tuple[str, Sequence[FundingRate]]] = []
-        funding_live: list[tuple[str, Sequence[FundingObservation]]] = []
+        # kind -> (series id, timeframe, rows), the rows of a series in queue order
+        by_kind: dict[Kind, list[tuple[str, Timeframe | None, list[Any]]]] = defaultdict(list)
         for (kind, inst_id, _), items in groups.items():
-            rows = [row for item in items for row in item.rows]
+            by_kind[kind].append((inst_id, items[0].tf, [row for i in items for row in i.rows]))
+        for kind in KIND_ORDER:
+            series = by_kind.get(kind)
+            if not series:
+                continue
             if kind == "candles":
-                tf = items[0].tf
-                assert tf is not None
-                candles.append((inst_id, tf, cast(list[Candle], rows)))
+                candles = [(i, _tf(tf), rows) for i, tf, rows in series]
+                self._record(await self._on(self.store.write_candles_many, candles))
+                for _, tf, candle_rows in candles:  # each delay measured once it is durable
+                    self._record_delays(candle_rows, tf)
             elif kind == "funding":
-                funding.append((inst_id, cast(list[FundingRate], rows)))
+                funding = [(i, rows) for i, _, rows in series]
+                self._record(await self._on(self.store.write_funding_many, funding))
+            elif kind == "funding_live":
+                live = [(i, rows) for i, _, rows in series]
+                self._record(await self._on(self.store.write_funding_live_many, live))
+            elif kind == "open_interest":
+                oi = [(i, _tf(tf), rows) for i, tf, rows in series]
+                self._record(await self._on(self.store.write_open_interest_many, oi))
             else:
-                funding_live.append((inst_id, cast(list[FundingObservation], rows)))
-        if candles:
-            self._record(await self._on(self.store.write_candles_many, candles))
-            for _, tf, candle_rows in candles:  # each delay measured once it is durable
-                self._record_delays(candle_rows, tf)
-        if funding:
-            self._record(await self._on(self.store.write_funding_many, funding))
-        if funding_live:
-            self._record(await self._on(self.store.write_funding_live_many, funding_live))
+                prices = [(i, _tf(tf), rows) for i, tf, rows in series]
+                write = functools.partial(self.store.write_price_candles_many, _PRICE[kind])
+                self._record(await self._on(write, prices))
 
     async def _on(self, fn: Callable[[list[Any]], int], items: list[Any]) -> int:
         """`fn(items)` on the writer's own thread."""
@@ -199,3 +230,9 @@ class Writer:
         self.stats.delays_ms.extend(now - (c.ts + tf.ms) for c in candles if c.source != "backfill")
         if len(self.stats.delays_ms) > 100_000:  # bounded even if nobody reads them
             del self.stats.delays_ms[:50_000]
+
+
+def _tf(tf: Timeframe | None) -> Timeframe:
+    """The timeframe of a candle or open-interest item (producers always give one)."""
+    assert tf is not None
+    return tf

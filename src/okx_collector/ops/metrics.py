@@ -86,14 +86,17 @@ class Metrics:
         )  # fmt: skip
         self.rows = Counter(
             f"{NS}_rows_written",
-            "Rows handed to the store and durable, by kind (candles, funding, funding_live) "
-            "and source (ws, poll, catchup); a row fetched again counts again.",
+            "Rows handed to the store and durable, by kind (candles, funding, funding_live, "
+            "mark_candles, index_candles, open_interest) and source (ws, poll, catchup); a row "
+            "fetched again counts again.",
             ["kind", "source"], registry=self.registry,
         )  # fmt: skip
         self.close_to_disk = Histogram(
             f"{NS}_close_to_disk_seconds",
-            "From a candle's close (exchange clock) to its row being durable, live rows only.",
-            ["source"], buckets=DELAY_BUCKETS, registry=self.registry,
+            "From a candle's close (exchange clock) to its row being durable, live rows only, by "
+            "kind (candles, mark_candles, index_candles; open_interest from the bar close its "
+            "value is taken at) and source.",
+            ["kind", "source"], buckets=DELAY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.registry.register(_SnapshotCollector(self))
 

@@ -76,6 +76,13 @@ def baddays_routes(sim: Simulator) -> list[web.RouteDef]:
         sim.set_quiet(_inst_id(body), flag)
         return {"quiet": sorted(sim.market.quiet)}
 
+    def refuse_derived(body: dict[str, Any]) -> dict[str, Any]:
+        channel, flag = body.get("channel"), body.get("refused", True)
+        if not isinstance(channel, str) or not isinstance(flag, bool):
+            raise ValueError('expected {"channel": "...", "instId": "...", "refused": true}')
+        sim.refuse_derived(channel, _inst_id(body), flag)
+        return {"refused": sorted([c, i] for c, i in sim.derived.refused)}
+
     def funding_interval(body: dict[str, Any]) -> dict[str, Any]:
         inst_id, hours, from_ms = _inst_id(body), body.get("hours"), body.get("from_ms")
         if from_ms is not None and (isinstance(from_ms, bool) or not isinstance(from_ms, int)):
@@ -88,5 +95,6 @@ def baddays_routes(sim: Simulator) -> list[web.RouteDef]:
         web.post("/_sim/list", _route(list_)),
         web.post("/_sim/maintenance", _route(maintenance)),
         web.post("/_sim/quiet", _route(quiet)),
+        web.post("/_sim/refuse-derived", _route(refuse_derived)),
         web.post("/_sim/funding-interval", _route(funding_interval)),
     ]

@@ -18,6 +18,8 @@ from okx_collector.simulator.instruments import Instrument
 from okx_collector.simulator.market import Market
 from okx_collector.simulator.noise import derive_salt, salts
 
+REFUSABLE_CHANNELS = ("mark-price-candle", "index-candle", "open-interest")
+
 
 class DerivedMarket:
     """The mark, index and open-interest models of a `Market`, built on first use."""
@@ -27,6 +29,31 @@ class DerivedMarket:
         self._mark: dict[str, PriceModel] = {}
         self._index: dict[str, PriceModel] = {}
         self._oi: dict[str, OpenInterestModel] = {}
+        # (channel, id) subscriptions answered 60018 while listed (`refuse`); a bad-day switch.
+        self.refused: set[tuple[str, str]] = set()
+
+    # -- bad days -----------------------------------------------------------------------------
+
+    def refuse(self, channel: str, series_id: str, refused: bool = True) -> None:
+        """Answer 60018 to subscriptions of `channel` (`mark-price-candle`, `index-candle`: any
+        bar; `open-interest`) for `series_id` (a perpetual, or an index for index candles),
+        though it is listed: OKX does so for an id it does not serve on that channel (e.g.
+        `channel:index-candle1m,instId:ETH-USDC-SWAP doesn't exist`, reported in
+        github.com/burakoner/OKX.Api issue 34). Open subscriptions are not affected; REST is
+        unchanged."""
+        if channel not in REFUSABLE_CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(REFUSABLE_CHANNELS)}")
+        if refused:
+            self.refused.add((channel, series_id))
+        else:
+            self.refused.discard((channel, series_id))
+
+    def refuses(self, channel: str, series_id: str) -> bool:
+        """Whether a subscribe to `channel` (with its bar) for `series_id` is refused."""
+        return any(
+            channel.startswith(prefix) and (prefix, series_id) in self.refused
+            for prefix in REFUSABLE_CHANNELS
+        )
 
     # -- lookups ------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 trade candles (in-progress rows `confirm` "0" every push interval, the final row `confirm` "1" when
 the candle closes by simulated time, then the next one); `open-interest` on subscribe, then on
 every 3 s step of simulated time at which the value changed (OKX: "pushed every 3 seconds when
-there are updates"), at most once per push interval of real time.
+there are updates"), at most one burst per push interval of real time, holding every change
+since the previous one (none is skipped, however late the check).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import json
 import math
 
 from okx_collector.simulator.bars import Bar
-from okx_collector.simulator.derived import OpenInterestModel, PriceLive, PriceModel
+from okx_collector.simulator.derived import OI_STEP_MS, OpenInterestModel, PriceLive, PriceModel
 
 MARK_CHANNEL = "mark-price-candle"  # + bar
 INDEX_CHANNEL = "index-candle"  # + bar
 OI_CHANNEL = "open-interest"
+MAX_CATCHUP_STEPS = 100  # changes pushed at most after a late check (5 simulated minutes)
 
 
 class PriceCandleSub:
@@ -43,7 +45,7 @@ class PriceCandleSub:
 class OpenInterestSub:
     """An `open-interest` subscription."""
 
-    __slots__ = ("active", "due_ms", "last", "last_real", "model", "prefix")
+    __slots__ = ("active", "checked", "due_ms", "last", "last_real", "model", "prefix")
 
     def __init__(self, model: OpenInterestModel, arg: str) -> None:
         self.model = model
@@ -51,7 +53,22 @@ class OpenInterestSub:
         self.due_ms = 0  # simulated time of the next check
         self.last: tuple[str, str] | None = None  # (oi, ts) last pushed
         self.last_real = -math.inf  # monotonic() of the last push
+        self.checked: int | None = None  # the last 3 s step checked (its start, simulated ms)
         self.active = True
+
+    def frames(self, now_ms: int) -> list[str]:
+        """The pushes due at `now_ms`: one per change since the last check, oldest first. OKX
+        pushes every change; a check that comes late (a loaded simulator at high speed, the
+        push interval's cap) must not skip one, or a client could not know the value in force
+        at an instant between (at most MAX_CATCHUP_STEPS steps are caught up)."""
+        step = now_ms - now_ms % OI_STEP_MS
+        if self.checked is None:
+            instants = [now_ms]
+        else:
+            first = max(self.checked + OI_STEP_MS, step - (MAX_CATCHUP_STEPS - 1) * OI_STEP_MS)
+            instants = [*range(first, step, OI_STEP_MS), now_ms]
+        self.checked = step
+        return [f for f in map(self.frame, instants) if f is not None]
 
     def frame(self, now_ms: int) -> str | None:
         """The push for `now_ms`, or None when open interest has not changed since the last."""

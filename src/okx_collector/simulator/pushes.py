@@ -239,10 +239,11 @@ class PushScheduler:
         the last push); check again at the next 3 s step."""
         step_ms = OI_STEP_MS
         if now_real - sub.last_real >= self.interval:
-            frame = None if self._silent(sub.model.inst.inst_id) else sub.frame(now_ms)
-            if frame is not None:
+            if self._silent(sub.model.inst.inst_id):
+                sub.checked = None  # back from silence: the value then, as on a subscribe
+            elif changes := sub.frames(now_ms):  # every change since the last check
                 sub.last_real = now_real
-                frames.append(frame)
+                frames.extend(changes)
             sub.due_ms = (now_ms // step_ms + 1) * step_ms
         else:  # pushed less than a push interval ago (high speed): check again then
             wait_ms = (sub.last_real + self.interval - now_real) * self.clock.speed * 1000

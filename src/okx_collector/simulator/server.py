@@ -13,6 +13,8 @@ Bad days (docs/simulator.md "Bad days"; each answers JSON, 400 {"error": ...} if
     POST /_sim/maintenance       {"on": true, "notice_s": 30} (or {"on": false})
                                  -> {"maintenance": bool, "pending": bool}
     POST /_sim/quiet             {"instId": "ADA-USDT", "quiet": true} -> {"quiet": [ids]}
+    POST /_sim/refuse-derived    {"channel": "open-interest", "instId": "BTC-USDT-SWAP",
+                                  "refused": true} -> {"refused": [[channel, id], ...]}
     POST /_sim/funding-interval  {"instId": "BTC-USDT-SWAP", "hours": 4, "from_ms": null}
                                  -> {"instId", "hours", "from_ms" (first settlement on it)}
 """
@@ -193,6 +195,11 @@ class Simulator:
         now = self.now_ms()
         self.market.add_instrument(new_instrument(self.seed, inst_id, now))
         return now
+
+    def refuse_derived(self, channel: str, series_id: str, refused: bool = True) -> None:
+        """Answer 60018 to `mark-price-candle*`, `index-candle*` or `open-interest` subscriptions
+        of a listed id (see `DerivedMarket.refuse`)."""
+        self.derived.refuse(channel, series_id, refused)
 
     def begin_maintenance(self, notice_s: float = 0.0) -> None:
         """Begin a maintenance window now, or after OKX's 64008 notice and `notice_s` real

@@ -169,6 +169,8 @@ class Connection:
 
     def _make_sub(self, channel: str, inst_id: str, echo: str) -> Sub | None:
         market, derived = self.ctx.market, self.ctx.derived
+        if derived is not None and derived.refuses(channel, inst_id):  # bad day: `refuse`
+            return None
         if self.kind == "business" and derived is not None and channel.startswith(INDEX_CHANNEL):
             bar = BARS.get(channel.removeprefix(INDEX_CHANNEL))
             if bar is None or not derived.index_instruments(inst_id):  # none listed behind it

@@ -13,9 +13,9 @@ and the checks differ (`schema.TIMEFRAME_KINDS`, `validate`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,7 @@ from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 
 PriceKind = Literal["mark", "index"]
 PRICE_KIND: dict[PriceKind, Kind] = {"mark": MARK_CANDLES, "index": INDEX_CANDLES}
+R = TypeVar("R", PriceCandle, OpenInterest)
 
 
 class DerivedStore:
@@ -87,13 +88,7 @@ class DerivedStore:
     ) -> int:
         """`write_price_candles` for many series: one journal file (all validated first)."""
         kind = PRICE_KIND[price]
-        tables = []
-        for series_id, tf, rows in items:
-            series = self.kind_series(kind, series_id, tf)
-            table = price_candles_table(series_id, tf.name, rows)
-            validate_price_candles(table, series.label, tf)
-            tables.append(table)
-        return self._append_kind(kind, tables)
+        return self._write_kind(kind, items, price_candles_table, validate_price_candles)
 
     def write_open_interest(self, inst_id: str, tf: Timeframe, rows: Sequence[OpenInterest]) -> int:
         """Append open interest sampled at `tf` bar closes (`ts` = the close instant)."""
@@ -103,16 +98,24 @@ class DerivedStore:
         self, items: Sequence[tuple[str, Timeframe, Sequence[OpenInterest]]]
     ) -> int:
         """`write_open_interest` for many series: one journal file (all validated first)."""
-        tables = []
-        for inst_id, tf, rows in items:
-            series = self.kind_series(OPEN_INTEREST, inst_id, tf)
-            table = open_interest_table(inst_id, tf.name, rows)
-            validate_open_interest(table, series.label, tf)
-            tables.append(table)
-        return self._append_kind(OPEN_INTEREST, tables)
+        return self._write_kind(OPEN_INTEREST, items, open_interest_table, validate_open_interest)
 
-    def _append_kind(self, kind: Kind, tables: list[pa.Table]) -> int:
-        tables = [t for t in tables if t.num_rows]
+    def _write_kind(
+        self,
+        kind: Kind,
+        items: Sequence[tuple[str, Timeframe, Sequence[R]]],
+        to_table: Callable[[str, str, Sequence[R]], pa.Table],
+        validate: Callable[[pa.Table, str, Timeframe], None],
+    ) -> int:
+        """Every series' rows as one table, each validated (raises `InvalidRecords` naming the
+        series, writing nothing), appended to the journal as one file. Returns the rows."""
+        tables = []
+        for series_id, tf, rows in items:
+            label = self.kind_series(kind, series_id, tf).label  # validates the id and timeframe
+            table = to_table(series_id, tf.name, rows)
+            validate(table, label, tf)
+            if table.num_rows:
+                tables.append(table)
         if not tables:
             return 0
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()

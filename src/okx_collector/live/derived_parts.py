@@ -1,0 +1,151 @@
+"""Parts of the live mark/index/open-interest series (`live.derived`): the websocket follower,
+the refused subscriptions, and the start-up catch-up through the collector's writer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from okx_collector.backfill.derived import DerivedBackfiller
+from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
+from okx_collector.exchange import OkxExchange
+from okx_collector.exchange_derived import PriceKind
+from okx_collector.live.writer import Item, Kind, Writer
+from okx_collector.models import OpenInterest, PriceCandle
+from okx_collector.retry import BackoffFactory
+from okx_collector.store import Store
+from okx_collector.timeframes import Timeframe
+
+log = logging.getLogger("okx_collector.collect")
+
+T = TypeVar("T")
+IDLE_WATCH_S = 0.5  # a stream with nothing to watch (all refused or gone) looks again this often
+ITEM_KIND: dict[PriceKind, Kind] = {"mark": "mark_candles", "index": "index_candles"}
+REFUSED_RETRY_SECONDS = 600.0  # as the trade-candle collector: a refusal may be passing
+
+
+class Refusals:
+    """Subscriptions OKX refused (60018), by (channel with its bar, series id): each is left out
+    of the websocket (and polled) until REFUSED_RETRY_SECONDS have passed."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._until: dict[tuple[str, str], float] = {}
+        self._unreported: set[tuple[str, str]] = set()  # refused, not yet polled successfully
+        self.count = 0
+
+    def add(self, channel: str, series_id: str, message: str) -> None:
+        self._until[(channel, series_id)] = self._monotonic() + REFUSED_RETRY_SECONDS
+        self._unreported.add((channel, series_id))
+        self.count += 1
+        log.info("%s %s refused (%s); polling it over REST", channel, series_id, message[:120])
+
+    def active(self, channel: str, series_id: str) -> bool:
+        """Whether the subscription stays refused (False once it is to be asked for again)."""
+        until = self._until.get((channel, series_id))
+        if until is None:
+            return False
+        if self._monotonic() < until:
+            return True
+        del self._until[(channel, series_id)]
+        return False
+
+    def polled(self, channel: str, series_id: str) -> None:
+        """A poll of the series succeeded: if its subscription was refused, OKX lists the id
+        (a delisting answers 51001 instead): one warning."""
+        if (channel, series_id) in self._unreported:
+            self._unreported.discard((channel, series_id))
+            log.warning(
+                "OKX refused the %s subscription of %s, which it lists: polled over REST, "
+                "subscribed again in %.0f s", channel, series_id, REFUSED_RETRY_SECONDS,
+            )  # fmt: skip
+
+
+async def follow_stream(
+    stop: asyncio.Event,
+    what: str,
+    streamed: Callable[[], list[T]],
+    watch: Callable[[list[T]], Coroutine[Any, Any, None]],
+    wake: asyncio.Event,
+    delays: BackoffFactory,
+    on_lost: Callable[[], None] = lambda: None,
+) -> None:
+    """Keep what `streamed()` names subscribed until `stop`: each push returns the watch, and
+    the next one names what is streamed then; `wake` restarts it at once (the set changed: a
+    watch whose only series was refused would never return). A lost connection is retried
+    after a backoff (the polls serve the series meanwhile; `on_lost()` is told first)."""
+    waits = delays()
+    while not stop.is_set():
+        wake.clear()
+        live = streamed()
+        try:
+            await until_stop(stop, watch(live) if live else asyncio.sleep(IDLE_WATCH_S), wake)
+            waits = delays()
+        except (ExchangeUnavailable, ExchangeRejected) as exc:
+            on_lost()
+            log.info("%s stream: %s; polling meanwhile", what, exc)
+            await until_stop(stop, asyncio.sleep(next(waits)))
+
+
+async def until_stop(
+    stop: asyncio.Event, watch: Coroutine[Any, Any, Any], wake: asyncio.Event | None = None
+) -> None:
+    """Await a watch call, or return once `stop` (or `wake`) is set (the watch is then
+    cancelled)."""
+    task = asyncio.ensure_future(watch)
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait({task, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, *waiters):
+            if not t.done():
+                t.cancel()
+        for t in (task, *waiters):
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+            except (ExchangeUnavailable, ExchangeRejected):
+                if t is task:
+                    raise
+
+
+class QueuedCatchup(DerivedBackfiller):
+    """The start-up catch-up of a live run: rows are queued for the collector's writer (which is
+    writing live rows meanwhile: one writer keeps the store's precedence rule); `stored(key,
+    ts)` advances a series' newest candle, `count(what, rows, source)` the run's tallies."""
+
+    def __init__(
+        self,
+        exchange: OkxExchange,
+        store: Store,
+        writer: Writer,
+        stored: Callable[[tuple[str, str, str], int], None],
+        count: Callable[[str, int, str], None],
+        *,
+        delays: BackoffFactory,
+    ) -> None:
+        super().__init__(exchange, store, delays=delays)
+        self.writer = writer
+        self.stored = stored
+        self.count = count
+
+    async def store_price_candles(
+        self, price: PriceKind, series_id: str, tf: Timeframe, rows: list[PriceCandle]
+    ) -> int:
+        await self.writer.put(Item(ITEM_KIND[price], series_id, tf, rows))
+        self.stored((price, series_id, tf.name), max(r.ts for r in rows))
+        self.count(price, len(rows), "backfill")
+        return len(rows)
+
+    async def store_open_interest(
+        self, inst_id: str, tf: Timeframe, rows: list[OpenInterest]
+    ) -> int:
+        await self.writer.put(Item("open_interest", inst_id, tf, rows))
+        self.count("oi", len(rows), "backfill")
+        return len(rows)
