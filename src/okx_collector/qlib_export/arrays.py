@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from okx_collector.qlib_export.digest import Sha256
 from okx_collector.timeframes import HOUR_MS
 
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume")
+ROW = np.dtype([("ts", "<i8"), *((f, "<f8") for f in CANDLE_FIELDS)])  # 56 bytes, packed
 FIELDS = (*CANDLE_FIELDS, "vwap")  # every instrument has these feature files
 FUNDING_FIELD = "funding_rate"  # only instruments with a funding series have this one
 # OKX settles most perpetuals every 8 h; used as the horizon when only one settlement is known.
@@ -53,12 +55,18 @@ class Candles:
         lo, hi = np.searchsorted(self.ts, [start, end], side="left")
         return Candles(self.ts[lo:hi], {f: c[lo:hi] for f, c in self.columns.items()})
 
-    def digest(self) -> str:
-        """sha256 of the open times and the six columns (little-endian), the manifest's checksum."""
-        h = hashlib.sha256(_le(self.ts, "<i8"))
+    def records(self) -> memoryview:
+        """The candles as packed little-endian rows (`ts` int64, then the six float64 columns),
+        in time order: what a month's checksum hashes, so that it can be extended by new rows."""
+        rec = np.empty(len(self), dtype=ROW)
+        rec["ts"] = self.ts
         for field in CANDLE_FIELDS:
-            h.update(_le(self.columns[field], "<f8"))
-        return h.hexdigest()
+            rec[field] = self.columns[field]
+        return rec.view(np.uint8).data
+
+    def digest(self) -> str:
+        """sha256 of `records()`, the manifest's checksum of a month."""
+        return hashlib.sha256(self.records()).hexdigest()
 
 
 def vwap(volume: F64, quote_volume: F64) -> F64:
@@ -146,14 +154,61 @@ class MonthSummary:
     sha256: str  # Candles.digest()
 
 
+class MonthAcc:
+    """A month's summary built from consecutive runs of its candles, and resumable: its state
+    after a prefix of the month (`save`) lets an incremental export add only the rows after it."""
+
+    def __init__(self, step: int, saved: Mapping[str, Any] | None = None) -> None:
+        self._step = step  # bar length, ms
+        self.rows = 0
+        self.first = self.last = 0  # open times of the first and last candle (if rows)
+        self.gaps = 0  # runs of missing candles between first and last
+        self._hash = Sha256()  # of the rows' records
+        if saved is not None:
+            self.rows, self.first, self.last, self.gaps = (
+                int(saved[k]) for k in ("rows", "first", "last", "gaps")
+            )
+            self._hash = Sha256.resume(str(saved["state"]))
+
+    def add(self, candles: Candles) -> MonthAcc:
+        """Add candles that all open after the last one added."""
+        n = len(candles)
+        if n == 0:
+            return self
+        ts = candles.ts
+        self.gaps += int(np.count_nonzero(np.diff(ts) != self._step))
+        if self.rows:
+            self.gaps += int(int(ts[0]) - self.last != self._step)
+        else:
+            self.first = int(ts[0])
+        self.last = int(ts[-1])
+        self.rows += n
+        self._hash.update(candles.records())
+        return self
+
+    def summary(self) -> MonthSummary | None:
+        """The summary of the candles added so far, None when there are none."""
+        if not self.rows:
+            return None
+        return MonthSummary(self.rows, self.first, self.last, self.gaps, self._hash.hexdigest())
+
+    def save(self) -> dict[str, Any] | None:
+        """What `MonthAcc(step, saved)` resumes from (None when the hash cannot be saved)."""
+        state = self._hash.state()
+        if state is None:
+            return None
+        return {
+            "rows": self.rows,
+            "first": self.first,
+            "last": self.last,
+            "gaps": self.gaps,
+            "state": state,
+        }
+
+
 def summarize(candles: Candles, step: int) -> MonthSummary | None:
     """The summary of a month's candles, None when it has none."""
-    if len(candles) == 0:
-        return None
-    gaps = int(np.count_nonzero(np.diff(candles.ts) != step))
-    return MonthSummary(
-        len(candles), int(candles.ts[0]), int(candles.ts[-1]), gaps, candles.digest()
-    )
+    return MonthAcc(step).add(candles).summary()
 
 
 def total_gaps(months: list[MonthSummary], step: int) -> int:

@@ -1,7 +1,11 @@
 """Exporting one instrument of one timeframe: in full (streamed), or incrementally in place.
 
-Both read the store one UTC month (one partition file) at a time, so memory is bounded by a month of
-candles whatever the history's length. A bar's place in a feature file is explicit: the value of the
+A full export reads the store in runs of whole UTC months of at most `CHUNK_BARS` bars (a month of
+1m, a year of 15m), so memory is bounded whatever the history's length and a short timeframe does
+not pay a read per month. An update skips the months known unchanged (`sources`), and of the newest
+one reads only from the UTC day of its last exported candle on (the month's state up to that day
+is saved). Checksums of patched files resume from the state saved near their end
+(`files.hash_file`). A bar's place in a feature file is explicit: the value of the
 bar opening at `ts` is at byte `4 * (1 + (ts - first) / step)`, whatever came before it; the header
 (value 0) is the calendar slot of `first`. So an incremental export can write any run of slots where
 it belongs, padding missing bars with NaN, and the result is the same bytes as a full export.
@@ -9,12 +13,9 @@ it belongs, padding missing bars with NaN, and the result is the same bytes as a
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from okx_collector.qlib_export.arrays import (
     FUNDING_FIELD,
     Candles,
     Funding,
+    MonthAcc,
     MonthSummary,
     bar_block,
     funding_block,
@@ -34,28 +36,30 @@ from okx_collector.qlib_export.arrays import (
 from okx_collector.qlib_export.calendar import Month, month_of, months_between
 from okx_collector.qlib_export.files import (
     VALUE_BYTES,
-    PatchedFile,
     StreamedFile,
-    file_entry,
     file_size,
+    hash_file,
     header,
     make_dirs,
     remove,
     remove_stale_temps,
 )
+from okx_collector.qlib_export.listing import Listing
 from okx_collector.qlib_export.manifest import (
     FileEntry,
     FundingEntry,
     InstrumentEntry,
     feature_path,
 )
-from okx_collector.qlib_export.sources import Sig, SourceCache, files_sig
+from okx_collector.qlib_export.patcher import Patcher
+from okx_collector.qlib_export.sources import SourceCache
 from okx_collector.store.store import Store
-from okx_collector.timeframes import Timeframe
+from okx_collector.timeframes import DAY_MS, Timeframe
 
 READ_COLUMNS = ["ts", *CANDLE_FIELDS]  # what an export reads (`source` is never decoded)
 
 FUNDING_CHUNK = 1 << 18  # slots per block when a funding file is rewritten on its own
+CHUNK_BARS = 1 << 16  # bars read at once by a full export, in whole months (at least one)
 
 Action = Literal["rewritten", "appended", "unchanged"]
 
@@ -73,6 +77,21 @@ class Target:
 
     def bars(self, step: int) -> int:
         return (self.last - self.first) // step + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What an update found for one month."""
+
+    summary: MonthSummary | None  # the month's new summary
+    start: int  # the first bar to write from (the month's `hi`: none)
+    candles: Candles  # the candles read, covering [start, hi) at least
+    known: bool  # the summary holds for the month's files now (not skipped unread)
+    prefix: dict[str, Any] | None = None  # MonthAcc state up to the day of the last candle
+
+
+def day_start(ts: int) -> int:
+    return ts - ts % DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,29 +121,34 @@ class InstrumentWriter:
         hi = min(self._tf.ceil(month.end), t.last + self._tf.ms)
         return lo, hi
 
-    def _month_sig(self, t: Target, month: Month) -> tuple[str, Sig | None]:
-        """The month's key in the source cache, and the identity of the files holding it now."""
-        paths = self._store.candle_partition_files(t.inst_id, self._tf, month.start, month.end)
-        key = f"{t.inst_id}/{month.key}"
-        return key, files_sig(paths)
-
-    def _read(self, t: Target, month: Month, lo: int, hi: int) -> Candles:
-        """The stored candles of [lo, hi) in `month`; remembers the month if read whole."""
-        key, before = self._month_sig(t, month)
+    def _read(self, t: Target, lo: int, hi: int) -> Candles:
+        """The stored candles of [lo, hi)."""
         table = self._store.read_candles(t.inst_id, self._tf, lo, hi, columns=READ_COLUMNS)
-        after = self._month_sig(t, month)[1]
-        candles = Candles(
+        return Candles(
             np.asarray(table.column("ts").to_numpy(), dtype=np.int64),
             {f: np.asarray(table.column(f).to_numpy(), dtype=np.float64) for f in CANDLE_FIELDS},
         )
-        if hi >= month.end:  # the whole partition: nothing before `first`, nothing after `hi`
-            summary = summarize(candles, self._tf.ms)
-            self._sources.remember(key, before, after, summary.sha256 if summary else "")
-        return candles
 
-    def _unchanged(self, t: Target, month: Month, summary: MonthSummary | None) -> bool:
-        key, now = self._month_sig(t, month)
-        return self._sources.unchanged(key, now, summary.sha256 if summary else "")
+    def _remember(
+        self,
+        t: Target,
+        before: Listing,
+        after: Listing,
+        changes: list[tuple[Month, int, Change]],
+    ) -> None:
+        """Record the months read whole, and the newest month's prefix, as unchanged sources."""
+        for month, hi, change in changes:
+            key = f"{t.inst_id}/{month.key}"
+            if change.known and hi >= month.end:  # the whole partition (nothing after `hi`)
+                sha = change.summary.sha256 if change.summary else ""
+                sig = (month.start, month.end)
+                self._sources.remember(key, before.sig(*sig), after.sig(*sig), sha)
+            if change.prefix is not None:
+                day = day_start(t.last)
+                sig = (month.start, day)
+                self._sources.remember_prefix(
+                    key, before.sig(*sig), after.sig(*sig), day, change.prefix
+                )
 
     def _entry(
         self,
@@ -154,6 +178,34 @@ class InstrumentWriter:
             files=dict(sorted(files.items())),
         )
 
+    def _summarize(self, t: Target, month: Month, candles: Candles) -> Change:
+        """A month read whole: its summary, and its prefix if it holds the last candle."""
+        acc = MonthAcc(self._tf.ms)
+        prefix = None
+        if month.start <= t.last < month.end:
+            day = day_start(t.last)
+            acc.add(candles.between(month.start, day))
+            prefix = acc.save()
+            candles = candles.between(day, month.end)
+        acc.add(candles)
+        return Change(acc.summary(), month.start, Candles.empty(), True, prefix)
+
+    def _chunks(self, t: Target) -> list[list[tuple[Month, int, int]]]:
+        """The months of `t` with bars, grouped into reads of at most `CHUNK_BARS` bars."""
+        chunks: list[list[tuple[Month, int, int]]] = []
+        size = 0
+        for month in months_between(t.first, t.last):
+            lo, hi = self._slots(t, month)
+            if hi <= lo:
+                continue
+            bars = (hi - lo) // self._tf.ms
+            if not chunks or size + bars > CHUNK_BARS:
+                chunks.append([])
+                size = 0
+            chunks[-1].append((month, lo, hi))
+            size += bars
+        return chunks
+
     # -- full ----------------------------------------------------------------------------------
 
     def full(self, t: Target) -> Result:
@@ -163,32 +215,38 @@ class InstrumentWriter:
         make_dirs(directory)
         remove_stale_temps(directory)
         fields = [*FIELDS, FUNDING_FIELD] if t.funding is not None else list(FIELDS)
+        size = VALUE_BYTES * (1 + t.bars(step))
         writers: dict[str, StreamedFile] = {}
         months: dict[str, MonthSummary] = {}
+        changes: list[tuple[Month, int, Change]] = []
+        before = Listing(self._store, t.inst_id, self._tf)
         try:
             for field in fields:
                 writers[field] = StreamedFile(
-                    self._out / self._rel(t.inst_id, field), header(t.start_index)
+                    self._out / self._rel(t.inst_id, field), header(t.start_index), size
                 )
-            for month in months_between(t.first, t.last):
-                lo, hi = self._slots(t, month)
-                if hi <= lo:
-                    continue
-                candles = self._read(t, month, lo, hi)
+            for chunk in self._chunks(t):
+                lo, hi = chunk[0][1], chunk[-1][2]
+                candles = self._read(t, lo, hi)
                 count = (hi - lo) // step
                 block = bar_block(candles, lo, count, step)
                 for field in FIELDS:
                     writers[field].write(block[field])
                 if t.funding is not None:
                     writers[FUNDING_FIELD].write(funding_block(t.funding, lo, count, step))
-                summary = summarize(candles, step)
-                if summary is not None:
-                    months[month.key] = summary
+                for month, mlo, mhi in chunk:
+                    change = self._summarize(t, month, candles.between(mlo, mhi))
+                    if change.summary is not None:
+                        months[month.key] = change.summary
+                    changes.append((month, mhi, change))
             files = {self._rel(t.inst_id, f): w.commit() for f, w in writers.items()}
         except BaseException:
             for w in writers.values():
                 w.abort()
             raise
+        for f, w in writers.items():
+            self._sources.keep_point(self._rel(t.inst_id, f), w.point)
+        self._remember(t, before, Listing(self._store, t.inst_id, self._tf), changes)
         if t.funding is None:
             remove(self._out / self._rel(t.inst_id, FUNDING_FIELD))
         fsync_dir(directory)
@@ -216,19 +274,24 @@ class InstrumentWriter:
             return None
         step = self._tf.ms
         months: dict[str, MonthSummary] = {}
+        changes: list[tuple[Month, int, Change]] = []
         slots = 0
         header = t.start_index if t.start_index != old.start_index else None
-        with _Patcher(self._out, t, step, header, self._rel) as patcher:
+        before = Listing(self._store, t.inst_id, self._tf)
+        bars = t.bars(step)
+        with Patcher(self._out, t.inst_id, t.first, step, bars, header, self._rel) as patcher:
             for month in months_between(t.first, t.last):
                 lo, hi = self._slots(t, month)
                 if hi <= lo:
                     continue
-                summary, start, candles = self._month_change(t, old, month, lo, hi)
-                if summary is not None:
-                    months[month.key] = summary
+                change = self._month_change(t, old, month, lo, hi, before)
+                changes.append((month, hi, change))
+                if change.summary is not None:
+                    months[month.key] = change.summary
+                start = change.start
                 if start < hi:
                     count = (hi - start) // step
-                    block = bar_block(candles.between(start, hi), start, count, step)
+                    block = bar_block(change.candles.between(start, hi), start, count, step)
                     for field in FIELDS:
                         patcher.get(field).write_at(start, block[field])
                     slots += count
@@ -236,12 +299,19 @@ class InstrumentWriter:
                 for field in FIELDS:
                     patcher.get(field)
             rewritten_funding = self._update_funding(t, old, patcher)
+        self._remember(t, before, Listing(self._store, t.inst_id, self._tf), changes)
         files = {self._rel(t.inst_id, f): old.files[self._rel(t.inst_id, f)] for f in FIELDS}
         funding_rel = self._rel(t.inst_id, FUNDING_FIELD)
         if t.funding is not None and old.funding is not None:
             files[funding_rel] = old.files[funding_rel]
         for field, f in patcher.opened.items():
-            files[self._rel(t.inst_id, field)] = file_entry(f.path)
+            rel = self._rel(t.inst_id, field)
+            point = self._sources.point(rel, patcher.before.get(field))
+            usable = (
+                point if point is not None and f.low is not None and point.offset <= f.low else None
+            )
+            files[rel], new_point = hash_file(f.path, usable)
+            self._sources.keep_point(rel, new_point)
         if rewritten_funding is not None:
             files[funding_rel] = rewritten_funding
         changed = (
@@ -250,31 +320,76 @@ class InstrumentWriter:
         return Result(self._entry(t, months, files), "appended" if changed else "unchanged", slots)
 
     def _month_change(
-        self, t: Target, old: InstrumentEntry, month: Month, lo: int, hi: int
-    ) -> tuple[MonthSummary | None, int, Candles]:
+        self, t: Target, old: InstrumentEntry, month: Month, lo: int, hi: int, listing: Listing
+    ) -> Change:
         """A month's new summary, the first bar to write from (`hi`: none), and its candles.
 
         Months before the last exported one are skipped unread when their partition is known
         unchanged, else rewritten whole if their checksum changed. The last exported month is
-        appended to after the last exported bar if its candles up to there are unchanged; any
-        later month is new.
+        appended to after the last exported bar if its candles up to there are unchanged (read
+        from the day of that bar on when the month's state up to that day was saved); any later
+        month is new.
         """
         step = self._tf.ms
         before = old.months.get(month.key)
         last_old_month = month_of(old.last)
-        if month < last_old_month and self._unchanged(t, month, before):
-            return before, hi, Candles.empty()
-        candles = self._read(t, month, lo, hi)
-        summary = summarize(candles, step)
+        key = f"{t.inst_id}/{month.key}"
         if month < last_old_month:
-            return summary, hi if summary == before else lo, candles
+            now = listing.sig(month.start, month.end)
+            if self._sources.unchanged(key, now, before.sha256 if before else ""):
+                return Change(before, hi, Candles.empty(), False)
         if month == last_old_month:
+            quick = self._append(t, old, month, lo, hi, listing)
+            if quick is not None:
+                return quick
+        candles = self._read(t, lo, hi)
+        change = self._summarize(t, month, candles)
+        summary = change.summary
+        if month < last_old_month:
+            start = hi if summary == before else lo
+        elif month == last_old_month:
             kept = summarize(candles.between(lo, old.last + step), step)
-            return summary, old.last + step if kept == before else lo, candles
-        return summary, lo, candles
+            start = old.last + step if kept == before else lo
+        else:
+            start = lo
+        return Change(summary, start, candles, True, change.prefix)
+
+    def _append(
+        self, t: Target, old: InstrumentEntry, month: Month, lo: int, hi: int, listing: Listing
+    ) -> Change | None:
+        """The last exported month from its saved prefix on, if its candles up to the last
+        exported one are unchanged; None if that cannot be told without reading all of it."""
+        step = self._tf.ms
+        key = f"{t.inst_id}/{month.key}"
+        found = self._sources.prefix(key, lambda day: listing.sig(month.start, day))
+        if found is None:
+            return None
+        day, saved = found
+        if day > old.last:
+            return None
+        try:
+            acc = MonthAcc(step, saved)
+            kept = MonthAcc(step, saved)
+        except (KeyError, TypeError, ValueError):
+            return None
+        read_from = max(lo, day)
+        candles = self._read(t, read_from, hi)
+        if kept.add(candles.between(read_from, old.last + step)).summary() != old.months.get(
+            month.key
+        ):
+            return None  # something before the last exported bar changed: read the month
+        prefix = None
+        if t.last < month.end:
+            new_day = day_start(t.last)
+            acc.add(candles.between(read_from, new_day))
+            prefix = acc.save()
+            acc.add(candles.between(new_day, hi))
+        else:
+            acc.add(candles)
+        return Change(acc.summary(), old.last + step, candles, True, prefix)
 
     def _update_funding(
-        self, t: Target, old: InstrumentEntry, patcher: _Patcher
+        self, t: Target, old: InstrumentEntry, patcher: Patcher
     ) -> FileEntry | None:
         """Update the funding_rate file; returns its entry if it was rewritten whole."""
         step = self._tf.ms
@@ -305,57 +420,17 @@ class InstrumentWriter:
         """Rewrite the funding_rate file alone, streamed in blocks."""
         assert t.funding is not None
         step = self._tf.ms
-        writer = StreamedFile(
-            self._out / self._rel(t.inst_id, FUNDING_FIELD), header(t.start_index)
-        )
+        rel = self._rel(t.inst_id, FUNDING_FIELD)
+        size = VALUE_BYTES * (1 + t.bars(step))
+        writer = StreamedFile(self._out / rel, header(t.start_index), size)
         try:
             end = t.last + step
             for lo in range(t.first, end, FUNDING_CHUNK * step):
                 count = min(FUNDING_CHUNK, (end - lo) // step)
                 writer.write(funding_block(t.funding, lo, count, step))
-            return writer.commit()
+            entry = writer.commit()
+            self._sources.keep_point(rel, writer.point)
+            return entry
         except BaseException:
             writer.abort()
             raise
-
-
-class _Patcher:
-    """Opens an instrument's feature files for patching on first use: resized, header set."""
-
-    def __init__(
-        self,
-        out: Path,
-        t: Target,
-        step: int,
-        header: int | None,
-        rel: Callable[[str, str], str],
-    ) -> None:
-        self._out = out
-        self._t = t
-        self._step = step
-        self.header = header  # new start index, None if it did not change
-        self._rel = rel  # (inst_id, field) -> relative path
-        self.opened: dict[str, PatchedFile] = {}  # field -> open file
-        self._stack = contextlib.ExitStack()  # closes (and fsyncs) them
-
-    def __enter__(self) -> _Patcher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stack.__exit__(exc_type, exc, tb)
-
-    def get(self, field: str) -> PatchedFile:
-        f = self.opened.get(field)
-        if f is None:
-            path = self._out / self._rel(self._t.inst_id, field)
-            f = self._stack.enter_context(PatchedFile(path, self._t.first, self._step))
-            self.opened[field] = f
-            f.resize(self._t.bars(self._step))
-            if self.header is not None:
-                f.set_header(self.header)
-        return f
