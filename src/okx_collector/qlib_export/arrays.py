@@ -20,7 +20,6 @@ from okx_collector.qlib_export.digest import Sha256
 from okx_collector.timeframes import HOUR_MS
 
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume")
-ROW = np.dtype([("ts", "<i8"), *((f, "<f8") for f in CANDLE_FIELDS)])  # 56 bytes, packed
 FIELDS = (*CANDLE_FIELDS, "vwap")  # every instrument has these feature files
 FUNDING_FIELD = "funding_rate"  # only instruments with a funding series have this one
 # OKX settles most perpetuals every 8 h; used as the horizon when only one settlement is known.
@@ -54,19 +53,6 @@ class Candles:
         """The candles with open time in [start, end)."""
         lo, hi = np.searchsorted(self.ts, [start, end], side="left")
         return Candles(self.ts[lo:hi], {f: c[lo:hi] for f, c in self.columns.items()})
-
-    def records(self) -> memoryview:
-        """The candles as packed little-endian rows (`ts` int64, then the six float64 columns),
-        in time order: what a month's checksum hashes, so that it can be extended by new rows."""
-        rec = np.empty(len(self), dtype=ROW)
-        rec["ts"] = self.ts
-        for field in CANDLE_FIELDS:
-            rec[field] = self.columns[field]
-        return rec.view(np.uint8).data
-
-    def digest(self) -> str:
-        """sha256 of `records()`, the manifest's checksum of a month."""
-        return hashlib.sha256(self.records()).hexdigest()
 
 
 def vwap(volume: F64, quote_volume: F64) -> F64:
@@ -151,24 +137,32 @@ class MonthSummary:
     first: int  # open time of its first candle
     last: int  # open time of its last candle
     gaps: int  # runs of missing candles between its first and last
-    sha256: str  # Candles.digest()
+    sha256: str  # MonthAcc's checksum
 
 
 class MonthAcc:
     """A month's summary built from consecutive runs of its candles, and resumable: its state
-    after a prefix of the month (`save`) lets an incremental export add only the rows after it."""
+    after a prefix of the month (`save`) lets an incremental export add only the rows after it.
+
+    The checksum is the sha256 of the seven column digests (`ts` as little-endian int64, then
+    the six numbers as little-endian float64, in `CANDLE_FIELDS` order), each over the month's
+    rows in time order: every column is hashed in place, and each can be extended by new rows.
+    """
 
     def __init__(self, step: int, saved: Mapping[str, Any] | None = None) -> None:
         self._step = step  # bar length, ms
         self.rows = 0
         self.first = self.last = 0  # open times of the first and last candle (if rows)
         self.gaps = 0  # runs of missing candles between first and last
-        self._hash = Sha256()  # of the rows' records
+        self._hashes = [Sha256() for _ in range(1 + len(CANDLE_FIELDS))]  # ts, then the fields
         if saved is not None:
             self.rows, self.first, self.last, self.gaps = (
                 int(saved[k]) for k in ("rows", "first", "last", "gaps")
             )
-            self._hash = Sha256.resume(str(saved["state"]))
+            states = saved["states"]
+            if not isinstance(states, list) or len(states) != len(self._hashes):
+                raise ValueError("not a saved month state")
+            self._hashes = [Sha256.resume(str(x)) for x in states]
 
     def add(self, candles: Candles) -> MonthAcc:
         """Add candles that all open after the last one added."""
@@ -183,26 +177,30 @@ class MonthAcc:
             self.first = int(ts[0])
         self.last = int(ts[-1])
         self.rows += n
-        self._hash.update(candles.records())
+        self._hashes[0].update(_le(ts, "<i8"))
+        for h, field in zip(self._hashes[1:], CANDLE_FIELDS, strict=True):
+            h.update(_le(candles.columns[field], "<f8"))
         return self
 
     def summary(self) -> MonthSummary | None:
         """The summary of the candles added so far, None when there are none."""
         if not self.rows:
             return None
-        return MonthSummary(self.rows, self.first, self.last, self.gaps, self._hash.hexdigest())
+        joined = b"".join(bytes.fromhex(h.hexdigest()) for h in self._hashes)
+        sha = hashlib.sha256(joined).hexdigest()
+        return MonthSummary(self.rows, self.first, self.last, self.gaps, sha)
 
     def save(self) -> dict[str, Any] | None:
         """What `MonthAcc(step, saved)` resumes from (None when the hash cannot be saved)."""
-        state = self._hash.state()
-        if state is None:
+        states = [h.state() for h in self._hashes]
+        if any(x is None for x in states):
             return None
         return {
             "rows": self.rows,
             "first": self.first,
             "last": self.last,
             "gaps": self.gaps,
-            "state": state,
+            "states": states,
         }
 
 

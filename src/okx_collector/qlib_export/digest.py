@@ -22,6 +22,8 @@ import ctypes.util
 import hashlib
 from typing import Any
 
+import numpy as np
+
 _CTX_BYTES = 112  # sizeof(SHA256_CTX): h[8], Nl, Nh, data[16], num, md_len (32-bit each)
 
 
@@ -74,14 +76,9 @@ class Sha256:
         if self._ctx is None:
             self._h.update(data)
             return
-        view = memoryview(data).cast("B")
-        if not view.nbytes:
-            return
-        if view.readonly:
-            buf = (ctypes.c_char * view.nbytes).from_buffer_copy(view)
-        else:
-            buf = (ctypes.c_char * view.nbytes).from_buffer(view)
-        _LIB.SHA256_Update(self._ctx, buf, view.nbytes)
+        arr = np.frombuffer(data, dtype=np.uint8)  # (a view: read-only buffers too, no copy)
+        if arr.size:
+            _LIB.SHA256_Update(self._ctx, arr.ctypes.data, arr.size)
 
     def state(self) -> str | None:
         """The hash's state after the bytes given so far (None without OpenSSL)."""

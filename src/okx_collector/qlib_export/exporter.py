@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from okx_collector import __version__
 from okx_collector.errors import BadInput
 from okx_collector.fsutil import fsync_dir
@@ -51,6 +49,7 @@ from okx_collector.qlib_export.manifest import (
     freq_instruments_path,
 )
 from okx_collector.qlib_export.sources import SOURCES_FILE, SourceCache
+from okx_collector.store.arrow import to_float64, to_int64
 from okx_collector.store.store import Store
 from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 
@@ -138,8 +137,8 @@ def _read_funding(store: Store, inst_id: str) -> Funding | None:
     if table.num_rows == 0:
         return None
     return Funding(
-        np.asarray(table.column("funding_time").to_numpy(), dtype=np.int64),
-        np.asarray(table.column("funding_rate").to_numpy(), dtype=np.float64),
+        to_int64(table.column("funding_time")),
+        to_float64(table.column("funding_rate")),
     )
 
 

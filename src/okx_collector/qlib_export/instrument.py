@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from okx_collector.fsutil import fsync_dir
 from okx_collector.qlib_export.arrays import (
     CANDLE_FIELDS,
@@ -53,6 +51,7 @@ from okx_collector.qlib_export.manifest import (
 )
 from okx_collector.qlib_export.patcher import Patcher
 from okx_collector.qlib_export.sources import SourceCache
+from okx_collector.store.arrow import to_float64, to_int64
 from okx_collector.store.store import Store
 from okx_collector.timeframes import DAY_MS, Timeframe
 
@@ -125,8 +124,8 @@ class InstrumentWriter:
         """The stored candles of [lo, hi)."""
         table = self._store.read_candles(t.inst_id, self._tf, lo, hi, columns=READ_COLUMNS)
         return Candles(
-            np.asarray(table.column("ts").to_numpy(), dtype=np.int64),
-            {f: np.asarray(table.column(f).to_numpy(), dtype=np.float64) for f in CANDLE_FIELDS},
+            to_int64(table.column("ts")),
+            {f: to_float64(table.column(f)) for f in CANDLE_FIELDS},
         )
 
     def _remember(
