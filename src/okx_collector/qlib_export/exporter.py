@@ -4,9 +4,9 @@ The order of work is what makes it crash-safe:
 
 1. mark the timeframe as being modified (`outdir.begin`);
 2. write each instrument's feature files (new ones streamed to temp files and renamed, existing
-   ones patched in place), one instrument at a time;
+   ones patched in place), two instruments at a time, while a `files.Syncer` makes them durable;
 3. rewrite or extend the calendar, rewrite the instruments files;
-4. write `manifest.json` atomically, then clear the mark.
+4. wait for the syncer, write `manifest.json` atomically, then clear the mark.
 
 An export that finds the mark left behind does not trust the manifest for that timeframe and
 rewrites it in full; otherwise the manifest is the source of truth about every file.
@@ -29,6 +29,7 @@ from okx_collector.qlib_export import derived, outdir
 from okx_collector.qlib_export.arrays import Funding
 from okx_collector.qlib_export.calendar import LINE_BYTES, calendar_chunks, format_time
 from okx_collector.qlib_export.files import (
+    Syncer,
     file_size,
     remove,
     remove_stale_temps,
@@ -221,7 +222,7 @@ def export_qlib(
     say = progress or (lambda _msg: None)
     out = Path(out)
     outdir.read_state(out)  # refuse a foreign directory before creating anything in it
-    with outdir.locked(out):
+    with outdir.locked(out), Syncer() as syncer:
         manifest, note = outdir.read_state(out)
         notes = [note] if note else []
         selected = _select(store, tf, instruments)
@@ -251,7 +252,7 @@ def export_qlib(
             remove_stale_temps(directory)
         targets = _targets(store, ranges, cal_first, tf)
         sources = SourceCache.load(out, tf.name)
-        writer = InstrumentWriter(store, out, tf, sources)
+        writer = InstrumentWriter(store, out, tf, sources, syncer)
         results: dict[str, Result] = {}
         derived_ids = derived.stored_ids(store, tf)
 
@@ -301,6 +302,7 @@ def export_qlib(
         all_entry = write_atomic(
             out / INSTRUMENTS_ALL, _instruments_text(_union_ranges(timeframes))
         )
+        syncer.wait()  # every feature file durable before the manifest says what they hold
         for sub in ("calendars", "instruments", "features"):
             fsync_dir(out / sub)
         new = Manifest(

@@ -15,6 +15,12 @@ Three ways a file changes:
   point was written and the file is the one the point was saved for (`hash_file`); so an append
   hashes the last `TAIL_BYTES` and the new bytes, not the whole file.
 
+Feature files are not fsynced one after the other by the thread that wrote them: each is handed
+to a `Syncer`, whose threads sync them while the export goes on (an fsync is mostly a wait for
+the disk: eight at once cost about one), and the exporter waits for all of them before it writes
+the manifest. A crash before that leaves the exporter's journal behind, so nothing written meanwhile
+is trusted.
+
 Temp files are hidden and carry our pid (`.close.15min.bin.tmp-PID-HEX`): qlib ignores them and
 `remove_stale_temps` deletes those of processes that are gone.
 """
@@ -26,7 +32,9 @@ import hashlib
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from okx_collector.errors import StorageError
-from okx_collector.fsutil import pid_alive
+from okx_collector.fsutil import fsync_dir, pid_alive
 from okx_collector.qlib_export.digest import Sha256
 from okx_collector.qlib_export.manifest import FileEntry
 
@@ -157,6 +165,47 @@ def hash_file(path: Path, start: HashPoint | None) -> tuple[FileEntry, HashPoint
     return entry, HashPoint(now, saved[0], saved[1])
 
 
+class Syncer:
+    """fsyncs files and folders in background threads; `wait` says when all are durable."""
+
+    def __init__(self, workers: int = 8) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qlib-fsync")
+        self._pending: list[Future[None]] = []
+        self._lock = threading.Lock()  # guards _pending (writers call from several threads)
+
+    def __enter__(self) -> Syncer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)  # (every job closes its descriptor, even after a failure)
+
+    def fd(self, fd: int, path: Path) -> None:
+        """fsync and close `fd` (open on `path`, which names it in an error); owns `fd` now."""
+
+        def job() -> None:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise export_error(path, "sync", exc) from exc
+            finally:
+                os.close(fd)
+
+        with self._lock:
+            self._pending.append(self._pool.submit(job))
+
+    def folder(self, directory: Path) -> None:
+        """Persist the renames and creations in `directory`."""
+        with self._lock:
+            self._pending.append(self._pool.submit(fsync_dir, directory))
+
+    def wait(self) -> None:
+        """Return once everything handed over so far is durable; raise the first failure."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
+
+
 def file_size(path: Path) -> int | None:
     try:
         return path.stat().st_size
@@ -186,8 +235,15 @@ def header(start_index: int) -> bytes:
 class StreamedFile:
     """A file written in full, block by block, to a temp file that replaces the old on commit."""
 
-    def __init__(self, final: Path, first: bytes = b"", size: int | None = None) -> None:
+    def __init__(
+        self,
+        final: Path,
+        first: bytes = b"",
+        size: int | None = None,
+        syncer: Syncer | None = None,
+    ) -> None:
         self.final = final  # where the file ends up
+        self._syncer = syncer  # syncs it after the rename (else: before, here)
         self._tmp = temp_name(final)  # where it is written meanwhile
         self._hash = Sha256()  # of everything written so far
         self._size = 0  # bytes written so far
@@ -222,15 +278,20 @@ class StreamedFile:
         self._size += len(raw)
 
     def commit(self) -> FileEntry:
-        """fsync and move into place (the caller fsyncs the directory)."""
+        """fsync and move into place (the caller fsyncs the directory); with a `Syncer`, move
+        into place and hand the file to it."""
         try:
             self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+            if self._syncer is None:
+                os.fsync(self._fh.fileno())
+                self._fh.close()
             self._tmp.replace(self.final)
         except OSError as exc:
             self.abort()
             raise export_error(self.final, "write", exc) from exc
+        if self._syncer is not None:
+            self._syncer.fd(os.dup(self._fh.fileno()), self.final)
+            self._fh.close()
         now = ident(self.final)
         if self._saved is not None and now is not None and now[1] == self._size:
             self.point = HashPoint(now, *self._saved)
@@ -246,8 +307,9 @@ class StreamedFile:
 class PatchedFile:
     """An existing feature file changed in place: resized, then written at explicit slots."""
 
-    def __init__(self, path: Path, first: int, step: int) -> None:
+    def __init__(self, path: Path, first: int, step: int, syncer: Syncer | None = None) -> None:
         self.path = path
+        self._syncer = syncer  # syncs it on close (else: close syncs it)
         self._first = first  # open time of the bar at value 1 (right after the header)
         self._step = step  # bar length, ms
         self.low: int | None = None  # the lowest byte offset written (or cut) so far
@@ -289,6 +351,10 @@ class PatchedFile:
 
     def close(self, sync: bool = True) -> None:
         if self._fd < 0:
+            return
+        if sync and self._syncer is not None:
+            fd, self._fd = self._fd, -1
+            self._syncer.fd(fd, self.path)
             return
         try:
             if sync:

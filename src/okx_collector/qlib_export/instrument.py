@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from okx_collector.fsutil import fsync_dir
 from okx_collector.qlib_export.arrays import (
     CANDLE_FIELDS,
     FIELDS,
@@ -35,6 +34,7 @@ from okx_collector.qlib_export.calendar import Month, month_of, months_between
 from okx_collector.qlib_export.files import (
     VALUE_BYTES,
     StreamedFile,
+    Syncer,
     file_size,
     hash_file,
     header,
@@ -103,8 +103,11 @@ class Result:
 class InstrumentWriter:
     """Writes the feature files of one timeframe's instruments under `out`."""
 
-    def __init__(self, store: Store, out: Path, tf: Timeframe, sources: SourceCache) -> None:
+    def __init__(
+        self, store: Store, out: Path, tf: Timeframe, sources: SourceCache, syncer: Syncer
+    ) -> None:
         self._store = store  # read only
+        self._syncer = syncer  # makes the files durable before the manifest is written
         self._out = out  # the export directory
         self._tf = tf
         self._sources = sources  # partitions known unchanged since the last export
@@ -222,7 +225,10 @@ class InstrumentWriter:
         try:
             for field in fields:
                 writers[field] = StreamedFile(
-                    self._out / self._rel(t.inst_id, field), header(t.start_index), size
+                    self._out / self._rel(t.inst_id, field),
+                    header(t.start_index),
+                    size,
+                    self._syncer,
                 )
             for chunk in self._chunks(t):
                 lo, hi = chunk[0][1], chunk[-1][2]
@@ -248,7 +254,7 @@ class InstrumentWriter:
         self._remember(t, before, Listing(self._store, t.inst_id, self._tf), changes)
         if t.funding is None:
             remove(self._out / self._rel(t.inst_id, FUNDING_FIELD))
-        fsync_dir(directory)
+        self._syncer.folder(directory)
         return Result(self._entry(t, months, files), "rewritten", t.bars(step))
 
     # -- incremental ---------------------------------------------------------------------------
@@ -278,7 +284,9 @@ class InstrumentWriter:
         header = t.start_index if t.start_index != old.start_index else None
         before = Listing(self._store, t.inst_id, self._tf)
         bars = t.bars(step)
-        with Patcher(self._out, t.inst_id, t.first, step, bars, header, self._rel) as patcher:
+        with Patcher(
+            self._out, t.inst_id, t.first, step, bars, header, self._rel, self._syncer
+        ) as patcher:
             for month in months_between(t.first, t.last):
                 lo, hi = self._slots(t, month)
                 if hi <= lo:
@@ -421,7 +429,7 @@ class InstrumentWriter:
         step = self._tf.ms
         rel = self._rel(t.inst_id, FUNDING_FIELD)
         size = VALUE_BYTES * (1 + t.bars(step))
-        writer = StreamedFile(self._out / rel, header(t.start_index), size)
+        writer = StreamedFile(self._out / rel, header(t.start_index), size, self._syncer)
         try:
             end = t.last + step
             for lo in range(t.first, end, FUNDING_CHUNK * step):

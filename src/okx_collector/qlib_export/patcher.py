@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from okx_collector.qlib_export.files import Ident, PatchedFile, ident
+from okx_collector.qlib_export.files import Ident, PatchedFile, Syncer, ident
 
 
 class Patcher:
@@ -22,8 +22,10 @@ class Patcher:
         bars: int,
         header: int | None,
         rel: Callable[[str, str], str],
+        syncer: Syncer,
     ) -> None:
         self._out = out
+        self._syncer = syncer
         self._inst_id = inst_id
         self._first = first  # open time of the first bar
         self._step = step
@@ -50,7 +52,7 @@ class Patcher:
         if f is None:
             path = self._out / self._rel(self._inst_id, field)
             self.before[field] = ident(path)
-            f = self._stack.enter_context(PatchedFile(path, self._first, self._step))
+            f = self._stack.enter_context(PatchedFile(path, self._first, self._step, self._syncer))
             self.opened[field] = f
             f.resize(self._bars)
             if self.header is not None:
