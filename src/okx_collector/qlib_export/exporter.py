@@ -29,7 +29,6 @@ from okx_collector.qlib_export import derived, outdir
 from okx_collector.qlib_export.arrays import Funding
 from okx_collector.qlib_export.calendar import LINE_BYTES, calendar_chunks, format_time
 from okx_collector.qlib_export.files import (
-    Syncer,
     file_size,
     remove,
     remove_stale_temps,
@@ -37,7 +36,7 @@ from okx_collector.qlib_export.files import (
     stream_atomic,
     write_atomic,
 )
-from okx_collector.qlib_export.instrument import InstrumentWriter, Result, Target
+from okx_collector.qlib_export.instrument import Result, Target
 from okx_collector.qlib_export.manifest import (
     INSTRUMENTS_ALL,
     MANIFEST,
@@ -50,6 +49,8 @@ from okx_collector.qlib_export.manifest import (
     freq_instruments_path,
 )
 from okx_collector.qlib_export.sources import SOURCES_FILE, SourceCache
+from okx_collector.qlib_export.syncer import Syncer
+from okx_collector.qlib_export.update import InstrumentUpdater
 from okx_collector.store.arrow import to_float64, to_int64
 from okx_collector.store.store import Store
 from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
@@ -252,7 +253,7 @@ def export_qlib(
             remove_stale_temps(directory)
         targets = _targets(store, ranges, cal_first, tf)
         sources = SourceCache.load(out, tf.name)
-        writer = InstrumentWriter(store, out, tf, sources, syncer)
+        writer = InstrumentUpdater(store, out, tf, sources, syncer)
         results: dict[str, Result] = {}
         derived_ids = derived.stored_ids(store, tf)
 

@@ -32,20 +32,22 @@ import hashlib
 import os
 import re
 import secrets
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from okx_collector.errors import StorageError
-from okx_collector.fsutil import fsync_dir, pid_alive
+from okx_collector.fsutil import pid_alive
 from okx_collector.qlib_export.digest import Sha256
 from okx_collector.qlib_export.manifest import FileEntry
+
+if TYPE_CHECKING:
+    from okx_collector.qlib_export.syncer import Syncer
 
 VALUE_BYTES = 4  # float32
 # A file's hash state is saved this far before its end: an update that rewrites the last bars
@@ -163,47 +165,6 @@ def hash_file(path: Path, start: HashPoint | None) -> tuple[FileEntry, HashPoint
     if saved is None or saved[1] is None or now is None or now[1] != offset:
         return entry, None
     return entry, HashPoint(now, saved[0], saved[1])
-
-
-class Syncer:
-    """fsyncs files and folders in background threads; `wait` says when all are durable."""
-
-    def __init__(self, workers: int = 8) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qlib-fsync")
-        self._pending: list[Future[None]] = []
-        self._lock = threading.Lock()  # guards _pending (writers call from several threads)
-
-    def __enter__(self) -> Syncer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True)  # (every job closes its descriptor, even after a failure)
-
-    def fd(self, fd: int, path: Path) -> None:
-        """fsync and close `fd` (open on `path`, which names it in an error); owns `fd` now."""
-
-        def job() -> None:
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                raise export_error(path, "sync", exc) from exc
-            finally:
-                os.close(fd)
-
-        with self._lock:
-            self._pending.append(self._pool.submit(job))
-
-    def folder(self, directory: Path) -> None:
-        """Persist the renames and creations in `directory`."""
-        with self._lock:
-            self._pending.append(self._pool.submit(fsync_dir, directory))
-
-    def wait(self) -> None:
-        """Return once everything handed over so far is durable; raise the first failure."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for f in pending:
-            f.result()
 
 
 def file_size(path: Path) -> int | None:

@@ -4,21 +4,16 @@ The exporter asks, for every month of every instrument, which files hold it and 
 changed (`sources.SourceCache`). Asking the store each time lists the series folder and the
 journal again (~0.2 ms a month, 600 times for 50 instruments x 12 months); a listing taken once
 before an instrument's reads and once after answers every month from the partition names.
-Journal files hold any range: while a series has some, ranges are asked of the store.
+Journal files hold any range: while the journal holds any file, ranges are asked of the store.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from okx_collector.qlib_export.sources import FileSig, Sig
-from okx_collector.store.layout import (
-    Partition,
-    Period,
-    candle_period,
-    overlapping,
-    partition_from_filename,
-)
+from okx_collector.store.layout import candle_period, list_partitions, overlapping
 from okx_collector.store.store import Store
 from okx_collector.timeframes import Timeframe
 
@@ -30,46 +25,39 @@ class Listing:
         self._store = store
         self._inst_id = inst_id
         self._tf = tf
-        directory = store.layout.candle_dir(inst_id, tf)
-        period = candle_period(tf)
-        self._parts: list[tuple[Partition, Path]] = []  # in the store's order
-        self._journal = False  # does the journal hold rows of the series?
-        for path in store.candle_partition_files(inst_id, tf):
-            part = None
-            if path.parent == directory:
-                part = partition_from_filename(path.name, period) or partition_from_filename(
-                    path.name, Period.DAY
-                )
-            if part is None:
-                self._journal = True
-            else:
-                self._parts.append((part, path))
-        self._stats: dict[Path, FileSig | None] = {}
+        self._dir = str(store.layout.candle_dir(inst_id, tf))
+        # (Checked first: a journal file written after this is seen by the next export.)
+        self._journal = store.journal_pending() > 0  # may the journal hold rows of the series?
+        self._parts = list_partitions(Path(self._dir), candle_period(tf))  # oldest first
+        self._stats: dict[str, FileSig | None] = {}
 
     def files(self, start: int, end: int) -> list[Path]:
         """The files that may hold candles in [start, end)."""
         if self._journal:
             return self._store.candle_partition_files(self._inst_id, self._tf, start, end)
-        parts = overlapping([p for p, _ in self._parts], start, end)
-        keep = {p.key for p in parts}
-        return [path for p, path in self._parts if p.key in keep]
+        return [Path(self._dir, p.filename) for p in overlapping(self._parts, start, end)]
 
     def sig(self, start: int, end: int) -> Sig | None:
         """The identity of the files holding [start, end), None if one of them is gone."""
+        if self._journal:
+            names = [str(p) for p in self.files(start, end)]
+        else:
+            names = [f"{self._dir}/{p.filename}" for p in overlapping(self._parts, start, end)]
         found = []
-        for path in self.files(start, end):
-            if path not in self._stats:
-                self._stats[path] = _file_sig(path)
-            sig = self._stats[path]
+        for name in names:
+            if name not in self._stats:
+                self._stats[name] = _file_sig(name)
+            sig = self._stats[name]
             if sig is None:
                 return None
             found.append(sig)
         return tuple(found)
 
 
-def _file_sig(path: Path) -> FileSig | None:
+def _file_sig(path: str) -> FileSig | None:
+    # (os.stat of a string: a Path per file costs more than the stat, thousands of times)
     try:
-        st = path.stat()
+        st = os.stat(path)  # noqa: PTH116
     except OSError:
         return None
-    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (path.rsplit("/", 1)[-1], st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from okx_collector.qlib_export.files import Ident, PatchedFile, Syncer, ident
+from okx_collector.qlib_export.files import Ident, PatchedFile, ident
+from okx_collector.qlib_export.syncer import Syncer
 
 
 class Patcher:
