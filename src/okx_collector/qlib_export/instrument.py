@@ -103,6 +103,7 @@ class InstrumentWriter:
     ) -> None:
         self._store = store  # read only
         self._syncer = syncer  # makes the files durable before the manifest is written
+        self._journal = store.journal_pending() > 0  # (for `Listing`)
         self._out = out  # the export directory
         self._tf = tf
         self._sources = sources  # partitions known unchanged since the last export
@@ -216,7 +217,7 @@ class InstrumentWriter:
         writers: dict[str, StreamedFile] = {}
         months: dict[str, MonthSummary] = {}
         changes: list[tuple[Month, int, Change]] = []
-        before = Listing(self._store, t.inst_id, self._tf)
+        before = Listing(self._store, t.inst_id, self._tf, self._journal)
         try:
             for field in fields:
                 writers[field] = StreamedFile(
@@ -246,7 +247,7 @@ class InstrumentWriter:
             raise
         for f, w in writers.items():
             self._sources.keep_point(self._rel(t.inst_id, f), w.point)
-        self._remember(t, before, Listing(self._store, t.inst_id, self._tf), changes)
+        self._remember(t, before, Listing(self._store, t.inst_id, self._tf, self._journal), changes)
         if t.funding is None:
             remove(self._out / self._rel(t.inst_id, FUNDING_FIELD))
         self._syncer.folder(directory)

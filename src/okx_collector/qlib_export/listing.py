@@ -21,13 +21,15 @@ from okx_collector.timeframes import Timeframe
 class Listing:
     """The candle files of one series at one moment."""
 
-    def __init__(self, store: Store, inst_id: str, tf: Timeframe) -> None:
+    def __init__(self, store: Store, inst_id: str, tf: Timeframe, journal: bool) -> None:
         self._store = store
         self._inst_id = inst_id
         self._tf = tf
         self._dir = str(store.layout.candle_dir(inst_id, tf))
-        # (Checked first: a journal file written after this is seen by the next export.)
-        self._journal = store.journal_pending() > 0  # may the journal hold rows of the series?
+        # May the journal hold rows of the series? (`store.journal_pending()`, asked once per
+        # export: a journal file written after that is in the next export's listing, and makes
+        # every month it touches differ from what this one remembers.)
+        self._journal = journal
         self._parts = list_partitions(Path(self._dir), candle_period(tf))  # oldest first
         self._stats: dict[str, FileSig | None] = {}
 

@@ -59,7 +59,7 @@ class InstrumentUpdater(InstrumentWriter):
         changes: list[tuple[Month, int, Change]] = []
         slots = 0
         header = t.start_index if t.start_index != old.start_index else None
-        before = Listing(self._store, t.inst_id, self._tf)
+        before = Listing(self._store, t.inst_id, self._tf, self._journal)
         bars = t.bars(step)
         with Patcher(
             self._out, t.inst_id, t.first, step, bars, header, self._rel, self._syncer
@@ -83,7 +83,7 @@ class InstrumentUpdater(InstrumentWriter):
                 for field in FIELDS:
                     patcher.get(field)
             rewritten_funding = self._update_funding(t, old, patcher)
-        self._remember(t, before, Listing(self._store, t.inst_id, self._tf), changes)
+        self._remember(t, before, Listing(self._store, t.inst_id, self._tf, self._journal), changes)
         files = {self._rel(t.inst_id, f): old.files[self._rel(t.inst_id, f)] for f in FIELDS}
         funding_rel = self._rel(t.inst_id, FUNDING_FIELD)
         if t.funding is not None and old.funding is not None:
