@@ -128,11 +128,7 @@ class InstrumentWriter:
         )
 
     def _remember(
-        self,
-        t: Target,
-        before: Listing,
-        after: Listing,
-        changes: list[tuple[Month, int, Change]],
+        self, t: Target, before: Listing, changes: list[tuple[Month, int, Change]]
     ) -> None:
         """Record the months read whole, and the newest month's prefix, as unchanged sources."""
         for month, hi, change in changes:
@@ -140,13 +136,11 @@ class InstrumentWriter:
             if change.known and hi >= month.end:  # the whole partition (nothing after `hi`)
                 sha = change.summary.sha256 if change.summary else ""
                 sig = (month.start, month.end)
-                self._sources.remember(key, before.sig(*sig), after.sig(*sig), sha)
+                self._sources.remember(key, before.sig(*sig), sha)
             if change.prefix is not None:
                 day = day_start(t.last)
                 sig = (month.start, day)
-                self._sources.remember_prefix(
-                    key, before.sig(*sig), after.sig(*sig), day, change.prefix
-                )
+                self._sources.remember_prefix(key, before.sig(*sig), day, change.prefix)
 
     def _entry(
         self,
@@ -247,7 +241,7 @@ class InstrumentWriter:
             raise
         for f, w in writers.items():
             self._sources.keep_point(self._rel(t.inst_id, f), w.point)
-        self._remember(t, before, Listing(self._store, t.inst_id, self._tf, self._journal), changes)
+        self._remember(t, before, changes)
         if t.funding is None:
             remove(self._out / self._rel(t.inst_id, FUNDING_FIELD))
         self._syncer.folder(directory)

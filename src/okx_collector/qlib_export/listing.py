@@ -3,7 +3,7 @@
 The exporter asks, for every month of every instrument, which files hold it and whether they
 changed (`sources.SourceCache`). Asking the store each time lists the series folder and the
 journal again (~0.2 ms a month, 600 times for 50 instruments x 12 months); a listing taken once
-before an instrument's reads and once after answers every month from the partition names.
+before an instrument's reads answers every month from the partition names.
 Journal files hold any range: while the journal holds any file, ranges are asked of the store.
 """
 

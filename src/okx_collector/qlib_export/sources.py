@@ -91,10 +91,14 @@ class SourceCache:
         self._kept[key] = entry
         return True
 
-    def remember(self, key: str, before: Sig | None, after: Sig | None, sha256: str) -> None:
-        """Record that the month `key`, read between identities `before` and `after`, held
-        `sha256` (not if a file changed meanwhile or too recently to trust its times)."""
-        if before is None or before != after:
+    def remember(self, key: str, before: Sig | None, sha256: str) -> None:
+        """Record that the month `key`, whose files had identity `before` when listed before
+        the read, held `sha256` (not if a file changed too recently to trust its times).
+
+        A file replaced between that listing and the read has another identity (the store
+        replaces files by rename: another inode, other times), as has a file added meanwhile to
+        the month: the next export sees the difference and reads the month again."""
+        if before is None:
             return
         if any(f[3] > self._now - RACY_NS for f in before):
             return
@@ -118,11 +122,11 @@ class SourceCache:
         return day, acc
 
     def remember_prefix(
-        self, key: str, before: Sig | None, after: Sig | None, day: int, acc: dict[str, Any] | None
+        self, key: str, before: Sig | None, day: int, acc: dict[str, Any] | None
     ) -> None:
         """Record the state `acc` of month `key` up to `day`, read from files that had identity
-        `before` and `after` around the read (not if they changed, or too recently)."""
-        if acc is None or before is None or before != after:
+        `before` when listed (as `remember`)."""
+        if acc is None or before is None:
             return
         if any(f[3] > self._now - RACY_NS for f in before):
             return

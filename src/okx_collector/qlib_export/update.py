@@ -83,7 +83,7 @@ class InstrumentUpdater(InstrumentWriter):
                 for field in FIELDS:
                     patcher.get(field)
             rewritten_funding = self._update_funding(t, old, patcher)
-        self._remember(t, before, Listing(self._store, t.inst_id, self._tf, self._journal), changes)
+        self._remember(t, before, changes)
         files = {self._rel(t.inst_id, f): old.files[self._rel(t.inst_id, f)] for f in FIELDS}
         funding_rel = self._rel(t.inst_id, FUNDING_FIELD)
         if t.funding is not None and old.funding is not None:
