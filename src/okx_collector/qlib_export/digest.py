@@ -28,8 +28,16 @@ _CTX_BYTES = 112  # sizeof(SHA256_CTX): h[8], Nl, Nh, data[16], num, md_len (32-
 
 
 def _load() -> Any:
-    """OpenSSL's libcrypto with the SHA-256 context functions, or None."""
-    name = ctypes.util.find_library("crypto")
+    """OpenSSL's libcrypto with the SHA-256 context functions, or None.
+
+    Through `_hashlib`'s own library, whose symbol lookup reaches the libcrypto it is linked
+    with (`find_library` would run `ldconfig` in a subprocess)."""
+    try:
+        import _hashlib
+
+        name: str | None = _hashlib.__file__
+    except (ImportError, AttributeError):
+        name = ctypes.util.find_library("crypto")
     if name is None:
         return None
     try:

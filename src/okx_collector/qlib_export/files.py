@@ -141,8 +141,10 @@ def checkpoint(size: int) -> int:
 def hash_file(path: Path, start: HashPoint | None) -> tuple[FileEntry, HashPoint | None]:
     """Size and sha256 of `path`, hashing from `start` (a state valid for the file's first
     `start.offset` bytes, checked by the caller) or from byte 0; and a new point to resume from."""
-    h = Sha256.resume(start.state) if start is not None else Sha256()
-    offset = start.offset if start is not None else 0
+    h, offset = Sha256(), 0
+    if start is not None:
+        with contextlib.suppress(ValueError):  # (a state saved where OpenSSL's could be)
+            h, offset = Sha256.resume(start.state), start.offset
     saved: tuple[int, str | None] | None = None
     try:
         with path.open("rb") as fh:
