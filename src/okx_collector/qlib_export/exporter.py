@@ -30,6 +30,7 @@ from okx_collector.qlib_export.arrays import Funding
 from okx_collector.qlib_export.calendar import LINE_BYTES, calendar_chunks, format_time
 from okx_collector.qlib_export.files import (
     file_size,
+    ident,
     remove,
     remove_stale_temps,
     rewrite_tail,
@@ -181,18 +182,31 @@ def _union_ranges(timeframes: dict[str, TimeframeEntry]) -> dict[str, tuple[int,
 
 
 def _write_calendar(
-    out: Path, tf: Timeframe, first: int, bars: int, old: TimeframeEntry | None
+    out: Path,
+    tf: Timeframe,
+    first: int,
+    bars: int,
+    old: TimeframeEntry | None,
+    sources: SourceCache,
 ) -> FileEntry:
     """Extend (or cut) the calendar in place when it starts where it did; else rewrite it."""
-    path = out / calendar_path(tf.qlib_freq)
+    rel = calendar_path(tf.qlib_freq)
+    path = out / rel
     if old is not None and old.first == first:
         old_bars = (old.last - old.first) // tf.ms + 1
         if file_size(path) == LINE_BYTES * old_bars:
             keep = min(old_bars, bars)
             if keep == bars == old_bars:
-                return old.files[calendar_path(tf.qlib_freq)]
-            return rewrite_tail(path, LINE_BYTES * keep, calendar_chunks(first, keep, bars, tf.ms))
-    return stream_atomic(path, calendar_chunks(first, 0, bars, tf.ms))
+                sources.keep_point(rel, sources.point(rel, ident(path)))
+                return old.files[rel]
+            point = sources.point(rel, ident(path))
+            chunks = calendar_chunks(first, keep, bars, tf.ms)
+            entry, point = rewrite_tail(path, LINE_BYTES * keep, chunks, point)
+            sources.keep_point(rel, point)
+            return entry
+    entry, point = stream_atomic(path, calendar_chunks(first, 0, bars, tf.ms), LINE_BYTES * bars)
+    sources.keep_point(rel, point)
+    return entry
 
 
 def _remove_instrument(out: Path, entry: InstrumentEntry) -> None:
@@ -283,7 +297,7 @@ def export_qlib(
         freq = tf.qlib_freq
         entries = {inst: r.entry for inst, r in results.items()}
         section_files = {
-            calendar_path(freq): _write_calendar(out, tf, cal_first, bars, trusted),
+            calendar_path(freq): _write_calendar(out, tf, cal_first, bars, trusted, sources),
             freq_instruments_path(freq): write_atomic(
                 out / freq_instruments_path(freq),
                 _instruments_text({i: (e.first, e.last) for i, e in entries.items()}),

@@ -103,16 +103,6 @@ def write_atomic(path: Path, data: bytes) -> FileEntry:
     return FileEntry(len(data), hashlib.sha256(data).hexdigest())
 
 
-def file_entry(path: Path) -> FileEntry:
-    """Size and sha256 of a file, read back from disk."""
-    try:
-        with path.open("rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            return FileEntry(fh.tell(), digest)
-    except OSError as exc:
-        raise export_error(path, "read", exc) from exc
-
-
 Ident = tuple[int, int, int]  # st_ino, st_size, st_mtime_ns: this very file, as last written
 
 
@@ -335,21 +325,28 @@ class PatchedFile:
             raise export_error(self.path, action, exc) from exc
 
 
-def stream_atomic(path: Path, chunks: Iterable[bytes]) -> FileEntry:
-    """Replace `path` atomically by the concatenation of `chunks` (written as they come)."""
+def stream_atomic(
+    path: Path, chunks: Iterable[bytes], size: int | None = None
+) -> tuple[FileEntry, HashPoint | None]:
+    """Replace `path` atomically by the concatenation of `chunks` (written as they come); its
+    entry, and the hash point near its end if its `size` was given."""
     make_dirs(path.parent)
-    writer = StreamedFile(path)
+    writer = StreamedFile(path, size=size)
     try:
         for chunk in chunks:
             writer.write(chunk)
-        return writer.commit()
+        return writer.commit(), writer.point
     except BaseException:
         writer.abort()
         raise
 
 
-def rewrite_tail(path: Path, keep: int, chunks: Iterable[bytes]) -> FileEntry:
-    """Cut `path` to `keep` bytes and append `chunks`, in place (the caller journals it)."""
+def rewrite_tail(
+    path: Path, keep: int, chunks: Iterable[bytes], point: HashPoint | None = None
+) -> tuple[FileEntry, HashPoint | None]:
+    """Cut `path` to `keep` bytes and append `chunks`, in place (the caller journals it); its
+    entry, hashed from `point` (checked by the caller to be this file's) if it lies within the
+    bytes kept, and the new hash point."""
     try:
         with path.open("r+b") as fh:
             fh.truncate(keep)
@@ -360,4 +357,4 @@ def rewrite_tail(path: Path, keep: int, chunks: Iterable[bytes]) -> FileEntry:
             os.fsync(fh.fileno())
     except OSError as exc:
         raise export_error(path, "write", exc) from exc
-    return file_entry(path)
+    return hash_file(path, point if point is not None and point.offset <= keep else None)
