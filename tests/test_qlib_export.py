@@ -145,7 +145,7 @@ def test_full_export_layout_values_and_manifest(tmp_path: Path) -> None:
     assert not (out / "features/eth-usdt/funding_rate.15min.bin").exists()
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "okx-collector-qlib" and manifest["format_version"] == 1
+    assert manifest["format"] == "okx-collector-qlib" and manifest["format_version"] == 2
     section = manifest["timeframes"]["15m"]
     assert section["store"] == str((tmp_path / "data").resolve())
     btc = section["instruments"]["BTC-USDT"]

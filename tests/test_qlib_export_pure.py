@@ -83,6 +83,8 @@ def test_format_lines_random_against_datetime() -> None:
     got = format_lines(ts).decode().splitlines()
     want = [datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") for t in ts]
     assert got == want
+    # The one-value formatter (instruments files, manifest) writes the same, sub-second ms too.
+    assert [format_time(int(t) + int(t) % 997) for t in ts] == want
 
 
 def test_calendar_is_every_bar_and_chunks_concatenate() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from okx_collector.qlib_export.digest import Sha256
 from okx_collector.timeframes import HOUR_MS
 
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume")
@@ -52,13 +53,6 @@ class Candles:
         """The candles with open time in [start, end)."""
         lo, hi = np.searchsorted(self.ts, [start, end], side="left")
         return Candles(self.ts[lo:hi], {f: c[lo:hi] for f, c in self.columns.items()})
-
-    def digest(self) -> str:
-        """sha256 of the open times and the six columns (little-endian), the manifest's checksum."""
-        h = hashlib.sha256(_le(self.ts, "<i8"))
-        for field in CANDLE_FIELDS:
-            h.update(_le(self.columns[field], "<f8"))
-        return h.hexdigest()
 
 
 def vwap(volume: F64, quote_volume: F64) -> F64:
@@ -143,17 +137,76 @@ class MonthSummary:
     first: int  # open time of its first candle
     last: int  # open time of its last candle
     gaps: int  # runs of missing candles between its first and last
-    sha256: str  # Candles.digest()
+    sha256: str  # MonthAcc's checksum
+
+
+class MonthAcc:
+    """A month's summary built from consecutive runs of its candles, and resumable: its state
+    after a prefix of the month (`save`) lets an incremental export add only the rows after it.
+
+    The checksum is the sha256 of the seven column digests (`ts` as little-endian int64, then
+    the six numbers as little-endian float64, in `CANDLE_FIELDS` order), each over the month's
+    rows in time order: every column is hashed in place, and each can be extended by new rows.
+    """
+
+    def __init__(self, step: int, saved: Mapping[str, Any] | None = None) -> None:
+        self._step = step  # bar length, ms
+        self.rows = 0
+        self.first = self.last = 0  # open times of the first and last candle (if rows)
+        self.gaps = 0  # runs of missing candles between first and last
+        self._hashes = [Sha256() for _ in range(1 + len(CANDLE_FIELDS))]  # ts, then the fields
+        if saved is not None:
+            self.rows, self.first, self.last, self.gaps = (
+                int(saved[k]) for k in ("rows", "first", "last", "gaps")
+            )
+            states = saved["states"]
+            if not isinstance(states, list) or len(states) != len(self._hashes):
+                raise ValueError("not a saved month state")
+            self._hashes = [Sha256.resume(str(x)) for x in states]
+
+    def add(self, candles: Candles) -> MonthAcc:
+        """Add candles that all open after the last one added."""
+        n = len(candles)
+        if n == 0:
+            return self
+        ts = candles.ts
+        self.gaps += int(np.count_nonzero(np.diff(ts) != self._step))
+        if self.rows:
+            self.gaps += int(int(ts[0]) - self.last != self._step)
+        else:
+            self.first = int(ts[0])
+        self.last = int(ts[-1])
+        self.rows += n
+        self._hashes[0].update(_le(ts, "<i8"))
+        for h, field in zip(self._hashes[1:], CANDLE_FIELDS, strict=True):
+            h.update(_le(candles.columns[field], "<f8"))
+        return self
+
+    def summary(self) -> MonthSummary | None:
+        """The summary of the candles added so far, None when there are none."""
+        if not self.rows:
+            return None
+        joined = b"".join(bytes.fromhex(h.hexdigest()) for h in self._hashes)
+        sha = hashlib.sha256(joined).hexdigest()
+        return MonthSummary(self.rows, self.first, self.last, self.gaps, sha)
+
+    def save(self) -> dict[str, Any] | None:
+        """What `MonthAcc(step, saved)` resumes from (None when the hash cannot be saved)."""
+        states = [h.state() for h in self._hashes]
+        if any(x is None for x in states):
+            return None
+        return {
+            "rows": self.rows,
+            "first": self.first,
+            "last": self.last,
+            "gaps": self.gaps,
+            "states": states,
+        }
 
 
 def summarize(candles: Candles, step: int) -> MonthSummary | None:
     """The summary of a month's candles, None when it has none."""
-    if len(candles) == 0:
-        return None
-    gaps = int(np.count_nonzero(np.diff(candles.ts) != step))
-    return MonthSummary(
-        len(candles), int(candles.ts[0]), int(candles.ts[-1]), gaps, candles.digest()
-    )
+    return MonthAcc(step).add(candles).summary()
 
 
 def total_gaps(months: list[MonthSummary], step: int) -> int:

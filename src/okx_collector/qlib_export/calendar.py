@@ -7,6 +7,7 @@ fixed width is what lets an incremental export append to (or cut) a calendar in 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -56,8 +57,11 @@ def format_lines(ts_ms: npt.NDArray[np.int64]) -> bytes:
 
 
 def format_time(ts_ms: int) -> str:
-    """One timestamp as qlib writes it: `YYYY-MM-DD HH:MM:SS` (UTC)."""
-    return format_lines(np.array([ts_ms], dtype=np.int64)).decode("ascii").rstrip("\n")
+    """One timestamp as qlib writes it: `YYYY-MM-DD HH:MM:SS` (UTC), as `format_lines` does.
+
+    (`time.strftime`: ten times faster than a one-row `format_lines`, for the hundreds of
+    times an export formats an instrument's first and last bar.)"""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms // 1000))
 
 
 def slot_times(first: int, count: int, step: int) -> npt.NDArray[np.int64]:

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from okx_collector.qlib_export.files import file_size, header, remove, write_atomic
 from okx_collector.qlib_export.instrument import Result, Target
 from okx_collector.qlib_export.manifest import FileEntry, InstrumentEntry, feature_path
+from okx_collector.store.arrow import to_float64, to_int64
 from okx_collector.store.schema import INDEX_CANDLES, MARK_CANDLES, OPEN_INTEREST, Kind
 from okx_collector.store.store import Store
 from okx_collector.timeframes import Timeframe
@@ -79,10 +80,10 @@ def arrays(
         if sid is not None and sid in present:
             shift = step if kind is OPEN_INTEREST else 0  # a close is stored at the next open
             table = store.read_kind(kind, sid, tf, first + shift, last + step + shift)
-            ts = np.asarray(table.column("ts").to_numpy(), dtype=np.int64)
+            ts = to_int64(table.column("ts"))
             slots = (ts - shift - first) // step
             for f, column in fields:
-                col = np.asarray(table.column(column).to_numpy(), dtype=np.float64)
+                col = to_float64(table.column(column))
                 values[f][slots] = col.astype(np.float32)
         out.update(values)
     return out

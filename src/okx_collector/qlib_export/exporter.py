@@ -4,9 +4,9 @@ The order of work is what makes it crash-safe:
 
 1. mark the timeframe as being modified (`outdir.begin`);
 2. write each instrument's feature files (new ones streamed to temp files and renamed, existing
-   ones patched in place), one instrument at a time;
+   ones patched in place), two instruments at a time, while a `files.Syncer` makes them durable;
 3. rewrite or extend the calendar, rewrite the instruments files;
-4. write `manifest.json` atomically, then clear the mark.
+4. wait for the syncer, write `manifest.json` atomically, then clear the mark.
 
 An export that finds the mark left behind does not trust the manifest for that timeframe and
 rewrites it in full; otherwise the manifest is the source of truth about every file.
@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from okx_collector import __version__
 from okx_collector.errors import BadInput
 from okx_collector.fsutil import fsync_dir
@@ -32,13 +30,14 @@ from okx_collector.qlib_export.arrays import Funding
 from okx_collector.qlib_export.calendar import LINE_BYTES, calendar_chunks, format_time
 from okx_collector.qlib_export.files import (
     file_size,
+    ident,
     remove,
     remove_stale_temps,
     rewrite_tail,
     stream_atomic,
     write_atomic,
 )
-from okx_collector.qlib_export.instrument import InstrumentWriter, Result, Target
+from okx_collector.qlib_export.instrument import Result, Target
 from okx_collector.qlib_export.manifest import (
     INSTRUMENTS_ALL,
     MANIFEST,
@@ -51,6 +50,9 @@ from okx_collector.qlib_export.manifest import (
     freq_instruments_path,
 )
 from okx_collector.qlib_export.sources import SOURCES_FILE, SourceCache
+from okx_collector.qlib_export.syncer import Syncer
+from okx_collector.qlib_export.update import InstrumentUpdater
+from okx_collector.store.arrow import to_float64, to_int64
 from okx_collector.store.store import Store
 from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 
@@ -138,8 +140,8 @@ def _read_funding(store: Store, inst_id: str) -> Funding | None:
     if table.num_rows == 0:
         return None
     return Funding(
-        np.asarray(table.column("funding_time").to_numpy(), dtype=np.int64),
-        np.asarray(table.column("funding_rate").to_numpy(), dtype=np.float64),
+        to_int64(table.column("funding_time")),
+        to_float64(table.column("funding_rate")),
     )
 
 
@@ -180,18 +182,31 @@ def _union_ranges(timeframes: dict[str, TimeframeEntry]) -> dict[str, tuple[int,
 
 
 def _write_calendar(
-    out: Path, tf: Timeframe, first: int, bars: int, old: TimeframeEntry | None
+    out: Path,
+    tf: Timeframe,
+    first: int,
+    bars: int,
+    old: TimeframeEntry | None,
+    sources: SourceCache,
 ) -> FileEntry:
     """Extend (or cut) the calendar in place when it starts where it did; else rewrite it."""
-    path = out / calendar_path(tf.qlib_freq)
+    rel = calendar_path(tf.qlib_freq)
+    path = out / rel
     if old is not None and old.first == first:
         old_bars = (old.last - old.first) // tf.ms + 1
         if file_size(path) == LINE_BYTES * old_bars:
             keep = min(old_bars, bars)
             if keep == bars == old_bars:
-                return old.files[calendar_path(tf.qlib_freq)]
-            return rewrite_tail(path, LINE_BYTES * keep, calendar_chunks(first, keep, bars, tf.ms))
-    return stream_atomic(path, calendar_chunks(first, 0, bars, tf.ms))
+                sources.keep_point(rel, sources.point(rel, ident(path)))
+                return old.files[rel]
+            point = sources.point(rel, ident(path))
+            chunks = calendar_chunks(first, keep, bars, tf.ms)
+            entry, point = rewrite_tail(path, LINE_BYTES * keep, chunks, point)
+            sources.keep_point(rel, point)
+            return entry
+    entry, point = stream_atomic(path, calendar_chunks(first, 0, bars, tf.ms), LINE_BYTES * bars)
+    sources.keep_point(rel, point)
+    return entry
 
 
 def _remove_instrument(out: Path, entry: InstrumentEntry) -> None:
@@ -222,7 +237,7 @@ def export_qlib(
     say = progress or (lambda _msg: None)
     out = Path(out)
     outdir.read_state(out)  # refuse a foreign directory before creating anything in it
-    with outdir.locked(out):
+    with outdir.locked(out), Syncer() as syncer:
         manifest, note = outdir.read_state(out)
         notes = [note] if note else []
         selected = _select(store, tf, instruments)
@@ -252,7 +267,7 @@ def export_qlib(
             remove_stale_temps(directory)
         targets = _targets(store, ranges, cal_first, tf)
         sources = SourceCache.load(out, tf.name)
-        writer = InstrumentWriter(store, out, tf, sources)
+        writer = InstrumentUpdater(store, out, tf, sources, syncer)
         results: dict[str, Result] = {}
         derived_ids = derived.stored_ids(store, tf)
 
@@ -282,7 +297,7 @@ def export_qlib(
         freq = tf.qlib_freq
         entries = {inst: r.entry for inst, r in results.items()}
         section_files = {
-            calendar_path(freq): _write_calendar(out, tf, cal_first, bars, trusted),
+            calendar_path(freq): _write_calendar(out, tf, cal_first, bars, trusted, sources),
             freq_instruments_path(freq): write_atomic(
                 out / freq_instruments_path(freq),
                 _instruments_text({i: (e.first, e.last) for i, e in entries.items()}),
@@ -302,6 +317,7 @@ def export_qlib(
         all_entry = write_atomic(
             out / INSTRUMENTS_ALL, _instruments_text(_union_ranges(timeframes))
         )
+        syncer.wait()  # every feature file durable before the manifest says what they hold
         for sub in ("calendars", "instruments", "features"):
             fsync_dir(out / sub)
         new = Manifest(

@@ -20,7 +20,7 @@ from okx_collector.qlib_export.arrays import MonthSummary
 from okx_collector.qlib_export.calendar import format_time
 
 FORMAT = "okx-collector-qlib"  # marks a directory as ours
-FORMAT_VERSION = 1  # bump when the meaning of any file changes; older exports are rewritten
+FORMAT_VERSION = 2  # bump when the meaning of any file changes; older exports are rewritten
 MANIFEST = "manifest.json"
 INSTRUMENTS_ALL = "instruments/all.txt"
 
