@@ -2,7 +2,7 @@
 
     python benchmarks/live.py [--series 1000] [--seconds 60] [--rates 1,4] [--store-rows 10]
         [--late-in-day] [--no-baseline | --baseline batch|lean] [--metrics [--scrape-interval 15]]
-        [--profile PATH]
+        [--profile PATH] [--kinds trade,mark,index,oi]
 
 For each rate R (1 = OKX's cadence: an in-progress update every 0.5 s per series), the script
 starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R --speed 1
@@ -440,8 +440,14 @@ def say(started: float, text: str) -> None:
 
 def run_rate(args: argparse.Namespace, rate: int) -> Result:
     t0 = time.monotonic()
-    inst_ids = [f"SIM{i:04d}-USDT" for i in range(1, args.series + 1)]
-    symbols = ",".join(f"SIM{i:04d}/USDT" for i in range(1, args.series + 1))
+    kinds = args.kinds.split(",")
+    # mark and index candles exist for perpetuals only: then the series are the synthetic swaps
+    swaps = any(k != "trade" for k in kinds)
+    inst_ids = [f"SIM{i:04d}-USDT{'-SWAP' if swaps else ''}" for i in range(1, args.series + 1)]
+    symbols = ",".join(
+        f"SIM{i:04d}/USDT{':USDT' if swaps else ''}" for i in range(1, args.series + 1)
+    )
+    streams = args.series * len(kinds)  # websocket subscriptions the collector holds
     interval = OKX_PUSH_INTERVAL / rate
     data_dir = Path(tempfile.mkdtemp(prefix="okx-bench-live-"))
     start = late_in_day() if args.late_in_day else None
@@ -469,7 +475,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
         )  # the collector's own modules, not the CPU or latency it is measured on
         cmd = [
             *COLLECTOR[:1], *profile, *COLLECTOR[1:], "collect", "--mode", "ws",
-            "--symbols", symbols, "--timeframes", TF.name, "--no-funding",
+            "--symbols", symbols, "--timeframes", TF.name, "--no-funding", "--series", args.kinds,
             "--heartbeat", str(HEARTBEAT), "--log-format", "json", "--data-dir", str(data_dir),
             "--since", "5m", "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
         ]  # fmt: skip
@@ -483,7 +489,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
         scraper.start()
         log = LineReader(collector.stderr)
         log.start()
-        settled = wait_settled(sim, args.series)
+        settled = wait_settled(sim, streams)
         startup = settled - started
         end, closes = plan_window(sim, args.seconds)
         say(t0, f"collector settled; measuring {end - time.time():.0f} s")
@@ -520,7 +526,9 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
         # -- the baseline: a bare ccxt.pro consumer --
         base: Window | None = None
         base_rss: float | None = None
-        if not args.no_baseline:
+        if not args.no_baseline and swaps:
+            notes.append("no baseline with mark/index candles (the bare consumer has trade only)")
+        elif not args.no_baseline:
             cmd = [sys.executable, "-c", BASELINE, sim.rest_url, sim.ws_url, TF.name, symbols,
                    args.baseline]  # fmt: skip
             consumer = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -543,7 +551,8 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
         say(t0, "done")
 
     file_delays = sorted(d for ds in scanner.delays.values() for d in ds)
-    offered = args.series / interval
+    # candle channels push every interval; open interest (oi) only when it changes, not counted
+    offered = args.series * len([k for k in kinds if k != "oi"]) / interval
     return Result(
         rate=rate,
         offered=offered,
@@ -690,6 +699,12 @@ def main() -> int:
         action="store_true",
         help="start the simulator at 23:57 UTC of today (with --store-rows 1440: the worst case,"
         " full day files before midnight, then a new day)",
+    )
+    parser.add_argument(
+        "--kinds",
+        default="trade",
+        help="the collector's --series: trade, mark, index, oi; with any but trade the series are"
+        " perpetuals (SIMnnnn-USDT-SWAP) and mark/index start empty (REST catch-up) [trade]",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
     parser.add_argument(
