@@ -25,7 +25,7 @@ MAX_CATCHUP_STEPS = 100  # changes pushed at most after a late check (5 simulate
 class PriceCandleSub:
     """A `mark-price-candle<bar>` or `index-candle<bar>` subscription."""
 
-    __slots__ = ("active", "bar", "first_open", "live", "model", "prefix", "silent_id")
+    __slots__ = ("active", "bar", "final", "first_open", "live", "model", "prefix", "silent_id")
 
     def __init__(self, model: PriceModel, bar: Bar, arg: str, first_open: int) -> None:
         self.model, self.bar = model, bar
@@ -36,6 +36,8 @@ class PriceCandleSub:
         # Quiet and delisted are per instrument: an index follows the id it is named by (the
         # spot pair of the same name), a simplification of the simulator.
         self.silent_id = model.key
+        # (open time, empty-field share, confirm frame) of `live`, built ahead (see pushes.py)
+        self.final: tuple[int, float, str | None] | None = None
 
     def frame(self, ts: int, raw: tuple[int, ...], confirm: str) -> str:
         row = self.model.row(ts, (raw[0], raw[1], raw[2], raw[3]), confirm)

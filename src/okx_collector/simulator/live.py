@@ -30,23 +30,14 @@ class LiveCandle:
 
     __slots__ = ("_cum", "_minutes", "close_ts", "open_ts")
 
-    def __init__(self, open_ts: int, minutes: I64) -> None:
+    def __init__(self, open_ts: int, minutes: I64, cum: I64 | None = None) -> None:
         """`minutes`: shape (6, n), rows open, high, low, close (ticks), volume (lots), VWAP
-        (ticks) of the candle's n 1m bars."""
+        (ticks) of the candle's n 1m bars; `cum` their `running_aggregates` when the caller
+        computed them for many candles at once."""
         self.open_ts = open_ts  # candle open time, ms
         self.close_ts: int = open_ts + minutes.shape[1] * MINUTE_MS  # its end, ms
         self._minutes = minutes
-        value = minutes[4] * minutes[5]
-        # running high, low, volume and traded value (split in two so that sums fit int64)
-        self._cum = np.stack(
-            [
-                np.maximum.accumulate(minutes[1]),
-                np.minimum.accumulate(minutes[2]),
-                np.cumsum(minutes[4]),
-                np.cumsum(value >> _SPLIT),
-                np.cumsum(value & _LOW_MASK),
-            ]
-        )
+        self._cum = running_aggregates(minutes[None])[0] if cum is None else cum
 
     def _running(self, k: int) -> tuple[int, int, int, int]:
         """(high, low, volume, value) of minutes 0..k."""
@@ -80,3 +71,19 @@ class LiveCandle:
             vol += run_vol
             value += run_value
         return (int(self._minutes[0, 0]), high, low, close, vol, value)
+
+
+def running_aggregates(minutes: I64) -> I64:
+    """Running high, low, volume and traded value (split in two so that sums fit int64) of
+    candles' 1m bars: shape (k, 6, n) in, (k, 5, n) out; one vectorised pass for k candles."""
+    value = minutes[:, 4] * minutes[:, 5]
+    return np.stack(
+        [
+            np.maximum.accumulate(minutes[:, 1], axis=1),
+            np.minimum.accumulate(minutes[:, 2], axis=1),
+            np.cumsum(minutes[:, 4], axis=1),
+            np.cumsum(value >> _SPLIT, axis=1),
+            np.cumsum(value & _LOW_MASK, axis=1),
+        ],
+        axis=1,
+    )

@@ -19,7 +19,7 @@ import numpy as np
 from okx_collector.simulator.bars import BARS, MINUTE_MS, Bar, resolve_bar
 from okx_collector.simulator.funding import FundingModel
 from okx_collector.simulator.instruments import Instrument, default_instruments
-from okx_collector.simulator.live import LiveCandle, RawOHLCV
+from okx_collector.simulator.live import LiveCandle, RawOHLCV, running_aggregates
 from okx_collector.simulator.path import PathParams, aggregate, minute_bars
 
 # (open time, open, high, low, close ticks, volume lots, traded value in lots * ticks)
@@ -187,9 +187,10 @@ class Market:
             chunk = ids[start : start + per_batch]
             m = minute_bars(self.path_params(chunk), open_ts // MINUTE_MS, bar.minutes)
             stacked = np.stack([m.open, m.high, m.low, m.close, m.volume, m.vwap], axis=1)
+            cum = running_aggregates(stacked)
             for row, inst_id in enumerate(chunk):
                 key = (inst_id, bar.name, open_ts)
-                self._live[key] = LiveCandle(open_ts, np.ascontiguousarray(stacked[row]))
+                self._live[key] = LiveCandle(open_ts, stacked[row], cum[row])
                 self._live_minutes += bar.minutes
 
     def price_at(self, inst_id: str, ts: int) -> int:

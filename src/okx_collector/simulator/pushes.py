@@ -4,7 +4,10 @@
   each subscription on its own jittered schedule (+/- 20 %), so different series arrive at
   different moments as on OKX (ccxt's `watch_ohlcv_for_symbols` returns one series per burst).
 - When a candle closes by simulated time, its final values (confirm "1") are pushed, then the new
-  candle in progress; all series closing together are pushed together, in random order.
+  candle in progress; all series closing together are pushed together, in random order. The
+  confirm frames are built ahead (at an in-progress push of the candle: its final values are known
+  from its start), so that a close costs the connection a heap pop per series: `confirms` hands
+  them over first, `due` then moves the series to their next candle.
 - Mark-price and index candles (`derived_pushes.PriceCandleSub`) are pushed exactly as trade
   candles; open interest (`OpenInterestSub`) on subscribe, then at each 3 s step of simulated time
   at which it changed (at most once per push interval of real time).
@@ -49,7 +52,7 @@ SLACK_S = 0.002  # pushes due this soon are sent in the current wake-up
 class CandleSub:
     """A `candle<bar>` subscription."""
 
-    __slots__ = ("active", "bar", "first_open", "inst", "live", "prefix")
+    __slots__ = ("active", "bar", "final", "first_open", "inst", "live", "prefix")
 
     def __init__(self, inst: Instrument, bar: Bar, arg: str) -> None:
         self.inst, self.bar = inst, bar
@@ -57,6 +60,7 @@ class CandleSub:
         self.live: LiveCandle | None = None  # the candle in progress (None until first push)
         self.active = True  # False once unsubscribed: dropped from the heaps lazily
         self.first_open = bar.ceil(inst.list_time)  # no candle before this one exists
+        self.final: Final | None = None  # the confirm frame of `live`, built ahead
 
     def frame(self, ts: int, raw: RawOHLCV, confirm: str, blank: float = 0.0, seed: int = 0) -> str:
         row = okx_candle(self.inst, ts, raw, confirm)
@@ -84,6 +88,8 @@ class FundingSub:
 
 Sub = CandleSub | FundingSub | PriceCandleSub | OpenInterestSub
 AnyCandleSub = CandleSub | PriceCandleSub
+# (open time, empty-field share it was built with, confirm frame or None before listTime)
+Final = tuple[int, float, str | None]
 
 
 class PushScheduler:
@@ -104,6 +110,8 @@ class PushScheduler:
         self._closes: list[tuple[int, int, AnyCandleSub]] = []  # (simulated close time, _, sub)
         self._funding: list[tuple[int, int, FundingSub]] = []  # (simulated due time, _, sub)
         self._oi: list[tuple[int, int, OpenInterestSub]] = []  # (simulated due time, _, sub)
+        # Closed by `confirms` (their confirm frame sent or not, in push order), rolled by `due`.
+        self._rolling: list[tuple[AnyCandleSub, bool]] = []
 
     def add(self, subs: Sequence[Sub], now_real: float, now_ms: int) -> list[str]:
         """Schedule new subscriptions; return their first frames (sent right away)."""
@@ -119,23 +127,44 @@ class PushScheduler:
                 self._oi_push(fsub, now_real, now_ms, frames)
         return frames
 
-    def due(self, now_real: float, now_ms: int) -> list[str]:
-        """The frames due now (closes first, then in-progress candles, then funding)."""
-        rolled: list[AnyCandleSub] = []
+    def confirms(self, now_ms: int) -> list[str]:
+        """The confirm frames of the candles closed by `now_ms`, in random order: what clients
+        wait for, so a connection sends them before anything else of a wake-up. (Only a series
+        whose last candle closed: after a longer gap, its closes are all sent by `due`, in
+        order.) `due` moves these series on to their next candle."""
+        closed: list[AnyCandleSub] = []
         while self._closes and self._closes[0][0] <= now_ms:
             sub = heapq.heappop(self._closes)[2]
             if sub.active:
-                rolled.append(sub)
-        self.rng.shuffle(rolled)
-        frames = self._roll(rolled, now_ms)
-        just_pushed = {id(s) for s in rolled}
+                closed.append(sub)
+        self.rng.shuffle(closed)
+        frames: list[str] = []
+        for sub in closed:
+            live = sub.live
+            sent = live is not None and now_ms < live.close_ts + sub.bar.ms
+            if live is not None and sent:
+                frame = self._final_frame(sub, live)
+                if frame is not None and not self._silent(_silent_id(sub)):
+                    frames.append(frame)
+            self._rolling.append((sub, sent))
+        return frames
+
+    def due(self, now_real: float, now_ms: int) -> list[str]:
+        """The frames due now (closes first, then in-progress candles, then funding)."""
+        frames = self.confirms(now_ms)
+        rolling, self._rolling = self._rolling, []
+        confirmed = {id(s) for s, sent in rolling if sent}
+        frames += self._roll([s for s, _ in rolling], now_ms, confirmed)
+        just_pushed = {id(s) for s, _ in rolling}
         horizon = now_real + SLACK_S
         while self._progress and self._progress[0][0] <= horizon:
             due, _, sub = heapq.heappop(self._progress)
             if not sub.active:
                 continue
-            if id(sub) not in just_pushed and sub.live is not None:
-                self._candle(sub, sub.live.open_ts, sub.live.at(now_ms), "0", frames)
+            live = sub.live
+            if id(sub) not in just_pushed and live is not None:
+                self._candle(sub, live.open_ts, live.at(now_ms), "0", frames)
+                self._final_frame(sub, live)  # built now, spread over the candle, not at its close
             step = self.interval * self.rng.uniform(1 - JITTER, 1 + JITTER)
             heapq.heappush(self._progress, (max(due + step, now_real), next(self._seq), sub))
         while self._funding and self._funding[0][0] <= now_ms:
@@ -167,9 +196,12 @@ class PushScheduler:
             wake = min(wake, self.clock.real_at(self._oi[0][0]))
         return wake
 
-    def _roll(self, subs: Sequence[AnyCandleSub], now_ms: int) -> list[str]:
+    def _roll(
+        self, subs: Sequence[AnyCandleSub], now_ms: int, confirmed: set[int] | None = None
+    ) -> list[str]:
         """Move these series to the candle in progress at now_ms: frames for the candles that
-        closed since (confirm "1"), then the new in-progress one."""
+        closed since (confirm "1"; the last one's left out for the series in `confirmed`, whose
+        `confirms` sent it), then the new in-progress one."""
         trade = [
             (s.inst.inst_id, s.bar, s.bar.floor(now_ms)) for s in subs if isinstance(s, CandleSub)
         ]
@@ -180,25 +212,32 @@ class PushScheduler:
             if isinstance(sub, CandleSub):
                 live = trade_live = next(fresh)
                 if sub.live is not None:
-                    self._closed_frames(sub, sub.live, live.open_ts, frames)
+                    self._closed_frames(sub, sub.live, live.open_ts, frames, confirmed)
                 sub.live = trade_live
             else:
                 live = price_live = sub.model.live(sub.bar, sub.bar.floor(now_ms))
                 if sub.live is not None:
-                    self._closed_frames(sub, sub.live, live.open_ts, frames)
+                    self._closed_frames(sub, sub.live, live.open_ts, frames, confirmed)
                 sub.live = price_live
             self._candle(sub, live.open_ts, live.at(now_ms), "0", frames)
             heapq.heappush(self._closes, (live.close_ts, next(self._seq), sub))
         return frames
 
     def _closed_frames(
-        self, sub: AnyCandleSub, last: Live, current: int, frames: list[str]
+        self,
+        sub: AnyCandleSub,
+        last: Live,
+        current: int,
+        frames: list[str],
+        confirmed: set[int] | None,
     ) -> None:
         bar = sub.bar
         first = max(last.open_ts, current - MAX_CLOSES_PER_SERIES * bar.ms)
         for open_ts in range(first, current, bar.ms):
             raw: tuple[int, ...]
             if open_ts == last.open_ts:
+                if confirmed is not None and id(sub) in confirmed:
+                    continue
                 raw = last.final()
             elif isinstance(sub, CandleSub):
                 raw = self.market.closed_raw(sub.inst.inst_id, bar, open_ts, 1)[0][1:]
@@ -213,14 +252,29 @@ class PushScheduler:
     def _candle(
         self, sub: AnyCandleSub, ts: int, raw: tuple[int, ...], confirm: str, frames: list[str]
     ) -> None:
+        if self._silent(_silent_id(sub)):
+            return
+        frame = self._frame(sub, ts, raw, confirm)
+        if frame is not None:
+            frames.append(frame)
+
+    def _frame(self, sub: AnyCandleSub, ts: int, raw: tuple[int, ...], confirm: str) -> str | None:
+        """The push of one candle row (None before the instrument's first candle)."""
+        if ts < sub.first_open:
+            return None
         if isinstance(sub, PriceCandleSub):
-            if ts >= sub.first_open and not self._silent(sub.silent_id):
-                frames.append(sub.frame(ts, raw, confirm))
-            return
-        if ts < sub.first_open or self._silent(sub.inst.inst_id):
-            return
+            return sub.frame(ts, raw, confirm)
         share = self.faults.empty_field_share
-        frames.append(sub.frame(ts, cast(RawOHLCV, raw), confirm, share, self.market.seed))
+        return sub.frame(ts, cast(RawOHLCV, raw), confirm, share, self.market.seed)
+
+    def _final_frame(self, sub: AnyCandleSub, live: Live) -> str | None:
+        """The confirm frame of `live` (cached on the sub: its final values never change)."""
+        share = self.faults.empty_field_share
+        final = sub.final
+        if final is None or final[0] != live.open_ts or final[1] != share:
+            frame = self._frame(sub, live.open_ts, live.final(), "1")
+            final = sub.final = (live.open_ts, share, frame)
+        return final[2]
 
     def _funding_push(
         self, sub: FundingSub, now_real: float, now_ms: int, frames: list[str]
@@ -249,3 +303,8 @@ class PushScheduler:
             wait_ms = (sub.last_real + self.interval - now_real) * self.clock.speed * 1000
             sub.due_ms = now_ms + max(1, math.ceil(wait_ms))
         heapq.heappush(self._oi, (sub.due_ms, next(self._seq), sub))
+
+
+def _silent_id(sub: AnyCandleSub) -> str:
+    """The instId whose quiet or delisted state silences this subscription."""
+    return sub.silent_id if isinstance(sub, PriceCandleSub) else sub.inst.inst_id

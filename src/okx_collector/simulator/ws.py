@@ -4,6 +4,9 @@
 Each connection runs three tasks: a reader (subscribe/unsubscribe/ping), a pusher (asks its
 `PushScheduler` for the frames due, sleeps until the next are), and a writer, which sends queued
 frames in order after the latency fault and breaks a share of data frames (malformed fault).
+Frames with nothing queued before them and no latency to wait go to the socket at once, without
+the hop through the writer: at a candle close every connection's confirms are on the wire before
+any connection starts its next candles.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class Connection:
         self.done = asyncio.Event()  # set to make serve() close the connection
         self.finished = asyncio.Event()  # set once the socket is closed
         self._out: asyncio.Queue[tuple[float, list[str], bool]] = asyncio.Queue()
+        self._writing = False  # the writer holds frames taken from _out (sending or waiting)
         self._wake = asyncio.Event()  # new subscriptions: recompute the next wake-up
         self._schedule = PushScheduler(
             ctx.market, ctx.clock, ctx.push_interval, self.rng, ctx.faults
@@ -218,41 +222,54 @@ class Connection:
     def _send(self, frames: list[str], data: bool = False) -> None:
         if data and frames:
             self.idle.pushed(time.monotonic())
+        latency = self.ctx.faults.ws_latency_ms
+        transport = self.transport
+        if (
+            latency <= 0
+            and not self._writing
+            and self._out.empty()
+            and transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() <= _HIGH_WATER
+        ):  # nothing to keep order with or to wait for: on the wire now
+            transport.write(self._burst(frames, data))
+            return
         if self._out.qsize() >= _MAX_QUEUED:
             self.dropped = True  # a client this slow is dropped, as OKX does
             self.request_close()
             return
-        due = time.monotonic() + self.ctx.faults.ws_latency_ms / 1000
-        self._out.put_nowait((due, frames, data))
+        self._out.put_nowait((time.monotonic() + latency / 1000, frames, data))
 
     async def writer(self) -> None:
-        """Send queued frames in order, after their latency; break a share of data frames."""
-        stats, faults = self.ctx.stats, self.ctx.faults
+        """Send queued frames in order, after their latency."""
         while not self.closing:
             due, frames, data = await self._out.get()
+            self._writing = True
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            burst = bytearray()
-            for text in frames:
-                if (
-                    data
-                    and faults.ws_malformed_share > 0
-                    and (self.rng.random() < faults.ws_malformed_share)
-                ):
-                    text = text[: len(text) // 2]
-                    stats.ws_malformed += 1
-                burst += text_frame(text.encode())
-            await self._write(bytes(burst))
-            if data:
-                stats.ws_pushes += len(frames)
+            await self._write(self._burst(frames, data))
+            self._writing = False
+
+    def _burst(self, frames: list[str], data: bool) -> bytes:
+        """Frames as the bytes of one write to the socket, as a server's own buffering would
+        send them: aiohttp writes each frame on its own, a system call per frame (a quarter of
+        the simulator's CPU at 8,000 pushes/s, and as many reads for the client). Breaks a share
+        of data frames (malformed fault)."""
+        stats, share = self.ctx.stats, self.ctx.faults.ws_malformed_share
+        parts = []
+        for text in frames:
+            if data and share > 0 and self.rng.random() < share:
+                text = text[: len(text) // 2]
+                stats.ws_malformed += 1
+            parts.append(text_frame(text.encode()))
+        if data:
+            stats.ws_pushes += len(frames)
+        return b"".join(parts)
 
     async def _write(self, burst: bytes) -> None:
-        """Send frames with one write to the socket, as a server's own buffering would: aiohttp
-        writes each frame on its own, a system call per frame (a quarter of the simulator's CPU
-        at 8,000 pushes/s, and as many reads for the client). A client that stops reading makes
-        its socket buffer grow: wait for it to drain (and drop it if it never does, see
-        `_send`)."""
+        """Send a burst; a client that stops reading makes its socket buffer grow: wait for it
+        to drain (and drop it if it never does, see `_send`)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client is gone")
@@ -272,6 +289,15 @@ class Connection:
             if drop_after > 0 and now_real - self.opened >= drop_after:
                 self.drop()
                 return
+            confirms = self._schedule.confirms(ctx.clock.now_ms())
+            if confirms:
+                if not ctx.faults.stop_pushing:
+                    self._send(confirms, data=True)
+                # Let every connection send its close before any builds its next candles.
+                await asyncio.sleep(0)
+                if self.closing:
+                    return
+                now_real = time.monotonic()
             frames = self._schedule.due(now_real, ctx.clock.now_ms())
             if frames and not ctx.faults.stop_pushing:
                 self._send(frames, data=True)
