@@ -94,6 +94,21 @@ def test_a_newer_month_folds_the_past_month_into_its_month_file(november: Store)
     assert read(store, nov[1]).num_rows == 5
 
 
+def test_a_round_reaching_past_a_month_with_more_of_its_days_folds_them_all(
+    november: Store,
+) -> None:
+    """A backfill's round that brings the rest of November and December's start leaves
+    November as one month file, the round's days of it included (not day files beside it)."""
+    store = november
+    store.write_candles(INST, M1, candles(ms("2026-11-02T12:00:00"), 3 * 1440, price=5.0))
+    store.write_candles(INST, M1, candles(ms("2026-12-01T00:00:00"), 5))
+    store.compact()
+    assert names(store) == ["2026-11.parquet", "2026-12-01.parquet"]
+    nov = read(store, ms("2026-11-01T00:00:00"), ms("2026-12-01T00:00:00"))
+    assert nov.num_rows == 4 * 1440 + 720
+    assert nov.column("close")[1440 + 720].as_py() == 5.0  # the round's row won
+
+
 def crashed_fold(store: Store) -> dict[str, bytes]:
     """The state a kill between the month file's write and the day files' deletes leaves."""
     saved = {p.name: p.read_bytes() for p in folder(store).glob("*.parquet")}

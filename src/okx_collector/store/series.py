@@ -46,7 +46,9 @@ class SeriesIO(SeriesReader):
         A month series keeps its newest month, and any month that already has day files, in
         day files: a round rewrites at most a day file (1,440 rows of 1m) per series, not the
         month's 44,640. A month that is no longer the newest has its day files folded into its
-        month file here, in the round that first sees the newer month."""
+        month file here, in the round that first sees the newer month, with the round's rows
+        of that month merged in (one write: rows written to new day files before the fold
+        would be left beside it)."""
         keys = key_array(rows, series.kind.key)
         rewritten = 0
         with self.locked(series):
@@ -59,15 +61,22 @@ class SeriesIO(SeriesReader):
             for part in _partitions(keys, series.period):
                 lo = int(np.searchsorted(keys, part.start, side="left"))
                 hi = int(np.searchsorted(keys, part.end, side="left"))
-                if part == newest or part in tiered:
+                if part == newest:
                     for day in _partitions(keys[lo:hi], Period.DAY):
                         a = int(np.searchsorted(keys, day.start, side="left"))
                         b = int(np.searchsorted(keys, day.end, side="left"))
                         rewritten += self._merge_day(
                             series, part, day, rows.slice(a, b - a), whole[a:b]
                         )
-                    continue
-                rewritten += self._merge_part(series, part, rows.slice(lo, hi - lo), whole[lo:hi])
+                elif part in tiered:  # a past month with day files: folded, the rows merged in
+                    days = tiered.pop(part)
+                    rewritten += fold_month(
+                        self, series, part, days, rows.slice(lo, hi - lo), whole[lo:hi]
+                    )
+                else:
+                    rewritten += self._merge_part(
+                        series, part, rows.slice(lo, hi - lo), whole[lo:hi]
+                    )
             for month, days in sorted(tiered.items()):
                 if month != newest:  # (one series-month at a time: memory stays bounded)
                     rewritten += fold_month(self, series, month, days)
