@@ -47,20 +47,29 @@ NOW_WEEK = (NOW - 7 * DAY_MS, NOW)
 Window = tuple[int, int] | None
 
 
-def build(data_dir: Path, end: int) -> None:
-    """Write [START, end) a month (31 days) at a time, then compact; a cached store is kept
-    (an older layout's is migrated once, as a writing command's start does)."""
+def build(data_dir: Path, end: int, live_from: int | None = None) -> None:
+    """Write [START, live_from) a month (31 days) at a time and compact, as a stopped backfill
+    leaves it, then [live_from, end) a day at a time, each compacted, as a collector's rounds
+    leave it. A cached store is kept (an older layout's is migrated once, as a writing
+    command's start does)."""
     marker = data_dir / ".complete"
     store = Store(data_dir)
     if marker.exists():
         store.recover()
     else:
+        live = end if live_from is None else live_from
         lo = START
-        while lo < end:
-            hi = min(end, lo + 31 * DAY_MS)
+        while lo < live:
+            hi = min(live, lo + 31 * DAY_MS)
             store.write_candles(INST, TF, candles(INST, TF, lo, hi))
             lo = hi
-    store.compact()  # as a stopped backfill leaves it: partitions only
+        store.compact()
+        while lo < end:
+            hi = min(end, lo + DAY_MS)
+            store.write_candles(INST, TF, candles(INST, TF, lo, hi))
+            store.compact()
+            lo = hi
+    store.compact()  # partitions only
     marker.touch()
 
 
@@ -71,7 +80,9 @@ def build_past(data_dir: Path) -> None:
 
 
 def build_now(data_dir: Path) -> None:
-    build(data_dir, NOW)
+    # January 2026 backfilled to the 26th, then 5.5 days live: the most finished day files of
+    # the newest month compaction leaves (6, with the 31st's: it folds 7, `FOLD_DAYS`).
+    build(data_dir, NOW, live_from=NOW - NOW % DAY_MS - 5 * DAY_MS)
 
 
 def readers(data_dir: Path) -> dict[str, Callable[[Window], int]]:

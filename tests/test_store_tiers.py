@@ -11,6 +11,7 @@ import pytest
 
 from okx_collector.models import Candle
 from okx_collector.store import Store
+from okx_collector.store.series import FOLD_DAYS
 from okx_collector.timeframes import Timeframe
 
 M1 = Timeframe.parse("1m")
@@ -169,3 +170,52 @@ def test_a_month_file_beside_the_newest_months_day_files_loses_to_them(tmp_path:
     fresh.compact()
     assert read(store).column("close")[0].as_py() == 3.0
     assert names(store) == ["2026-11-01.parquet", "2026-11-02.parquet", "2026-11.parquet"]
+
+
+def live_days(store: Store, first: str, days: int) -> None:
+    """`days` days of 1m from `first`, each compacted as a collector's rounds leave it."""
+    for day in range(days):
+        store.write_candles(INST, M1, candles(ms(first) + day * 1440 * M1.ms, 1440))
+        store.compact()
+
+
+def test_the_newest_months_finished_days_are_folded_once_enough_wait(november: Store) -> None:
+    store = november  # Nov 1-3 in day files
+    live_days(store, "2026-11-04T00:00:00", FOLD_DAYS - 3)  # (to Nov 7: 6 finished days)
+    assert len(names(store)) == FOLD_DAYS and "2026-11.parquet" not in names(store)
+    before = read(store)
+    live_days(store, "2026-11-08T00:00:00", 1)  # Nov 8 begins: 7 finished days, folded
+    assert names(store) == ["2026-11-08.parquet", "2026-11.parquet"]
+    assert read(store, end=ms("2026-11-08T00:00:00")).equals(before)  # source included
+    # a late revision of a folded day goes to its day file, which wins, and waits to be folded
+    key = ms("2026-11-02T12:00:00")
+    store.write_candles(INST, M1, [Candle(key, 1.0, 2.0, 0.5, 1.5, 9.0, 9.0, "ws")])
+    store.compact()
+    assert names(store) == ["2026-11-02.parquet", "2026-11-08.parquet", "2026-11.parquet"]
+    got = read(store, key, key + M1.ms)
+    assert got.column("close").to_pylist() == [1.5] and got.column("source").to_pylist() == ["ws"]
+    assert read(store).num_rows == 8 * 1440
+    # an equal row re-fetched for a folded day changes nothing and writes no file
+    files = stats(store)
+    store.write_candles(INST, M1, candles(ms("2026-11-05T00:00:00"), 3, source="poll"))
+    store.compact()
+    assert stats(store) == files
+
+
+def test_a_crash_mid_fold_of_the_newest_month_reads_the_same_and_is_finished(
+    november: Store,
+) -> None:
+    store = november
+    live_days(store, "2026-11-04T00:00:00", FOLD_DAYS - 3)
+    saved = {p.name: p.read_bytes() for p in folder(store).glob("*.parquet")}
+    live_days(store, "2026-11-08T00:00:00", 1)
+    whole = read(store)
+    for name, data in saved.items():  # killed between the month file's write and the deletes
+        (folder(store) / name).write_bytes(data)
+    assert len(names(store)) == FOLD_DAYS + 2
+    assert read(store).equals(whole)  # reads dedupe the copies (equal values)
+    fresh = Store(store.data_dir)  # the next round of a new process finishes the fold
+    fresh.write_candles(INST, M1, candles(ms("2026-11-08T00:00:00"), 1440)[-1:])  # (stored)
+    fresh.compact()
+    assert names(store) == ["2026-11-08.parquet", "2026-11.parquet"]
+    assert read(store).equals(whole)

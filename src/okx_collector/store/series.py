@@ -26,7 +26,11 @@ from okx_collector.store.migrate import fold_month
 from okx_collector.store.reader import Series, SeriesReader
 from okx_collector.store.recovery import RecoveryNote
 
-__all__ = ["Series", "SeriesIO"]
+__all__ = ["FOLD_DAYS", "Series", "SeriesIO"]
+
+# Finished day files of a series' newest month that a round folds into its month file (see
+# `SeriesIO._fold_finished`; figures in benchmarks/README.md, "read.py").
+FOLD_DAYS = 7
 
 
 class SeriesIO(SeriesReader):
@@ -43,12 +47,13 @@ class SeriesIO(SeriesReader):
         is replaced atomically and is durable on return. Re-merging rows that are already
         stored changes nothing and rewrites nothing. Returns the files rewritten.
 
-        A month series keeps its newest month, and any month that already has day files, in
+        A month series writes its newest month, and any month that already has day files, to
         day files: a round rewrites at most a day file (1,440 rows of 1m) per series, not the
-        month's 44,640. A month that is no longer the newest has its day files folded into its
-        month file here, in the round that first sees the newer month, with the round's rows
-        of that month merged in (one write: rows written to new day files before the fold
-        would be left beside it)."""
+        month's 44,640; once `FOLD_DAYS` finished days of the newest month wait, they are
+        folded into its month file (the newest day's file stays, listed after it). A month
+        that is no longer the newest has its day files folded into its month file here, in the
+        round that first sees the newer month, with the round's rows of that month merged in
+        (one write: rows written to new day files before the fold would be left beside it)."""
         keys = key_array(rows, series.kind.key)
         rewritten = 0
         with self.locked(series):
@@ -68,6 +73,7 @@ class SeriesIO(SeriesReader):
                         rewritten += self._merge_day(
                             series, part, day, rows.slice(a, b - a), whole[a:b]
                         )
+                        tiered.setdefault(part, []).append(day)
                 elif part in tiered:  # a past month with day files: folded, the rows merged in
                     days = tiered.pop(part)
                     rewritten += fold_month(
@@ -80,7 +86,24 @@ class SeriesIO(SeriesReader):
             for month, days in sorted(tiered.items()):
                 if month != newest:  # (one series-month at a time: memory stays bounded)
                     rewritten += fold_month(self, series, month, days)
+                else:
+                    rewritten += self._fold_finished(series, month, days)
         return rewritten
+
+    def _fold_finished(self, series: Series, month: Partition, days: list[Partition]) -> int:
+        """Fold the newest month's finished days (before the newest key's day) into its month
+        file once `FOLD_DAYS` of them wait: a read of the last year then opens the month file
+        and at most `FOLD_DAYS` day files, not ~30 (~0.15 ms each), while the writer rewrites
+        the month so far about 4 times a month per series (+~5 % of the bytes its rounds
+        write), not every round. The caller holds the lock."""
+        today = partition_of(self._newest[series.directory], Period.DAY)
+        # (in listed order: a day before an older layout's hour files inside it, which win)
+        finished = sorted(
+            {d for d in days if d.end <= today.start}, key=lambda p: (p.start, -p.end)
+        )
+        if len(finished) < FOLD_DAYS:
+            return 0
+        return fold_month(self, series, month, finished)
 
     def _merge_part(self, series: Series, part: Partition, rows: pa.Table, whole: BoolArray) -> int:
         """Merge `rows` into the one file of `part`; returns the files rewritten (0 or 1)."""
@@ -101,7 +124,8 @@ class SeriesIO(SeriesReader):
         equal row stays (with its `source`) and a re-merge rewrites nothing. The day file gets
         that whole view: it lists after the month file, so its rows always win."""
         tables = []
-        if series.path(month).exists():  # (not in the steady state: the newest month is days)
+        if series.path(month).exists():  # (its finished days, folded: the rows of `day` are
+            # none unless it was folded, and the footer's statistics say so without decoding)
             found = self.read_partition(series, month, locked=True, start=day.start, end=day.end)
             if found is not None:
                 keys = key_array(found, series.kind.key)
