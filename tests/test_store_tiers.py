@@ -149,7 +149,8 @@ def test_a_later_row_for_a_past_month_with_day_files_wins(november: Store) -> No
 
 def test_a_month_file_beside_the_newest_months_day_files_loses_to_them(tmp_path: Path) -> None:
     """A month file of the newest month (from the month-only layout) keeps its rows; a round's
-    rows go to day files, which win; an equal row stays stored with its first `source`."""
+    rows of days it does not reach go to day files, which win; a revised row of a finished day
+    it holds goes into it; an equal row stays stored with its first `source`."""
     store = Store(tmp_path / "data")
     start = ms("2026-11-01T00:00:00")
     store.write_candles(INST, M1, candles(start, 2 * 1440 + 1))  # (and Nov 3's first)
@@ -169,7 +170,8 @@ def test_a_month_file_beside_the_newest_months_day_files_loses_to_them(tmp_path:
     fresh.write_candles(INST, M1, candles(start, 1, price=3.0, source="ws"))
     fresh.compact()
     assert read(store).column("close")[0].as_py() == 3.0
-    assert names(store) == ["2026-11-01.parquet", "2026-11-02.parquet", "2026-11.parquet"]
+    assert read(store).column("source")[0].as_py() == "ws"
+    assert names(store) == ["2026-11-02.parquet", "2026-11.parquet"]
 
 
 def live_days(store: Store, first: str, days: int) -> None:
@@ -187,11 +189,11 @@ def test_the_newest_months_finished_days_are_folded_once_enough_wait(november: S
     live_days(store, "2026-11-08T00:00:00", 1)  # Nov 8 begins: 7 finished days, folded
     assert names(store) == ["2026-11-08.parquet", "2026-11.parquet"]
     assert read(store, end=ms("2026-11-08T00:00:00")).equals(before)  # source included
-    # a late revision of a folded day goes to its day file, which wins, and waits to be folded
+    # a late revision of a folded day goes into the month file: no key is in two files
     key = ms("2026-11-02T12:00:00")
     store.write_candles(INST, M1, [Candle(key, 1.0, 2.0, 0.5, 1.5, 9.0, 9.0, "ws")])
     store.compact()
-    assert names(store) == ["2026-11-02.parquet", "2026-11-08.parquet", "2026-11.parquet"]
+    assert names(store) == ["2026-11-08.parquet", "2026-11.parquet"]
     got = read(store, key, key + M1.ms)
     assert got.column("close").to_pylist() == [1.5] and got.column("source").to_pylist() == ["ws"]
     assert read(store).num_rows == 8 * 1440

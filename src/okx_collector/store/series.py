@@ -68,12 +68,17 @@ class SeriesIO(SeriesReader):
                 lo = int(np.searchsorted(keys, part.start, side="left"))
                 hi = int(np.searchsorted(keys, part.end, side="left"))
                 if part == newest:
+                    today = partition_of(self._newest[series.directory], Period.DAY)
                     for day in _partitions(keys[lo:hi], Period.DAY):
                         a = int(np.searchsorted(keys, day.start, side="left"))
                         b = int(np.searchsorted(keys, day.end, side="left"))
-                        rewritten += self._merge_day(
-                            series, part, day, rows.slice(a, b - a), whole[a:b]
-                        )
+                        day_rows, day_whole = rows.slice(a, b - a), whole[a:b]
+                        if self._folded(series, part, day, today):
+                            # (rare: a revised candle of a folded day) into the month file, so
+                            # that no key is in two files and a glob of them stays exact
+                            rewritten += self._merge_part(series, part, day_rows, day_whole)
+                            continue
+                        rewritten += self._merge_day(series, part, day, day_rows, day_whole)
                         tiered.setdefault(part, []).append(day)
                 elif part in tiered:  # a past month with day files: folded, the rows merged in
                     days = tiered.pop(part)
@@ -147,6 +152,16 @@ class SeriesIO(SeriesReader):
             return 0  # (stored already, or merged before a crash: nothing to do)
         write_atomic(series.path(day), merged.combine_chunks())
         return 1
+
+    def _folded(self, series: Series, month: Partition, day: Partition, today: Partition) -> bool:
+        """Whether `day` of the newest month is a finished day already folded into its month
+        file, with no day file of its own (a crash mid-fold leaves one: it lists after the month
+        file, so the day's rows must go to it). The caller holds the lock."""
+        return (
+            day.end <= today.start
+            and self._month_reaches(series, month, day)
+            and not series.path(day).exists()
+        )
 
     def _month_reaches(self, series: Series, month: Partition, day: Partition) -> bool:
         """Whether the month file beside the newest month's day files may hold rows of `day`.
