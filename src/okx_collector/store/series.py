@@ -100,7 +100,7 @@ class SeriesIO(SeriesReader):
         """Fold the newest month's finished days (before the newest key's day) into its month
         file once `FOLD_DAYS` of them wait: a read of the last year then opens the month file
         and at most `FOLD_DAYS` day files, not ~30 (~0.15 ms each), while the writer rewrites
-        the month so far about 4 times a month per series (+~5 % of the bytes its rounds
+        the month so far about 4 times a month per series (~+4 % of the bytes its rounds
         write), not every round. The caller holds the lock."""
         today = partition_of(self._newest[series.directory], Period.DAY)
         # (in listed order: a day before an older layout's hour files inside it, which win)
@@ -166,8 +166,8 @@ class SeriesIO(SeriesReader):
     def _month_reaches(self, series: Series, month: Partition, day: Partition) -> bool:
         """Whether the month file beside the newest month's day files may hold rows of `day`.
         It holds the finished days folded so far, so a live round's day is past its newest key:
-        known from its footer, read once per version of the file (a `stat` tells), not in every
-        round (it was ~10 % of a steady round's CPU). The caller holds the lock."""
+        known from its footer, read once per version of the file (a `stat` tells), not once per
+        series in every round. The caller holds the lock."""
         path = series.path(month)
         sig = file_sig(path)
         if sig is None:
