@@ -221,3 +221,22 @@ def test_a_crash_mid_fold_of_the_newest_month_reads_the_same_and_is_finished(
     fresh.compact()
     assert names(store) == ["2026-11-08.parquet", "2026-11.parquet"]
     assert read(store).equals(whole)
+
+
+def test_a_revised_row_of_a_day_left_by_a_crash_mid_fold_wins(november: Store) -> None:
+    """A day file a killed fold left lists after the month file: a revised row of that day goes
+    to it (not under it into the month file), and the next fold keeps it."""
+    store = november
+    live_days(store, "2026-11-04T00:00:00", FOLD_DAYS - 3)
+    saved = {p.name: p.read_bytes() for p in folder(store).glob("*.parquet")}
+    live_days(store, "2026-11-08T00:00:00", 1)
+    for name, data in saved.items():
+        (folder(store) / name).write_bytes(data)
+    key = ms("2026-11-02T12:00:00")
+    fresh = Store(store.data_dir)
+    fresh.write_candles(INST, M1, [Candle(key, 1.0, 2.0, 0.5, 1.5, 9.0, 9.0, "ws")])
+    fresh.compact()
+    assert names(store) == ["2026-11-08.parquet", "2026-11.parquet"]
+    got = read(store, key, key + M1.ms)
+    assert got.column("close").to_pylist() == [1.5] and got.column("source").to_pylist() == ["ws"]
+    assert read(store).num_rows == 8 * 1440
