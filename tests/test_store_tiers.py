@@ -240,3 +240,38 @@ def test_a_revised_row_of_a_day_left_by_a_crash_mid_fold_wins(november: Store) -
     got = read(store, key, key + M1.ms)
     assert got.column("close").to_pylist() == [1.5] and got.column("source").to_pylist() == ["ws"]
     assert read(store).num_rows == 8 * 1440
+
+
+def test_a_read_with_the_journal_equals_the_read_after_its_compaction(tmp_path: Path) -> None:
+    """Reads apply the precedence rule to the journal's rows and the stored rows from the
+    journal's oldest key on: a revised row of a past month, an equal row re-sent with another
+    source, and new rows read the same before and after the compaction that stores them."""
+    store = Store(tmp_path / "data")
+    stored = candles(ms("2026-10-30T00:00:00"), 5 * 1440)  # Oct 30 .. Nov 3
+    store.write_candles(INST, M1, stored)
+    store.compact()
+    revised = ms("2026-10-31T06:00:00")
+    store.write_candles(INST, M1, [Candle(revised, 1.0, 2.0, 0.5, 1.5, 9.0, 9.0, "ws")])
+    store.write_candles(INST, M1, [c._replace(source="poll") for c in stored[4000:4003]])
+    store.write_candles(INST, M1, candles(ms("2026-11-05T00:00:00"), 3, source="ws"))
+    columns = ["ts", "open", "high", "low", "close", "volume", "quote_volume"]
+    week = (ms("2026-10-31T00:00:00"), ms("2026-11-05T00:01:00"))
+
+    def reads() -> list[pa.Table]:
+        fresh = Store(store.data_dir)
+        return [
+            fresh.read_candles(INST, M1),
+            fresh.read_candles(INST, M1, *week),
+            fresh.read_candles(INST, M1, columns=columns),
+            fresh.read_candles(INST, M1, revised + M1.ms, None, columns=columns),
+        ]
+
+    before = reads()
+    assert store.journal_pending() == 3
+    store.compact()
+    assert store.journal_pending() == 0
+    after = reads()
+    for old, new in zip(before, after, strict=True):
+        assert old.equals(new)
+    assert before[0].num_rows == 5 * 1440 + 3
+    assert set(before[0].column("source").to_pylist()) == {"backfill", "ws"}
