@@ -7,9 +7,11 @@ month at a time, then compacted, as a stopped backfill leaves it) and cached:
 
 - `past`: 2025-01-01 .. 2025-12-31 and January 2026's first candle, so that 2025 is a past year
   (12 month files); read whole (unbounded) and one week of it;
-- `now`: 2025-01-01 .. 2026-01-31 12:00 UTC, the newest month (January 2026) as compaction
-  leaves a series' newest month; read "the last 365 days up to the newest candle" and the last
-  week, the most common research reads.
+- `now`: 2025-01-01 .. 2026-01-31 12:00 UTC, January 2026 backfilled to the 26th and the rest
+  written a day at a time, each compacted (the most day files compaction leaves in a series'
+  newest month); read "the last 365 days up to the newest candle" and the last week, the most
+  common research reads;
+- `live`: `now` and 16 closes in the journal, as a live run has them between compactions.
 
 Each reader runs `--repeat` times after one warm-up (the files are in the page cache, as they are
 for a researcher re-running a notebook); the table gives the median and the best wall time and
@@ -44,6 +46,8 @@ INST, TF = "BTC-USDT", Timeframe.parse("1m")
 NOW = END + 30 * DAY_MS + DAY_MS // 2
 NOW_YEAR = (NOW - 365 * DAY_MS, NOW)
 NOW_WEEK = (NOW - 7 * DAY_MS, NOW)
+LIVE_YEAR = (NOW_YEAR[0] + 16 * TF.ms, NOW_YEAR[1] + 16 * TF.ms)  # (to the `live` store's newest)
+LIVE_WEEK = (NOW_WEEK[0] + 16 * TF.ms, NOW_WEEK[1] + 16 * TF.ms)
 Window = tuple[int, int] | None
 
 
@@ -83,6 +87,21 @@ def build_now(data_dir: Path) -> None:
     # January 2026 backfilled to the 26th, then 5.5 days live: the most finished day files of
     # the newest month compaction leaves (6, with the 31st's: it folds 7, `FOLD_DAYS`).
     build(data_dir, NOW, live_from=NOW - NOW % DAY_MS - 5 * DAY_MS)
+
+
+def build_live(data_dir: Path) -> None:
+    """The `now` store with 16 closes in the journal, not compacted: a live run just before
+    its background compaction (each close's file also holds 4 rows of the hour before, so the
+    journal's rows meet stored ones, as a catch-up's re-fetched rows do)."""
+    marker = data_dir / ".journal"
+    if marker.exists():
+        return  # (not `build`: it would compact the journal)
+    build_now(data_dir)
+    store = Store(data_dir)
+    hour = candles(INST, TF, NOW - 60 * TF.ms, NOW + 16 * TF.ms)
+    for close in range(16):
+        store.write_candles(INST, TF, [*hour[close * 4 : close * 4 + 4], hour[-16 + close]])
+    marker.touch()
 
 
 def readers(data_dir: Path) -> dict[str, Callable[[Window], int]]:
@@ -146,8 +165,9 @@ def table(
     files = sorted((data_dir / "candles" / INST / TF.name).glob("*.parquet"))
     months = sum(len(f.stem) == 7 for f in files)
     size = sum(f.stat().st_size for f in files) / 2**20
+    journal = Store(data_dir).journal_pending()
     print(f"\n{title}: {INST} {TF.name}, {months} month files + {len(files) - months} day files, "
-          f"{size:.1f} MB")  # fmt: skip
+          f"{size:.1f} MB" + (f", {journal} journal files" if journal else ""))  # fmt: skip
     print(f"{'reader':34} {'year median':>12} {'best':>8} {'rows':>8}   "
           f"{'week median':>12} {'best':>8} {'rows':>6}")  # fmt: skip
     figures = {}
@@ -169,10 +189,13 @@ def main() -> int:
     past, now = args.cache_dir / "past", args.cache_dir / "now"
     build_past(past)
     build_now(now)
+    live = args.cache_dir / "live"
+    build_live(live)
     print(f"stores ready in {time.perf_counter() - began:.1f} s")
     api = [
         table(past, "past: the year 2025 (whole) and a week of it", None, WEEK, args.repeat),
         table(now, "now: the last 365 days and the last week", NOW_YEAR, NOW_WEEK, args.repeat),
+        table(live, "live: as now, 16 closes in the journal", LIVE_YEAR, LIVE_WEEK, args.repeat),
     ]
     ok = all(year[0] <= 0.050 and week[0] <= 0.010 for year, week in api)
     verdict = "met" if ok else "NOT met"
