@@ -56,7 +56,7 @@ FUNDING_COLUMNS = ("funding_rate", "realized_rate")
 
 TimeLike: TypeAlias = datetime | pd.Timestamp | str | int | None
 
-KEPT_STORES = 8  # data dirs whose `Store` (and its cache of decoded journal files) is kept
+KEPT_STORES = 2  # data dirs whose `Store` is kept, each with <= 32 MB of decoded journal files
 _STORES: OrderedDict[Path, Store] = OrderedDict()
 _STORES_LOCK = threading.Lock()  # guards _STORES (reads may come from several threads)
 
