@@ -17,7 +17,9 @@ from okx_collector.backfill import run_backfill_async
 from okx_collector.backfill.progress import SilentProgress
 from okx_collector.config import Settings
 from okx_collector.errors import BadInput
+from okx_collector.models import Candle
 from okx_collector.simulator import Simulator
+from okx_collector.store import Store
 from okx_collector.timeframes import DAY_MS, HOUR_MS, Timeframe
 from tests.conftest import fast_delays
 
@@ -116,3 +118,26 @@ def test_the_api_is_exported_and_lazy() -> None:
     assert {"read_candles", "read_funding", "SeriesNotStored"} <= set(okx_collector.__all__)
     with pytest.raises(AttributeError):
         okx_collector.no_such_thing  # noqa: B018
+
+
+def test_repeated_reads_see_every_write_and_compaction(tmp_path: Path) -> None:
+    """The API keeps a data dir's store between calls (its decoded journal files): a later call
+    still sees rows written since, by another process's store, before and after compaction."""
+    tf = Timeframe.parse("1m")
+    start = 1_764_547_200_000  # 2025-12-01 00:00 UTC
+
+    def bars(first: int, n: int, price: float) -> list[Candle]:
+        return [
+            Candle(first + i * tf.ms, price, price + 1, price - 1, price, 1.0, price, "backfill")
+            for i in range(n)
+        ]
+
+    writer = Store(tmp_path)
+    writer.write_candles("BTC-USDT", tf, bars(start, 3, 10.0))
+    assert len(read_candles(tmp_path, "BTC-USDT", "1m")) == 3
+    writer.write_candles("BTC-USDT", tf, bars(start + 3 * tf.ms, 2, 20.0))  # in the journal
+    writer.write_candles("BTC-USDT", tf, bars(start, 1, 30.0))  # a revision
+    df = read_candles(str(tmp_path), "BTC-USDT", "1m")
+    assert df["close"].tolist() == [30.0, 10.0, 10.0, 20.0, 20.0]
+    writer.compact()
+    assert read_candles(tmp_path, "BTC-USDT", "1m").equals(df)

@@ -1,7 +1,7 @@
 """Where each series lives on disk: validated path components and time partitions.
 
     DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM}.parquet      every timeframe
-    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}.parquet   its newest month, by day
+    DATA_DIR/candles/{instId}/{timeframe}/{YYYY-MM-DD}.parquet   its newest month's last days
     DATA_DIR/funding/{instId}/{YYYY}.parquet
     DATA_DIR/funding_live/{instId}/{YYYY-MM-DD}.parquet
 
@@ -12,9 +12,10 @@ Partitions are UTC calendar spans sized for readers: writes go to the journal fi
 (`store.journal`) and compaction merges them in the background, so the size of a partition is no
 longer on the write path. Months for every candle timeframe (at most 44,640 rows of 1m, ~2 MB):
 a year of 1m is 12 files, read in a few tens of ms, where 365 day files cost ~10x as much in
-opens and footers (benchmarks/README.md, "Partition size"). The newest month of a series is kept in
-day files, listed after its month file (`SeriesIO.merge_in`): a compaction round rewrites a day
-file per series, not the month's; a past month is folded into its month file. Years for settled
+opens and footers (benchmarks/README.md, "Partition size"). The newest month of a series is written
+to day files, listed after its month file (`SeriesIO.merge_in`): a compaction round rewrites a day
+file per series, not the month's; its finished days are folded into the month file once 7 wait,
+and a past month's all at once. Years for settled
 funding (3 rows a day); days for live funding (one row per push).
 
 Older versions kept 1m/3m/5m candles in day files (`2026-11-21.parquet`) and a live day in hour

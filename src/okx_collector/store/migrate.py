@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from okx_collector.fsutil import fsync_dir
+from okx_collector.store.arrow import BoolArray, empty_table
 from okx_collector.store.atomic import storage_error, write_atomic
 from okx_collector.store.layout import (
     Partition,
@@ -29,7 +30,7 @@ from okx_collector.store.layout import (
     list_partitions,
     partition_of,
 )
-from okx_collector.store.merge import dedupe_last
+from okx_collector.store.merge import dedupe_last, merge_collapsed
 from okx_collector.store.reader import Series, SeriesReader
 
 log = logging.getLogger(__name__)
@@ -95,20 +96,32 @@ def migrate_series(io: SeriesReader, series: Series, found: list[Partition]) -> 
     return written
 
 
-def fold_month(io: SeriesReader, series: Series, month: Partition, parts: list[Partition]) -> int:
+def fold_month(
+    io: SeriesReader,
+    series: Series,
+    month: Partition,
+    parts: list[Partition],
+    rows: pa.Table | None = None,
+    whole: BoolArray | None = None,
+) -> int:
     """Fold `parts` (day or hour files of `month`) into the month file, the caller holding the
-    series' lock: the month file, then the parts in listed order, the later winning; the month
-    file is written atomically before the parts are deleted, so a crash between them leaves
-    copies with equal values (reads dedupe them) and a re-run is harmless. Returns the month
-    files written (0 or 1)."""
+    series' lock: the month file, then the parts in listed order, the later winning, then a
+    compaction's `rows` of the month (`merge.collapse`d, with their `whole` flags) merged in by
+    the precedence rule; the month file is written atomically before the parts are deleted, so
+    a crash between them leaves copies the next fold or read resolves the same way (the parts
+    hold the same values, or older ones whose journal rows are still there to win), and a re-run
+    is harmless. Returns the month files written (0 or 1)."""
     tables = []
     for part in [month, *parts]:  # (oldest writes first: see the module doc)
         table = io.read_partition(series, part, locked=True)  # moved aside if bad
         if table is not None and table.num_rows:
             tables.append(table)
+    merged = dedupe_last(pa.concat_tables(tables), series.kind.key) if tables else None
+    if rows is not None and whole is not None and rows.num_rows:
+        existing = empty_table(series.kind.schema) if merged is None else merged
+        merged = merge_collapsed(existing, rows, whole, series.kind)
     written = 0
-    if tables:
-        merged = dedupe_last(pa.concat_tables(tables), series.kind.key)
+    if merged is not None:
         write_atomic(series.path(month), merged.combine_chunks())
         written = 1
     for part in parts:

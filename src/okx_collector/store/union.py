@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from okx_collector.store.journal import JournalReader, JournalVanished, SeriesKey
-from okx_collector.store.merge import dedupe_last, dedupe_runs
+from okx_collector.store.merge import dedupe_last, dedupe_runs, key_array
 from okx_collector.store.recovery import RecoveryNote
 from okx_collector.store.schema import Kind
 from okx_collector.store.series import Series, SeriesIO
@@ -54,12 +55,17 @@ class UnionReader:
         if parts is None:
             parts = self._io.read_range(series, start, end, cols)
         out = parts
-        if journal:
-            if cols is None:
-                out = dedupe_runs(pa.concat_tables([parts, *journal]), kind).combine_chunks()
-            else:  # keys only: the union
-                both = pa.concat_tables([parts, *(t.select(cols) for t in journal)])
-                out = dedupe_last(both, kind.key).combine_chunks()
+        rows = [t if cols is None else t.select(cols) for t in journal or [] if t.num_rows]
+        if rows:
+            # Only the partitions' rows from the journal's oldest key on can meet a journal row:
+            # the rule is applied to them alone, and the rows before are kept as they are (a
+            # year's 518,000 rows re-sorted for a journal's few cost ~17 ms).
+            lowest = min(int(key_array(t, kind.key).min()) for t in rows)
+            cut = int(np.searchsorted(key_array(parts, kind.key), lowest, side="left"))
+            both = pa.concat_tables([parts.slice(cut), *rows])
+            # (some columns: keys only, the union; whole rows: the precedence rule)
+            tail = dedupe_runs(both, kind) if cols is None else dedupe_last(both, kind.key)
+            out = pa.concat_tables([parts.slice(0, cut), tail.combine_chunks()])
         return out if columns is None else out.select(columns)
 
     def _journal_edge(self, kind: Kind, key: SeriesKey, newest: bool) -> int | None:
