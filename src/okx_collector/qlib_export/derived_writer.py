@@ -95,12 +95,14 @@ class DerivedWriter:
             return None
         return KindListing(self._store, GROUPS[group][0], sid, self._tf, self._journal)
 
-    def _months(self, t: Target) -> list[tuple[Month, int, int]]:
-        """The months of `t` with bars, and their bars [lo, hi) inside [first, last]."""
+    def _months(self, t: Target, s: int) -> list[tuple[Month, int, int]]:
+        """The months of `t`'s stored times (slot + `s`: `derived.shift`) with bars, and the bars
+        [lo, hi) of each inside [first, last]. By stored time, so that a month is one partition:
+        the open interest of a month's last bar is stored in the next month."""
         out = []
-        for month in months_between(t.first, t.last):
-            lo = max(self._tf.ceil(month.start), t.first)
-            hi = min(self._tf.ceil(month.end), t.last + self._tf.ms)
+        for month in months_between(t.first + s, t.last + s):
+            lo = max(self._tf.ceil(month.start) - s, t.first)
+            hi = min(self._tf.ceil(month.end) - s, t.last + self._tf.ms)
             if lo < hi:
                 out.append((month, lo, hi))
         return out
@@ -110,12 +112,25 @@ class DerivedWriter:
     ) -> None:
         """Record what the month's files were when read (call before reading them)."""
         s, key = shift(group, self._tf), f"{t.inst_id}/{group}/{month.key}"
-        start, end = self._tf.ceil(month.start) + s, self._tf.ceil(month.end) + s
-        if hi >= self._tf.ceil(month.end):
+        start, end = self._tf.ceil(month.start), self._tf.ceil(month.end)
+        if hi + s >= end:
             self._sources.remember(key, listing.sig(start, end), sid)
-        if month.start <= t.last < month.end:
-            day = day_start(t.last)
+        if month.start <= t.last + s < month.end:
+            day = day_start(t.last + s)
             self._sources.remember_prefix(key, listing.sig(start, day), day, {"sid": sid})
+
+    def _mark_nan(self, t: Target, entries: Mapping[str, FileEntry]) -> None:
+        """Record the files of groups with no series for `t` as all NaN: an update then writes
+        only their new slots. By checksum: it holds for the file the manifest describes only."""
+        for group in self._ids:
+            if self._sid(group, t.inst_id) is None:
+                for f, _ in GROUPS[group][1]:
+                    rel = self._rel(t.inst_id, f)
+                    self._sources.remember(f"{rel}/nan", (), entries[rel].sha256)
+
+    def _was_nan(self, t: Target, old: Mapping[str, FileEntry], field: str) -> bool:
+        rel = self._rel(t.inst_id, field)
+        return rel in old and self._sources.unchanged(f"{rel}/nan", (), old[rel].sha256)
 
     # -- full ----------------------------------------------------------------------------------
 
@@ -132,15 +147,13 @@ class DerivedWriter:
         for group in self._ids:
             sid = self._sid(group, t.inst_id)
             listing = self._listing(group, sid)
-            if sid is None:  # (an update then writes only the new slots: NaN too)
-                self._sources.remember(f"{t.inst_id}/{group}/nan", (), "nan")
             fields = [f for f, _ in GROUPS[group][1]]
             writers: dict[str, StreamedFile] = {}
             try:
                 for f in fields:
                     path = self._out / self._rel(t.inst_id, f)
                     writers[f] = StreamedFile(path, header(t.start_index), size, self._syncer)
-                for month, lo, hi in self._months(t):
+                for month, lo, hi in self._months(t, shift(group, self._tf)):
                     if sid is not None and listing is not None:
                         self._remember(t, group, sid, listing, month, hi)
                     block = values(self._store, self._tf, group, sid, lo, hi)
@@ -155,6 +168,7 @@ class DerivedWriter:
                 raise
         for rel in set(old.derived if old else {}) - set(entries):
             remove(self._out / rel)
+        self._mark_nan(t, entries)
         if self._ids:
             self._syncer.folder(directory)
         return dict(sorted(entries.items())), True
@@ -194,6 +208,7 @@ class DerivedWriter:
             usable = point if fits else None
             entries[rel], new_point = hash_file(pf.path, usable)
             self._sources.keep_point(rel, new_point)
+        self._mark_nan(t, entries)
         return dict(sorted(entries.items())), bool(patcher.opened)
 
     def _update_group(self, t: Target, old: InstrumentEntry, group: str, patcher: Patcher) -> None:
@@ -202,24 +217,20 @@ class DerivedWriter:
         listing = self._listing(group, sid)
         fields = [f for f, _ in GROUPS[group][1]]
         s = shift(group, self._tf)
-        last_old = month_of(old.last)
-        nan_key = f"{t.inst_id}/{group}/nan"
-        nan_before = sid is None and self._sources.unchanged(nan_key, (), "nan")
-        if sid is None:
-            self._sources.remember(nan_key, (), "nan")
-        for month, lo, hi in self._months(t):
+        last_old = month_of(old.last + s)
+        nan_before = sid is None and all(self._was_nan(t, old.derived, f) for f in fields)
+        for month, lo, hi in self._months(t, s):
             start = lo  # the first slot to read and compare
             if month <= last_old and sid is None:
                 if nan_before:  # NaN then and now: only new slots
                     start = max(lo, old.last + step)
             elif month < last_old and listing is not None:
                 key = f"{t.inst_id}/{group}/{month.key}"
-                mstart = self._tf.ceil(month.start) + s
-                now = listing.sig(mstart, self._tf.ceil(month.end) + s)
+                now = listing.sig(self._tf.ceil(month.start), self._tf.ceil(month.end))
                 if self._sources.unchanged(key, now, sid or ""):
                     continue
             elif month == last_old and listing is not None:
-                start = max(lo, self._from_prefix(t, group, month, listing, lo))
+                start = max(lo, self._from_prefix(t, old, group, month, listing, lo))
             if start >= hi:
                 continue
             if sid is not None and listing is not None:
@@ -228,15 +239,21 @@ class DerivedWriter:
             self._patch(t, old, fields, patcher, start, hi, block)
 
     def _from_prefix(
-        self, t: Target, group: str, month: Month, listing: KindListing, lo: int
+        self,
+        t: Target,
+        old: InstrumentEntry,
+        group: str,
+        month: Month,
+        listing: KindListing,
+        lo: int,
     ) -> int:
         """The first slot of the newest exported month that may differ from what was
         exported: from its saved prefix's day on if the files before that day are unchanged."""
         s = shift(group, self._tf)
         key = f"{t.inst_id}/{group}/{month.key}"
-        mstart = self._tf.ceil(month.start) + s
+        mstart = self._tf.ceil(month.start)
         found = self._sources.prefix(key, lambda day: listing.sig(mstart, day))
-        if found is None or found[0] > t.last:
+        if found is None or found[0] > old.last + s:
             return lo
         day = found[0]
         # The prefix covers the slots whose stored time is before `day`; floored to the grid.
