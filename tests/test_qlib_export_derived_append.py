@@ -219,3 +219,25 @@ def test_kind_names_match_the_store() -> None:
 
     kinds: list[Kind] = [MARK_CANDLES, INDEX_CANDLES, OPEN_INTEREST]
     assert [k.name for k in kinds] == ["mark_candles", "index_candles", "open_interest"]
+
+
+def test_an_older_saved_state_after_a_crash_is_not_trusted_for_a_nan_file(tmp_path: Path) -> None:
+    # ETH's mark is NaN (no ETH-USDT-SWAP series), then stored, then gone again; the saved state
+    # of the first export (a crash after a manifest, before its saved state) says "all NaN".
+    root = tmp_path / "data"
+    store = _store(root, M15, 10)
+    out = tmp_path / "qlib"
+    export_qlib(store, out, M15)
+    first_state = (out / SOURCES_FILE).read_bytes()
+    store.write_price_candles("mark", "ETH-USDT-SWAP", M15, prices(grid(M15, APR26, 50), 70))
+    store.compact()
+    export_qlib(store, out, M15)
+    (out / SOURCES_FILE).write_bytes(first_state)
+    shutil.rmtree(root / "mark_candles" / "ETH-USDT-SWAP")
+    store = Store(root)
+    _write(store, M15, _last(store, M15) + M15.ms, 3, 71)
+    store.compact()
+    export_qlib(store, out, M15)
+    mark = np.fromfile(out / "features/eth-usdt/mark_close.15min.bin", dtype="<f4")
+    assert np.isnan(mark[1:]).all()
+    assert tree(out) == _fresh(store, tmp_path / "fresh", M15)
