@@ -241,3 +241,24 @@ def test_an_older_saved_state_after_a_crash_is_not_trusted_for_a_nan_file(tmp_pa
     mark = np.fromfile(out / "features/eth-usdt/mark_close.15min.bin", dtype="<f4")
     assert np.isnan(mark[1:]).all()
     assert tree(out) == _fresh(store, tmp_path / "fresh", M15)
+
+
+@pytest.mark.parametrize("name", ["1h", "1d", "1w"])
+def test_longer_timeframes_append_exactly(tmp_path: Path, name: str) -> None:
+    # Bars of a day or a week: the day of the last bar is the bar, open interest of the last
+    # bar of a month is stored in the next month.
+    tf = Timeframe.parse(name)
+    root = tmp_path / "data"
+    store = Store(root)
+    _write(store, tf, tf.ceil(APR26 - 200 * DAY_MS), 200 * DAY_MS // tf.ms, 1)
+    store.compact()
+    _age(root)
+    out = tmp_path / "qlib"
+    export_qlib(store, out, tf)
+    for k in range(3):
+        _write(store, tf, _last(store, tf) + tf.ms, 3 + 7 * k, 10 + k)
+        store.compact()
+        _age(root)
+        r = export_qlib(store, out, tf)
+        assert set(r.appended) == {SWAP, SPOT, ETH}
+        assert tree(out) == _fresh(store, tmp_path / f"fresh-{k}", tf)
