@@ -13,25 +13,21 @@ its own index (`BTC-USDT`); a perpetual its own mark and open interest and its f
 The slot of the bar opening at `t` holds the mark/index candle opening at `t`, and the open
 interest at `t + step` (its close, as `$close` is the last trade before it).
 
-Each file is built whole in memory (4 bytes a slot) and written only when its checksum differs
-from the manifest's (so an unchanged export rewrites nothing); not patched in place like the
-candle fields yet: an export that extends the calendar rewrites these files in full.
+This module says what the fields hold; `derived_writer` writes them (in full, or appended to).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-from collections.abc import Mapping
+import os
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from okx_collector.qlib_export.files import file_size, header, remove, write_atomic
-from okx_collector.qlib_export.instrument import Result, Target
-from okx_collector.qlib_export.manifest import FileEntry, InstrumentEntry, feature_path
+from okx_collector.qlib_export.sources import FileSig, Sig
 from okx_collector.store.arrow import to_float64, to_int64
+from okx_collector.store.journal import JournalVanished
+from okx_collector.store.layout import list_partitions, overlapping
 from okx_collector.store.schema import INDEX_CANDLES, MARK_CANDLES, OPEN_INTEREST, Kind
 from okx_collector.store.store import Store
 from okx_collector.timeframes import Timeframe
@@ -66,71 +62,83 @@ def source_id(group: str, inst_id: str) -> str | None:
     return None
 
 
-def arrays(
-    store: Store, tf: Timeframe, inst_id: str, first: int, last: int, ids: Mapping[str, set[str]]
+def shift(group: str, tf: Timeframe) -> int:
+    """Stored time minus slot time: open interest is stored at the bar's close."""
+    return tf.ms if GROUPS[group][0] is OPEN_INTEREST else 0
+
+
+def values(
+    store: Store, tf: Timeframe, group: str, sid: str | None, lo: int, hi: int
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """field -> one float32 value per slot of [first, last] (NaN where nothing is stored)."""
+    """field -> one float32 value per slot of [lo, hi) (bar open times; NaN where nothing is
+    stored, everywhere if `sid` is None)."""
     step = tf.ms
-    bars = (last - first) // step + 1
-    out: dict[str, npt.NDArray[np.float32]] = {}
-    for group, present in ids.items():
-        kind, fields = GROUPS[group]
-        values = {f: np.full(bars, np.nan, dtype=np.float32) for f, _ in fields}
-        sid = source_id(group, inst_id)
-        if sid is not None and sid in present:
-            shift = step if kind is OPEN_INTEREST else 0  # a close is stored at the next open
-            table = store.read_kind(kind, sid, tf, first + shift, last + step + shift)
-            ts = to_int64(table.column("ts"))
-            slots = (ts - shift - first) // step
-            for f, column in fields:
-                col = to_float64(table.column(column))
-                values[f][slots] = col.astype(np.float32)
-        out.update(values)
+    kind, fields = GROUPS[group]
+    bars = (hi - lo) // step
+    out = {f: np.full(bars, np.nan, dtype=np.float32) for f, _ in fields}
+    if sid is None or bars <= 0:
+        return out
+    s = shift(group, tf)
+    columns = ["ts", *(c for _, c in fields)]
+    table = store.read_kind(kind, sid, tf, lo + s, hi + s, columns=columns)
+    slots = (to_int64(table.column("ts")) - s - lo) // step
+    for f, column in fields:
+        out[f][slots] = to_float64(table.column(column)).astype(np.float32)
     return out
 
 
-def write(
-    out: Path,
-    tf: Timeframe,
-    inst_id: str,
-    start_index: int,
-    values: Mapping[str, npt.NDArray[np.float32]],
-    old: Mapping[str, FileEntry],
-) -> tuple[dict[str, FileEntry], bool]:
-    """Write the files whose bytes differ from `old` (relative path -> entry); remove those of
-    groups no longer exported. Returns the entries and whether any file changed."""
-    entries: dict[str, FileEntry] = {}
-    changed = False
-    for field, array in values.items():
-        rel = feature_path(inst_id, field, tf.qlib_freq)
-        data = header(start_index) + np.ascontiguousarray(array, dtype="<f4").tobytes()
-        digest = hashlib.sha256(data).hexdigest()
-        before = old.get(rel)
-        if before is not None and before.sha256 == digest and file_size(out / rel) == len(data):
-            entries[rel] = before
-            continue
-        entries[rel] = write_atomic(out / rel, data)
-        changed = True
-    for rel in set(old) - set(entries):
-        remove(out / rel)
-        changed = True
-    return dict(sorted(entries.items())), changed
+class KindListing:
+    """The files of one derived series at one moment (as `listing.Listing` for candles): their
+    identity tells an update which stored ranges are unchanged since the last export."""
+
+    def __init__(self, store: Store, kind: Kind, sid: str, tf: Timeframe, journal: bool) -> None:
+        self._store = store
+        self._kind = kind
+        self._key = (sid, tf.name)
+        self._series = store.kind_series(kind, sid, tf)
+        self._journal = journal  # may the journal hold rows? (`store.journal_pending()`)
+        self._parts = list_partitions(self._series.directory, self._series.period)
+        self._stats: dict[str, FileSig | None] = {}
+        self._spans: list[tuple[str, int, int]] | None = None  # journal files: name, ts range
+
+    def _journal_spans(self) -> list[tuple[str, int, int]]:
+        """The journal files holding rows of the series, each with the range of its rows' times:
+        found once per listing (asking the store per range scans every journal file again)."""
+        if self._spans is None:
+            reader = self._store._union._journal
+            self._spans = []
+            for path in reader.files(self._kind.name):
+                try:
+                    parts = reader.series_rows(self._kind, self._key, [path], None, None)
+                except JournalVanished:
+                    continue  # (merged meanwhile: the partitions' identity changed with it)
+                ts = [to_int64(t.column(self._kind.key)) for t in parts]
+                if ts and any(a.size for a in ts):
+                    lo = min(int(a.min()) for a in ts if a.size)
+                    hi = max(int(a.max()) for a in ts if a.size)
+                    self._spans.append((str(path), lo, hi))
+        return self._spans
+
+    def sig(self, start: int, end: int) -> Sig | None:
+        """The identity of the files holding stored times [start, end), None if one is gone."""
+        names = [str(self._series.path(p)) for p in overlapping(self._parts, start, end)]
+        if self._journal:
+            # (The journal's files never change: their names identify their content.)
+            names += [n for n, lo, hi in self._journal_spans() if lo < end and hi >= start]
+        out = []
+        for name in names:
+            if name not in self._stats:
+                self._stats[name] = _file_sig(name)
+            sig = self._stats[name]
+            if sig is None:
+                return None
+            out.append(sig)
+        return tuple(out)
 
 
-def with_fields(
-    store: Store,
-    out: Path,
-    tf: Timeframe,
-    ids: Mapping[str, set[str]],
-    t: Target,
-    result: Result,
-    old: InstrumentEntry | None,
-) -> Result:
-    """`result` (the candle fields of `t`, written) with the derived fields written too."""
-    values = arrays(store, tf, t.inst_id, t.first, t.last, ids)
-    if not values and (old is None or not old.derived):
-        return result
-    entries, changed = write(out, tf, t.inst_id, t.start_index, values, old.derived if old else {})
-    entry = dataclasses.replace(result.entry, derived=entries)
-    action = "appended" if changed and result.action == "unchanged" else result.action
-    return Result(entry, action, result.slots)
+def _file_sig(path: str) -> FileSig | None:
+    try:
+        st = os.stat(path)  # noqa: PTH116  (a string: thousands of them)
+    except OSError:
+        return None
+    return (Path(path).name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -28,6 +28,7 @@ from okx_collector.fsutil import fsync_dir
 from okx_collector.qlib_export import derived, outdir
 from okx_collector.qlib_export.arrays import Funding
 from okx_collector.qlib_export.calendar import LINE_BYTES, calendar_chunks, format_time
+from okx_collector.qlib_export.derived_writer import DerivedWriter
 from okx_collector.qlib_export.files import (
     file_size,
     ident,
@@ -269,13 +270,15 @@ def export_qlib(
         sources = SourceCache.load(out, tf.name)
         writer = InstrumentUpdater(store, out, tf, sources, syncer)
         results: dict[str, Result] = {}
-        derived_ids = derived.stored_ids(store, tf)
+        derived_writer = DerivedWriter(
+            store, out, tf, derived.stored_ids(store, tf), sources, syncer
+        )
 
         def one(target: Target) -> Result:
             old = trusted.instruments.get(target.inst_id) if trusted is not None else None
             result = writer.update(target, old) if old is not None else None
             result = result if result is not None else writer.full(target)
-            return derived.with_fields(store, out, tf, derived_ids, target, result, old)
+            return derived_writer.with_fields(target, result, old)
 
         # Instruments are independent: two at a time keep both cores busy (Parquet decoding,
         # numpy, sha256 and file writes all release the GIL); memory stays a month per worker.

@@ -88,8 +88,8 @@ class InstrumentEntry:
     months: dict[str, MonthSummary]  # "YYYY-MM" -> what that month held
     funding: FundingEntry | None
     files: dict[str, FileEntry]  # relative path -> size and checksum
-    # The mark, index and open-interest fields (`qlib_export.derived`), apart from `files`:
-    # they are rewritten whole when they change, never patched with the candle fields.
+    # The mark, index and open-interest fields (`qlib_export.derived`), apart from `files`: they
+    # come from other series, and are written by `derived_writer` (in full or appended to).
     derived: dict[str, FileEntry] = field(default_factory=dict)
 
     @property
