@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from okx_collector.config import Settings, parse_time_spec
-from okx_collector.errors import BadInput
+from okx_collector.errors import BadInput, ExchangeRejected
 from okx_collector.exchange import OkxExchange
+from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS, REFRESH_SECONDS, InstrumentWatch
+from okx_collector.live.localclock import SteppedClock, settle
 from okx_collector.okx_ws import parse_refusal
 from okx_collector.qlib_export import export_qlib
 from okx_collector.qlib_export.calendar import format_time
@@ -66,6 +69,90 @@ def ws_share_after(store: Store, inst_id: str, after: int) -> float:
 )  # fmt: skip
 def test_parse_refusal(frame: object, expected: tuple[str, str] | None) -> None:
     assert parse_refusal(frame) == expected
+
+
+def no_delays() -> Iterator[float]:
+    while True:
+        yield 0.0
+
+
+class Reloads:
+    """The instrument-list reload the watch calls: counts calls, fails when told to."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lists: list[set[str]] = []  # what `on_list` was handed
+        self.failing = False
+
+    async def reload(self) -> set[str]:
+        self.calls += 1
+        if self.failing:
+            raise ExchangeRejected("refused (test)")
+        return {"BTC-USDT"}
+
+    async def on_list(self, listed: set[str]) -> None:
+        self.lists.append(listed)
+
+
+@asynccontextmanager
+async def watching(
+    refresh_seconds: float = REFRESH_SECONDS,
+) -> AsyncIterator[tuple[InstrumentWatch, Reloads, SteppedClock]]:
+    clock, reloads = SteppedClock(), Reloads()
+    watch = InstrumentWatch(reloads.reload, reloads.on_list, refresh_seconds=refresh_seconds,
+                            delays=no_delays, local=clock)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(watch.run(stop))
+    try:
+        await settle()
+        yield watch, reloads, clock
+    finally:
+        stop.set()
+        watch.check_soon()  # wakes it to see `stop`
+        await clock.advance(MIN_CHECK_GAP_SECONDS)
+        await asyncio.wait_for(task, 1.0)
+
+
+async def test_the_instrument_list_is_reloaded_every_refresh_period() -> None:
+    async with watching() as (watch, reloads, clock):
+        assert reloads.calls == 0  # the session loaded it just before
+        await clock.advance(REFRESH_SECONDS - 0.001)
+        assert reloads.calls == 0
+        await clock.advance(0.001)
+        assert reloads.calls == 1 and watch.checks == 1
+        await clock.advance(3 * REFRESH_SECONDS)
+        assert reloads.calls == 4 and len(reloads.lists) == 4
+
+
+async def test_asked_for_reloads_come_at_once_then_spaced_out() -> None:
+    """A burst of refusals (a batch of 100) costs one reload, and a second one asked for right
+    after (the confirmation of a delisting) waits MIN_CHECK_GAP_SECONDS, not a refresh period."""
+    async with watching() as (watch, reloads, clock):
+        for _ in range(100):
+            watch.check_soon()
+        await settle()
+        assert reloads.calls == 1
+        watch.check_soon()
+        await clock.advance(MIN_CHECK_GAP_SECONDS - 0.001)
+        assert reloads.calls == 1
+        await clock.advance(0.001)
+        assert reloads.calls == 2
+        await clock.advance(REFRESH_SECONDS)  # the periodic one keeps its schedule
+        assert reloads.calls == 3
+
+
+async def test_a_failed_reload_is_tried_again_at_the_next_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with watching(refresh_seconds=60.0) as (watch, reloads, clock):
+        reloads.failing = True
+        with caplog.at_level(logging.WARNING):
+            await clock.advance(60.0)
+        assert reloads.calls == 1 and watch.checks == 0 and reloads.lists == []
+        assert any("not reloaded" in r.getMessage() for r in caplog.records)
+        reloads.failing = False
+        await clock.advance(60.0)
+        assert reloads.calls == 2 and watch.checks == 1
 
 
 async def test_a_refused_subscription_affects_only_its_instrument() -> None:

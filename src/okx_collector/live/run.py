@@ -19,6 +19,7 @@ from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.derived import DerivedLive
 from okx_collector.live.lifecycle import REFRESH_SECONDS
+from okx_collector.live.localclock import REAL_CLOCK, LocalClock
 from okx_collector.ops import Ops
 from okx_collector.ops.notify import Notifier
 from okx_collector.retry import BackoffFactory, backoff_delays
@@ -49,19 +50,22 @@ async def collect_async(
     rate_limit_scale: float = 1.0,
     refresh_seconds: float = REFRESH_SECONDS,
     notifier: Notifier | None = None,
+    local: LocalClock = REAL_CLOCK,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters).
 
     `refresh_seconds`: how often OKX's instrument list is reloaded (delistings, listings).
     `notifier`: systemd's notify socket (see ops.notify); `settings.metrics_port` serves metrics
-    and /health for the whole run.
+    and /health for the whole run. `local`: the collector's timers run on it, and so does the
+    exchange clock unless `clock` is given.
     """
     ops = Ops(settings.metrics_host, settings.metrics_port, notifier)
     await ops.start()
     try:
         return await _collect(
-            settings, stop, ops, clock, delays, keepalive_ms, rate_limit_scale, refresh_seconds
-        )
+            settings, stop, ops, clock, delays, keepalive_ms, rate_limit_scale, refresh_seconds,
+            local,
+        )  # fmt: skip
     finally:
         await ops.close()
 
@@ -75,6 +79,7 @@ async def _collect(
     keepalive_ms: int,
     rate_limit_scale: float,
     refresh_seconds: float,
+    local: LocalClock,
 ) -> Collector:
     store = await asyncio.to_thread(open_store, settings.data_dir)
     mode = settings.mode
@@ -103,7 +108,7 @@ async def _collect(
                 delays=delays,
                 refresh_seconds=refresh_seconds,
             )
-            clock = clock or ExchangeClock()  # synced afresh when the collector starts
+            clock = clock or ExchangeClock(local.monotonic)  # synced when the collector starts
 
             async def on_delisted(inst_id: str, noticed_ms: int) -> None:
                 await asyncio.to_thread(record_delisted, store.data_dir, inst_id, noticed_ms)
@@ -123,6 +128,7 @@ async def _collect(
                     else None
                 ),
                 observer=ops,
+                local=local,
             )
             # A failed write (a full disk) stops the job: the collector then raises it.
             collector.writer.on_failure = lambda _: stop.set()
