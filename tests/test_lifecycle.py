@@ -15,6 +15,7 @@ import pytest
 from okx_collector.config import Settings, parse_time_spec
 from okx_collector.errors import BadInput, ExchangeRejected
 from okx_collector.exchange import OkxExchange
+from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS, REFRESH_SECONDS, InstrumentWatch
 from okx_collector.live.localclock import SteppedClock, settle
 from okx_collector.okx_ws import parse_refusal
@@ -25,7 +26,14 @@ from okx_collector.status import collect_status
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import read_delisted
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.collect_helpers import assert_exact, iso, stored_rows
+from tests.collect_helpers import (
+    assert_exact,
+    iso,
+    local_time,
+    logged,
+    stored_rows,
+    until,
+)
 from tests.test_collect_faults import run_with
 
 MakeSettings = Callable[..., Settings]
@@ -42,6 +50,14 @@ def live_settings(
     }  # fmt: skip
     values.update(extra)
     return make_settings(sim, **values)
+
+
+def live(
+    caplog: pytest.LogCaptureFixture, sim: Simulator, subscriptions: int = 1
+) -> Callable[[], bool]:
+    """A condition: the collector has gone live (after its catch-up) and subscribed."""
+    started = logged(caplog, "funding streams in")
+    return lambda: started() and sim.stats.ws_subscriptions >= subscriptions
 
 
 def ws_share_after(store: Store, inst_id: str, after: int) -> float:
@@ -184,20 +200,28 @@ async def test_a_refused_subscription_affects_only_its_instrument() -> None:
 async def test_a_delisting_mid_run_retires_only_that_instrument(
     make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Simulator(seed=31, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+    async with (
+        Simulator(seed=31, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim,
+        local_time() as clock,
+    ):
         settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT,DOT/USDT:USDT",
                                  funding=True)  # fmt: skip
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         delisted: list[int] = []
 
         async def script() -> None:
-            await asyncio.sleep(1.5)
+            await until(live(caplog, sim, 3), "collecting live")
             delisted.append(sim.delist("DOT-USDT-SWAP"))
             await sim.drop_connections()  # the resubscription names DOT too: refused (60018)
-            await asyncio.sleep(8.0)
+            # Retired once a second reload, spaced MIN_CHECK_GAP_SECONDS after the first, still
+            # misses it: that spacing is stepped, not waited for.
+            await until(logged(caplog, "DOT-USDT-SWAP is no longer listed"), "DOT retired",
+                        clock=clock, step=0.1)  # fmt: skip
+            # Candles enough after the storm for the websocket share (exchange time).
+            await until(lambda: sim.now_ms() >= delisted[0] + 12 * MINUTE_MS, "12 minutes")
 
         with caplog.at_level(logging.INFO):
-            collector = await run_with(settings, script)
+            collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert "DOT-USDT-SWAP" in collector.retired
         store = Store(settings.data_dir)
         end = TF1.floor(sim.now_ms())
@@ -227,17 +251,23 @@ async def test_a_delisting_mid_run_retires_only_that_instrument(
 
         # A restart with the same symbols: one warning, and the others run.
         caplog.clear()
-        with caplog.at_level(logging.WARNING):
-            again = await run_with(settings, lambda: asyncio.sleep(2.0))
+        with caplog.at_level(logging.INFO):
+            again = await run_with(
+                settings, lambda: until(live(caplog, sim, 2), "live again"), local=clock,
+                clock=ExchangeClock(),
+            )  # fmt: skip
         assert {s.inst.inst_id for s in again.states.values()} == {"BTC-USDT", "ETH-USDT"}
         assert any("DOT-USDT-SWAP is no longer listed" in r.getMessage() for r in caplog.records)
 
 
 async def test_one_delisting_among_100_series_leaves_99_streaming(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Simulator(seed=32, speed=SPEED, rate_limit_scale=0, push_interval=0.1,
-                         extra_instruments=95) as sim:  # fmt: skip
+    async with (
+        Simulator(seed=32, speed=SPEED, rate_limit_scale=0, push_interval=0.1,
+                  extra_instruments=95) as sim,
+        local_time() as clock,
+    ):  # fmt: skip
         names = ["BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT"]
         names += [f"SIM{i:04d}/USDT" for i in range(1, 96)]
         settings = live_settings(make_settings, sim, ",".join(names))
@@ -245,12 +275,15 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
         delisted: list[int] = []
 
         async def script() -> None:
-            await asyncio.sleep(2.0)
+            await until(live(caplog, sim, 100), "collecting live")
             delisted.append(sim.delist("SIM0042-USDT"))
             await sim.drop_connections()
-            await asyncio.sleep(6.0)
+            await until(logged(caplog, "SIM0042-USDT is no longer listed"), "SIM0042 retired",
+                        clock=clock, step=0.1)  # fmt: skip
+            await until(lambda: sim.now_ms() >= delisted[0] + 11 * MINUTE_MS, "11 minutes")
 
-        collector = await run_with(settings, script)
+        with caplog.at_level(logging.INFO):
+            collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert set(collector.retired) == {"SIM0042-USDT"}
         assert len(collector.states) == 99
         store = Store(settings.data_dir)
@@ -264,21 +297,29 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
         assert min(shares) >= 0.8, sorted(shares)[:5]
 
 
-async def test_maintenance_is_waited_out_then_caught_up(make_settings: MakeSettings) -> None:
+async def test_maintenance_is_waited_out_then_caught_up(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
     async with Simulator(seed=33, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT:USDT", funding=True)
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         ended: list[int] = []
+        counts: list[int] = []  # requests refused during the maintenance
 
         async def script() -> None:
-            await asyncio.sleep(1.0)
+            await until(live(caplog, sim, 2), "collecting live")
+            began, refused = sim.now_ms(), sim.stats.rest_errors
             sim.begin_maintenance()
-            await asyncio.sleep(4.0)  # 8 exchange minutes: many more retries than any limit
+            # 8 exchange minutes: candles close meanwhile that only a catch-up can bring.
+            await until(lambda: sim.now_ms() >= began + 8 * MINUTE_MS, "8 minutes")
+            counts.append(sim.stats.rest_errors - refused)
             sim.end_maintenance()
             ended.append(sim.now_ms())
-            await asyncio.sleep(9.0)
+            await until(lambda: sim.now_ms() >= ended[0] + 18 * MINUTE_MS, "18 minutes")
 
-        await run_with(settings, script)
+        with caplog.at_level(logging.INFO):
+            await run_with(settings, script)
+        assert counts[0] > 0  # the collector met the maintenance (and waited it out)
         store = Store(settings.data_dir)
         end = TF1.floor(sim.now_ms())
         for inst_id in ("BTC-USDT", "ETH-USDT-SWAP"):
@@ -289,7 +330,7 @@ async def test_maintenance_is_waited_out_then_caught_up(make_settings: MakeSetti
 
 
 async def test_collect_started_during_maintenance_waits_for_its_end(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with Simulator(seed=34, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         settings = live_settings(make_settings, sim, "BTC/USDT")
@@ -297,11 +338,15 @@ async def test_collect_started_during_maintenance_waits_for_its_end(
         sim.begin_maintenance()
 
         async def script() -> None:
-            await asyncio.sleep(3.0)
+            # Refused far more often than any retry limit before it ends.
+            await until(lambda: sim.stats.rest_errors >= 30, "30 refused requests")
             sim.end_maintenance()
-            await asyncio.sleep(4.0)
+            await until(live(caplog, sim), "collecting live")
+            caught_up = sim.now_ms()
+            await until(lambda: sim.now_ms() >= caught_up + 3 * MINUTE_MS, "3 minutes")
 
-        await run_with(settings, script)
+        with caplog.at_level(logging.INFO):
+            await run_with(settings, script)
         store = Store(settings.data_dir)
         assert_exact(store, sim, "BTC-USDT", "1m", since, TF1.floor(sim.now_ms()) - 4 * TF1.ms)
 
@@ -316,7 +361,9 @@ async def test_backfill_waits_out_maintenance(make_settings: MakeSettings) -> No
         sim.begin_maintenance()
 
         async def end_later() -> None:
-            await asyncio.sleep(3.0)  # far longer than ten fast retries (about 2 s)
+            # Far longer than ten fast retries (about 2 s): the retry waits are
+            # `retry.with_retries`' own, in real time.
+            await asyncio.sleep(3.0)
             sim.end_maintenance()
 
         ender = asyncio.create_task(end_later())
@@ -326,31 +373,45 @@ async def test_backfill_waits_out_maintenance(make_settings: MakeSettings) -> No
                                    now - 2 * 24 * 60 * MINUTE_MS, now)  # fmt: skip
 
 
-async def test_every_configured_symbol_delisted_is_bad_input(make_settings: MakeSettings) -> None:
+async def test_every_configured_symbol_delisted_is_bad_input(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
     async with Simulator(seed=36, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         settings = live_settings(make_settings, sim, "DOT/USDT")
-        await run_with(settings, lambda: asyncio.sleep(1.5))
+        with caplog.at_level(logging.INFO):
+            await run_with(settings, lambda: until(live(caplog, sim), "collecting live"))
+        assert stored_rows(Store(settings.data_dir), "DOT-USDT", TF1)
         sim.delist("DOT-USDT")
         with pytest.raises(BadInput, match="none of the configured symbols"):
-            await run_with(settings, lambda: asyncio.sleep(0.5))
+            await run_with(settings, lambda: asyncio.sleep(0))
 
 
 async def test_a_selector_follows_listings_and_delistings(
-    make_settings: MakeSettings, tmp_path: Path
+    make_settings: MakeSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Simulator(seed=37, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+    async with (
+        Simulator(seed=37, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim,
+        local_time() as clock,
+    ):
         settings = live_settings(make_settings, sim, "spot:USDT")
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         events: dict[str, int] = {}
 
         async def script() -> None:
-            await asyncio.sleep(1.5)
+            await until(live(caplog, sim, 5), "collecting live")
             events["listed"] = sim.list_instrument("NEW-USDT")
-            await asyncio.sleep(2.0)
-            events["delisted"] = sim.delist("ADA-USDT")
-            await asyncio.sleep(6.0)
+            await clock.advance(REFRESH_SECONDS)  # the periodic reload finds it
+            await until(logged(caplog, "NEW-USDT joined the selection"), "NEW-USDT joined")
+            await until(lambda: sim.now_ms() >= events["listed"] + 4 * MINUTE_MS, "4 minutes")
+            events["delisted"] = sim.delist("ADA-USDT")  # silent from now on
+            await clock.advance(REFRESH_SECONDS)  # the next reload misses it, the one after
+            await until(logged(caplog, "ADA-USDT is no longer listed"), "ADA retired",
+                        clock=clock, step=0.1)  # fmt: skip
+            # Candles enough for the new listing's websocket share (exchange time).
+            await until(lambda: sim.now_ms() >= events["listed"] + 14 * MINUTE_MS, "14 minutes")
 
-        collector = await run_with(settings, script, refresh_seconds=0.5)
+        with caplog.at_level(logging.INFO):
+            collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert collector.counters.listed == 1 and set(collector.retired) == {"ADA-USDT"}
         store = Store(settings.data_dir)
         end = TF1.floor(sim.now_ms())

@@ -229,8 +229,9 @@ class Collector(Membership):
         Data arrives through the sink; this loop only keeps the subscription alive and notices
         connection changes. Each watch call costs ccxt work for every series of the batch, so it
         is re-armed at most every WATCH_PAUSE seconds rather than after every push. A series that
-        was retired (delisted) or whose subscription OKX refused is left out of the batch; the
-        others stay subscribed.
+        was retired (delisted), whose subscription OKX refused, or that the last instrument list
+        lacked (ccxt's markets no longer have it: a watch naming it would fail the whole batch)
+        is left out of the batch; the others stay subscribed.
         """
         delays = self.options.delays()
         refusals = self.options.delays()
@@ -240,6 +241,7 @@ class Collector(Membership):
             live = [
                 s for s in batch
                 if s.ident in self.states and s.streamable and s.refused_until <= local
+                and s.inst.inst_id not in self._missing_before
             ]  # fmt: skip
             if not any(s.ident in self.states for s in batch):
                 return

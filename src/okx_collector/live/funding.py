@@ -57,6 +57,9 @@ class FundingTracker:
         self._on_gone = on_gone  # OKX answered 51001: have the instrument list checked
         self._hold: dict[str, float] = {}  # inst_id -> monotonic time before which no request
         self._refused_until: dict[str, float] = {}  # inst_id -> when to subscribe it again
+        # instIds the last instrument list lacked: ccxt's markets no longer have them, so a
+        # watch naming one would fail its whole batch (they are polled until the next list)
+        self.unlisted: set[str] = set()
 
     def add(self, inst: Instrument) -> bool:
         """Follow a new perpetual (a listing); False if it is followed already."""
@@ -114,7 +117,11 @@ class FundingTracker:
             followed = [inst for inst in batch if inst.inst_id in self._by_id]
             if not followed:
                 return
-            live = [i for i in followed if self._refused_until.get(i.inst_id, 0.0) <= local]
+            live = [
+                i for i in followed
+                if self._refused_until.get(i.inst_id, 0.0) <= local
+                and i.inst_id not in self.unlisted
+            ]  # fmt: skip
             if not live:
                 await self.local.sleep(1.0)
                 continue

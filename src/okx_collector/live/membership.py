@@ -86,6 +86,7 @@ class Membership:
         missing = tracked - listed
         confirmed = missing & self._missing_before
         self._missing_before = missing - confirmed
+        self.funding.unlisted = set(self._missing_before)  # out of the streams until then
         if self._missing_before:
             self.watch.check_soon()
         # Every gone instrument leaves the streams before anything is awaited: ccxt's markets no
