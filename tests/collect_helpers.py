@@ -12,8 +12,8 @@ from typing import Any
 
 from okx_collector.config import Settings
 from okx_collector.live.collector import Collector
-from okx_collector.live.localclock import SteppedClock
 from okx_collector.live.run import collect_async
+from okx_collector.localclock import SteppedClock
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.timeframes import Timeframe

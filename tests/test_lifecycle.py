@@ -17,7 +17,7 @@ from okx_collector.errors import BadInput, ExchangeRejected
 from okx_collector.exchange import OkxExchange
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS, REFRESH_SECONDS, InstrumentWatch
-from okx_collector.live.localclock import SteppedClock, settle
+from okx_collector.localclock import SteppedClock, settle
 from okx_collector.okx_ws import parse_refusal
 from okx_collector.qlib_export import export_qlib
 from okx_collector.qlib_export.calendar import format_time

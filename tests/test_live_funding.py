@@ -18,8 +18,8 @@ from okx_collector.live.funding import (
     SETTLE_RETRY_SECONDS,
     FundingTracker,
 )
-from okx_collector.live.localclock import SteppedClock, settle
 from okx_collector.live.writer import Writer
+from okx_collector.localclock import SteppedClock, settle
 from okx_collector.models import FundingObservation, FundingRate, Source
 
 SWAP = Instrument("BTC/USDT:USDT", "BTC-USDT-SWAP", False, quote="USDT")

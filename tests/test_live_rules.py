@@ -182,7 +182,7 @@ def test_catch_up_wanted(
 
 @pytest.mark.parametrize(
     "module",
-    ["okx_collector.live.series", "okx_collector.live.localclock", "okx_collector.live.ports",
+    ["okx_collector.live.series", "okx_collector.localclock", "okx_collector.live.ports",
      "okx_collector.instruments", "okx_collector.models", "okx_collector.timeframes"],
 )  # fmt: skip
 def test_pure_modules_import_no_io_library(module: str) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from okx_collector.live.localclock import REAL_CLOCK, SteppedClock, settle, wait_event
+from okx_collector.localclock import REAL_CLOCK, SteppedClock, settle, wait_event
 
 
 async def test_sleepers_wake_in_deadline_order_and_only_when_stepped() -> None:

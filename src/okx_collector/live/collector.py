@@ -25,7 +25,6 @@ from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.lifecycle import REFRESH_SECONDS, InstrumentWatch
-from okx_collector.live.localclock import REAL_CLOCK, LocalClock
 from okx_collector.live.membership import Membership
 from okx_collector.live.observer import Observer, Unobserved
 from okx_collector.live.ports import LiveExchange
@@ -37,6 +36,7 @@ from okx_collector.live.series import (
     retry_hold_seconds,
 )
 from okx_collector.live.writer import Item, WritableStore, Writer
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import Candle, Source, closed_candles
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.timeframes import Timeframe

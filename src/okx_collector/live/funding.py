@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
 from okx_collector.instruments import Instrument
-from okx_collector.live.localclock import REAL_CLOCK, LocalClock
 from okx_collector.live.ports import FundingExchange
 from okx_collector.live.series import poll_round_due
 from okx_collector.live.writer import Item, Writer
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import FundingObservation
 from okx_collector.retry import BackoffFactory, with_retries
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from okx_collector.errors import ExchangeError
-from okx_collector.live.localclock import REAL_CLOCK, LocalClock, wait_event
+from okx_collector.localclock import REAL_CLOCK, LocalClock, wait_event
 from okx_collector.retry import BackoffFactory, with_retries
 
 log = logging.getLogger("okx_collector.collect")

@@ -17,9 +17,9 @@ from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES
 from okx_collector.instruments import Instrument
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.lifecycle import InstrumentWatch
-from okx_collector.live.localclock import LocalClock
 from okx_collector.live.ports import LiveExchange
 from okx_collector.live.series import SeriesState
+from okx_collector.localclock import LocalClock
 from okx_collector.timeframes import Timeframe
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.derived import DerivedLive
 from okx_collector.live.lifecycle import REFRESH_SECONDS
-from okx_collector.live.localclock import REAL_CLOCK, LocalClock
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.ops import Ops
 from okx_collector.ops.notify import Notifier
 from okx_collector.retry import BackoffFactory, backoff_delays
@@ -151,7 +151,7 @@ async def _collect(
                 )  # fmt: skip
                 async with asyncio.TaskGroup() as group:
                     group.create_task(collector.run(stop))
-                    group.create_task(_derived_when_synced(derived, clock, stop, since))
+                    group.create_task(_derived_when_synced(derived, clock, stop, since, local))
                 log.info("mark, index and open interest: %s rows", derived.rows)
         log.info("stopped cleanly: %s", collector.totals_line())
     finally:
@@ -161,15 +161,11 @@ async def _collect(
 
 
 async def _derived_when_synced(
-    derived: DerivedLive, clock: ExchangeClock, stop: asyncio.Event, since: int
+    derived: DerivedLive, clock: ExchangeClock, stop: asyncio.Event, since: int, local: LocalClock
 ) -> None:
     """The derived series start once the collector has synced the exchange clock."""
-    while not stop.is_set():
-        try:
-            clock.now()
-            break
-        except RuntimeError:  # (not synced yet)
-            await asyncio.sleep(0.05)
+    while not stop.is_set() and not clock.synced:
+        await local.sleep(0.05)
     if not stop.is_set():
         await derived.run(stop, since)
 
