@@ -60,20 +60,22 @@ class SteppedClock:
     """A clock that moves only when `advance()` is awaited (deterministic timers in tests)."""
 
     def __init__(self, start: float = 1_000.0) -> None:
-        self._now = start  # seconds; not 0, so that "never" (0.0) is in the past
+        # Integer nanoseconds, so that steps add up exactly (ten sleeps of 0.2 s end at 2 s).
+        # The start is not 0, so that "never" (0.0) is in the past.
+        self._now_ns = _ns(start)
         self._seq = itertools.count()  # ties between equal deadlines wake in sleep order
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []  # (deadline, _, fut)
+        self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []  # (deadline ns, _, fut)
         self._stepping = asyncio.Lock()  # two advances at once would interleave their wakes
 
     def monotonic(self) -> float:
-        return self._now
+        return self._now_ns / 1e9
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
         future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), future))
+        heapq.heappush(self._sleepers, (self._now_ns + _ns(seconds), next(self._seq), future))
         try:
             await future
         finally:
@@ -82,7 +84,7 @@ class SteppedClock:
     @property
     def sleepers(self) -> list[float]:
         """Deadlines of the pending sleeps, soonest first."""
-        return sorted(d for d, _, f in self._sleepers if not f.done())
+        return sorted(d / 1e9 for d, _, f in self._sleepers if not f.done())
 
     async def advance(self, seconds: float) -> None:
         """Move time forward by `seconds`, waking each due sleeper at its own deadline, in order.
@@ -90,17 +92,21 @@ class SteppedClock:
         if seconds < 0:
             raise ValueError(f"time only moves forward, not by {seconds}")
         async with self._stepping:
-            target = self._now + seconds
+            target = self._now_ns + _ns(seconds)
             await settle()
             while self._sleepers and self._sleepers[0][0] <= target:
                 deadline, _, future = heapq.heappop(self._sleepers)
                 if future.done():
                     continue
-                self._now = max(self._now, deadline)
+                self._now_ns = max(self._now_ns, deadline)
                 future.set_result(None)
                 await settle()
-            self._now = target
+            self._now_ns = target
             await settle()
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1_000_000_000)
 
 
 async def settle(iterations: int = SETTLE_ITERATIONS) -> None:
