@@ -338,7 +338,8 @@ async def test_collect_started_during_maintenance_waits_for_its_end(
         sim.begin_maintenance()
 
         async def script() -> None:
-            # Refused far more often than any retry limit before it ends.
+            # Refused many times over before it ends: maintenance is waited out, not counted
+            # against a retry limit.
             await until(lambda: sim.stats.rest_errors >= 30, "30 refused requests")
             sim.end_maintenance()
             await until(live(caplog, sim), "collecting live")
@@ -404,7 +405,8 @@ async def test_a_selector_follows_listings_and_delistings(
             await until(logged(caplog, "NEW-USDT joined the selection"), "NEW-USDT joined")
             await until(lambda: sim.now_ms() >= events["listed"] + 4 * MINUTE_MS, "4 minutes")
             events["delisted"] = sim.delist("ADA-USDT")  # silent from now on
-            await clock.advance(REFRESH_SECONDS)  # the next reload misses it, the one after
+            # The next periodic reload misses it; the one it asks for, spaced out, confirms.
+            await clock.advance(REFRESH_SECONDS)
             await until(logged(caplog, "ADA-USDT is no longer listed"), "ADA retired",
                         clock=clock, step=0.1)  # fmt: skip
             # Candles enough for the new listing's websocket share (exchange time).
