@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from okx_collector.config import Settings
 from okx_collector.live.collector import Collector
 from okx_collector.live.run import collect_async
-from okx_collector.localclock import SteppedClock
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.timeframes import Timeframe
@@ -35,56 +30,6 @@ async def collect_for(settings: Settings, seconds: float, **kwargs: Any) -> Coll
     await asyncio.sleep(seconds)
     stop.set()
     return await asyncio.wait_for(task, 10)
-
-
-@asynccontextmanager
-async def local_time() -> AsyncIterator[SteppedClock]:
-    """The collector's local clock in a test against a simulator: it follows real time, on which
-    the simulator's exchange time and the sockets run, and the test steps it ahead where a
-    collector timer (a reload, a hold, a spacing) is what it waits for. Pass the collector
-    `clock=ExchangeClock()` too: exchange time must not jump with the steps."""
-    clock = SteppedClock()
-
-    async def follow() -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            await clock.advance(now - last)
-            last = now
-
-    task = asyncio.create_task(follow())
-    try:
-        yield clock
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(
-    condition: Callable[[], bool],
-    what: str,
-    *,
-    within: float = 30.0,
-    clock: SteppedClock | None = None,
-    step: float = 0.0,
-) -> None:
-    """Wait until `condition()` holds, checking every 20 ms of real time (the simulator's and the
-    sockets' time); with `clock`, step it `step` s at each check, so that a collector timer is
-    not waited for in real time. Fails after `within` real seconds, saying `what`."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within:.0f}s: {what}")
-        if clock is not None and step > 0:
-            await clock.advance(step)
-        await asyncio.sleep(0.02)
-
-
-def logged(caplog: Any, text: str) -> Callable[[], bool]:
-    """A condition: some captured log record contains `text`."""
-    return lambda: any(text in r.getMessage() for r in caplog.records)
 
 
 def stored_rows(store: Store, inst_id: str, tf: Timeframe) -> list[tuple[Any, ...]]:

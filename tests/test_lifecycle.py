@@ -26,14 +26,8 @@ from okx_collector.status import collect_status
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import read_delisted
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.collect_helpers import (
-    assert_exact,
-    iso,
-    local_time,
-    logged,
-    stored_rows,
-    until,
-)
+from tests.clock_helpers import local_time, logged, until
+from tests.collect_helpers import assert_exact, iso, stored_rows
 from tests.test_collect_faults import run_with
 
 MakeSettings = Callable[..., Settings]
