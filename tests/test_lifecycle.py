@@ -212,7 +212,7 @@ async def test_a_delisting_mid_run_retires_only_that_instrument(
             await until(logged(caplog, "DOT-USDT-SWAP is no longer listed"), "DOT retired",
                         clock=clock, step=0.1)  # fmt: skip
             # Candles enough after the storm for the websocket share (exchange time).
-            await until(lambda: sim.now_ms() >= delisted[0] + 12 * MINUTE_MS, "12 minutes")
+            await until(lambda: sim.now_ms() >= delisted[0] + 16 * MINUTE_MS, "16 minutes")
 
         with caplog.at_level(logging.INFO):
             collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
@@ -274,7 +274,7 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
             await sim.drop_connections()
             await until(logged(caplog, "SIM0042-USDT is no longer listed"), "SIM0042 retired",
                         clock=clock, step=0.1)  # fmt: skip
-            await until(lambda: sim.now_ms() >= delisted[0] + 11 * MINUTE_MS, "11 minutes")
+            await until(lambda: sim.now_ms() >= delisted[0] + 12 * MINUTE_MS, "12 minutes")
 
         with caplog.at_level(logging.INFO):
             collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
@@ -404,7 +404,7 @@ async def test_a_selector_follows_listings_and_delistings(
             await until(logged(caplog, "ADA-USDT is no longer listed"), "ADA retired",
                         clock=clock, step=0.1)  # fmt: skip
             # Candles enough for the new listing's websocket share (exchange time).
-            await until(lambda: sim.now_ms() >= events["listed"] + 14 * MINUTE_MS, "14 minutes")
+            await until(lambda: sim.now_ms() >= events["listed"] + 16 * MINUTE_MS, "16 minutes")
 
         with caplog.at_level(logging.INFO):
             collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
