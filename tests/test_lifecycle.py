@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from okx_collector.config import Settings, parse_time_spec
-from okx_collector.errors import BadInput
+from okx_collector.errors import BadInput, ExchangeRejected
 from okx_collector.exchange import OkxExchange
+from okx_collector.live.clock import ExchangeClock
+from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS, REFRESH_SECONDS, InstrumentWatch
+from okx_collector.localclock import SteppedClock, settle
 from okx_collector.okx_ws import parse_refusal
 from okx_collector.qlib_export import export_qlib
 from okx_collector.qlib_export.calendar import format_time
@@ -22,6 +26,7 @@ from okx_collector.status import collect_status
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import read_delisted
 from okx_collector.timeframes import MINUTE_MS, Timeframe
+from tests.clock_helpers import local_time, logged, until
 from tests.collect_helpers import assert_exact, iso, stored_rows
 from tests.test_collect_faults import run_with
 
@@ -39,6 +44,14 @@ def live_settings(
     }  # fmt: skip
     values.update(extra)
     return make_settings(sim, **values)
+
+
+def live(
+    caplog: pytest.LogCaptureFixture, sim: Simulator, subscriptions: int = 1
+) -> Callable[[], bool]:
+    """A condition: the collector has gone live (after its catch-up) and subscribed."""
+    started = logged(caplog, "funding streams in")
+    return lambda: started() and sim.stats.ws_subscriptions >= subscriptions
 
 
 def ws_share_after(store: Store, inst_id: str, after: int) -> float:
@@ -66,6 +79,90 @@ def ws_share_after(store: Store, inst_id: str, after: int) -> float:
 )  # fmt: skip
 def test_parse_refusal(frame: object, expected: tuple[str, str] | None) -> None:
     assert parse_refusal(frame) == expected
+
+
+def no_delays() -> Iterator[float]:
+    while True:
+        yield 0.0
+
+
+class Reloads:
+    """The instrument-list reload the watch calls: counts calls, fails when told to."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lists: list[set[str]] = []  # what `on_list` was handed
+        self.failing = False
+
+    async def reload(self) -> set[str]:
+        self.calls += 1
+        if self.failing:
+            raise ExchangeRejected("refused (test)")
+        return {"BTC-USDT"}
+
+    async def on_list(self, listed: set[str]) -> None:
+        self.lists.append(listed)
+
+
+@asynccontextmanager
+async def watching(
+    refresh_seconds: float = REFRESH_SECONDS,
+) -> AsyncIterator[tuple[InstrumentWatch, Reloads, SteppedClock]]:
+    clock, reloads = SteppedClock(), Reloads()
+    watch = InstrumentWatch(reloads.reload, reloads.on_list, refresh_seconds=refresh_seconds,
+                            delays=no_delays, local=clock)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(watch.run(stop))
+    try:
+        await settle()
+        yield watch, reloads, clock
+    finally:
+        stop.set()
+        watch.check_soon()  # wakes it to see `stop`
+        await clock.advance(MIN_CHECK_GAP_SECONDS)
+        await asyncio.wait_for(task, 1.0)
+
+
+async def test_the_instrument_list_is_reloaded_every_refresh_period() -> None:
+    async with watching() as (watch, reloads, clock):
+        assert reloads.calls == 0  # the session loaded it just before
+        await clock.advance(REFRESH_SECONDS - 0.001)
+        assert reloads.calls == 0
+        await clock.advance(0.001)
+        assert reloads.calls == 1 and watch.checks == 1
+        await clock.advance(3 * REFRESH_SECONDS)
+        assert reloads.calls == 4 and len(reloads.lists) == 4
+
+
+async def test_asked_for_reloads_come_at_once_then_spaced_out() -> None:
+    """A burst of refusals (a batch of 100) costs one reload, and a second one asked for right
+    after (the confirmation of a delisting) waits MIN_CHECK_GAP_SECONDS, not a refresh period."""
+    async with watching() as (watch, reloads, clock):
+        for _ in range(100):
+            watch.check_soon()
+        await settle()
+        assert reloads.calls == 1
+        watch.check_soon()
+        await clock.advance(MIN_CHECK_GAP_SECONDS - 0.001)
+        assert reloads.calls == 1
+        await clock.advance(0.001)
+        assert reloads.calls == 2
+        await clock.advance(REFRESH_SECONDS)  # the periodic one keeps its schedule
+        assert reloads.calls == 3
+
+
+async def test_a_failed_reload_is_tried_again_at_the_next_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with watching(refresh_seconds=60.0) as (watch, reloads, clock):
+        reloads.failing = True
+        with caplog.at_level(logging.WARNING):
+            await clock.advance(60.0)
+        assert reloads.calls == 1 and watch.checks == 0 and reloads.lists == []
+        assert any("not reloaded" in r.getMessage() for r in caplog.records)
+        reloads.failing = False
+        await clock.advance(60.0)
+        assert reloads.calls == 2 and watch.checks == 1
 
 
 async def test_a_refused_subscription_affects_only_its_instrument() -> None:
@@ -97,20 +194,28 @@ async def test_a_refused_subscription_affects_only_its_instrument() -> None:
 async def test_a_delisting_mid_run_retires_only_that_instrument(
     make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Simulator(seed=31, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+    async with (
+        Simulator(seed=31, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim,
+        local_time() as clock,
+    ):
         settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT,DOT/USDT:USDT",
                                  funding=True)  # fmt: skip
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         delisted: list[int] = []
 
         async def script() -> None:
-            await asyncio.sleep(1.5)
+            await until(live(caplog, sim, 3), "collecting live")
             delisted.append(sim.delist("DOT-USDT-SWAP"))
             await sim.drop_connections()  # the resubscription names DOT too: refused (60018)
-            await asyncio.sleep(8.0)
+            # Retired once a second reload, spaced MIN_CHECK_GAP_SECONDS after the first, still
+            # misses it: that spacing is stepped, not waited for.
+            await until(logged(caplog, "DOT-USDT-SWAP is no longer listed"), "DOT retired",
+                        clock=clock, step=0.1)  # fmt: skip
+            # Candles enough after the storm for the websocket share (exchange time).
+            await until(lambda: sim.now_ms() >= delisted[0] + 16 * MINUTE_MS, "16 minutes")
 
         with caplog.at_level(logging.INFO):
-            collector = await run_with(settings, script)
+            collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert "DOT-USDT-SWAP" in collector.retired
         store = Store(settings.data_dir)
         end = TF1.floor(sim.now_ms())
@@ -140,17 +245,23 @@ async def test_a_delisting_mid_run_retires_only_that_instrument(
 
         # A restart with the same symbols: one warning, and the others run.
         caplog.clear()
-        with caplog.at_level(logging.WARNING):
-            again = await run_with(settings, lambda: asyncio.sleep(2.0))
+        with caplog.at_level(logging.INFO):
+            again = await run_with(
+                settings, lambda: until(live(caplog, sim, 2), "live again"), local=clock,
+                clock=ExchangeClock(),
+            )  # fmt: skip
         assert {s.inst.inst_id for s in again.states.values()} == {"BTC-USDT", "ETH-USDT"}
         assert any("DOT-USDT-SWAP is no longer listed" in r.getMessage() for r in caplog.records)
 
 
 async def test_one_delisting_among_100_series_leaves_99_streaming(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Simulator(seed=32, speed=SPEED, rate_limit_scale=0, push_interval=0.1,
-                         extra_instruments=95) as sim:  # fmt: skip
+    async with (
+        Simulator(seed=32, speed=SPEED, rate_limit_scale=0, push_interval=0.1,
+                  extra_instruments=95) as sim,
+        local_time() as clock,
+    ):  # fmt: skip
         names = ["BTC/USDT", "ETH/USDT", "ADA/USDT", "DOT/USDT", "LINK/USDT"]
         names += [f"SIM{i:04d}/USDT" for i in range(1, 96)]
         settings = live_settings(make_settings, sim, ",".join(names))
@@ -158,12 +269,15 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
         delisted: list[int] = []
 
         async def script() -> None:
-            await asyncio.sleep(2.0)
+            await until(live(caplog, sim, 100), "collecting live")
             delisted.append(sim.delist("SIM0042-USDT"))
             await sim.drop_connections()
-            await asyncio.sleep(6.0)
+            await until(logged(caplog, "SIM0042-USDT is no longer listed"), "SIM0042 retired",
+                        clock=clock, step=0.1)  # fmt: skip
+            await until(lambda: sim.now_ms() >= delisted[0] + 12 * MINUTE_MS, "12 minutes")
 
-        collector = await run_with(settings, script)
+        with caplog.at_level(logging.INFO):
+            collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert set(collector.retired) == {"SIM0042-USDT"}
         assert len(collector.states) == 99
         store = Store(settings.data_dir)
@@ -177,21 +291,29 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
         assert min(shares) >= 0.8, sorted(shares)[:5]
 
 
-async def test_maintenance_is_waited_out_then_caught_up(make_settings: MakeSettings) -> None:
+async def test_maintenance_is_waited_out_then_caught_up(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
     async with Simulator(seed=33, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT:USDT", funding=True)
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         ended: list[int] = []
+        counts: list[int] = []  # requests refused during the maintenance
 
         async def script() -> None:
-            await asyncio.sleep(1.0)
+            await until(live(caplog, sim, 2), "collecting live")
+            began, refused = sim.now_ms(), sim.stats.rest_errors
             sim.begin_maintenance()
-            await asyncio.sleep(4.0)  # 8 exchange minutes: many more retries than any limit
+            # 8 exchange minutes: candles close meanwhile that only a catch-up can bring.
+            await until(lambda: sim.now_ms() >= began + 8 * MINUTE_MS, "8 minutes")
+            counts.append(sim.stats.rest_errors - refused)
             sim.end_maintenance()
             ended.append(sim.now_ms())
-            await asyncio.sleep(9.0)
+            await until(lambda: sim.now_ms() >= ended[0] + 18 * MINUTE_MS, "18 minutes")
 
-        await run_with(settings, script)
+        with caplog.at_level(logging.INFO):
+            await run_with(settings, script)
+        assert counts[0] > 0  # the collector met the maintenance (and waited it out)
         store = Store(settings.data_dir)
         end = TF1.floor(sim.now_ms())
         for inst_id in ("BTC-USDT", "ETH-USDT-SWAP"):
@@ -202,7 +324,7 @@ async def test_maintenance_is_waited_out_then_caught_up(make_settings: MakeSetti
 
 
 async def test_collect_started_during_maintenance_waits_for_its_end(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with Simulator(seed=34, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         settings = live_settings(make_settings, sim, "BTC/USDT")
@@ -210,11 +332,16 @@ async def test_collect_started_during_maintenance_waits_for_its_end(
         sim.begin_maintenance()
 
         async def script() -> None:
-            await asyncio.sleep(3.0)
+            # Refused many times over before it ends: maintenance is waited out, not counted
+            # against a retry limit.
+            await until(lambda: sim.stats.rest_errors >= 30, "30 refused requests")
             sim.end_maintenance()
-            await asyncio.sleep(4.0)
+            await until(live(caplog, sim), "collecting live")
+            caught_up = sim.now_ms()
+            await until(lambda: sim.now_ms() >= caught_up + 3 * MINUTE_MS, "3 minutes")
 
-        await run_with(settings, script)
+        with caplog.at_level(logging.INFO):
+            await run_with(settings, script)
         store = Store(settings.data_dir)
         assert_exact(store, sim, "BTC-USDT", "1m", since, TF1.floor(sim.now_ms()) - 4 * TF1.ms)
 
@@ -229,7 +356,9 @@ async def test_backfill_waits_out_maintenance(make_settings: MakeSettings) -> No
         sim.begin_maintenance()
 
         async def end_later() -> None:
-            await asyncio.sleep(3.0)  # far longer than ten fast retries (about 2 s)
+            # Far longer than ten fast retries (about 2 s): the retry waits are
+            # `retry.with_retries`' own, in real time.
+            await asyncio.sleep(3.0)
             sim.end_maintenance()
 
         ender = asyncio.create_task(end_later())
@@ -239,31 +368,46 @@ async def test_backfill_waits_out_maintenance(make_settings: MakeSettings) -> No
                                    now - 2 * 24 * 60 * MINUTE_MS, now)  # fmt: skip
 
 
-async def test_every_configured_symbol_delisted_is_bad_input(make_settings: MakeSettings) -> None:
+async def test_every_configured_symbol_delisted_is_bad_input(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
     async with Simulator(seed=36, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         settings = live_settings(make_settings, sim, "DOT/USDT")
-        await run_with(settings, lambda: asyncio.sleep(1.5))
+        with caplog.at_level(logging.INFO):
+            await run_with(settings, lambda: until(live(caplog, sim), "collecting live"))
+        assert stored_rows(Store(settings.data_dir), "DOT-USDT", TF1)
         sim.delist("DOT-USDT")
         with pytest.raises(BadInput, match="none of the configured symbols"):
-            await run_with(settings, lambda: asyncio.sleep(0.5))
+            await run_with(settings, lambda: asyncio.sleep(0))
 
 
 async def test_a_selector_follows_listings_and_delistings(
-    make_settings: MakeSettings, tmp_path: Path
+    make_settings: MakeSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Simulator(seed=37, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
+    async with (
+        Simulator(seed=37, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim,
+        local_time() as clock,
+    ):
         settings = live_settings(make_settings, sim, "spot:USDT")
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
         events: dict[str, int] = {}
 
         async def script() -> None:
-            await asyncio.sleep(1.5)
+            await until(live(caplog, sim, 5), "collecting live")
             events["listed"] = sim.list_instrument("NEW-USDT")
-            await asyncio.sleep(2.0)
-            events["delisted"] = sim.delist("ADA-USDT")
-            await asyncio.sleep(6.0)
+            await clock.advance(REFRESH_SECONDS)  # the periodic reload finds it
+            await until(logged(caplog, "NEW-USDT joined the selection"), "NEW-USDT joined")
+            await until(lambda: sim.now_ms() >= events["listed"] + 4 * MINUTE_MS, "4 minutes")
+            events["delisted"] = sim.delist("ADA-USDT")  # silent from now on
+            # The next periodic reload misses it; the one it asks for, spaced out, confirms.
+            await clock.advance(REFRESH_SECONDS)
+            await until(logged(caplog, "ADA-USDT is no longer listed"), "ADA retired",
+                        clock=clock, step=0.1)  # fmt: skip
+            # Candles enough for the new listing's websocket share (exchange time).
+            await until(lambda: sim.now_ms() >= events["listed"] + 16 * MINUTE_MS, "16 minutes")
 
-        collector = await run_with(settings, script, refresh_seconds=0.5)
+        with caplog.at_level(logging.INFO):
+            collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert collector.counters.listed == 1 and set(collector.retired) == {"ADA-USDT"}
         store = Store(settings.data_dir)
         end = TF1.floor(sim.now_ms())

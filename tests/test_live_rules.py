@@ -1,14 +1,24 @@
 """The live collector's pure rules, as tables: staleness, the catch-up retry hold, what is due,
-the retry backoff."""
+when a poll round and a catch-up are due, the retry backoff; and that they stay pure."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
 from okx_collector.instruments import Instrument
-from okx_collector.live.series import SeriesState, retry_hold_seconds, stale_after_ms
+from okx_collector.live.series import (
+    OVERDUE_SECONDS,
+    SeriesState,
+    catch_up_wanted,
+    poll_round_due,
+    retry_hold_seconds,
+    stale_after_ms,
+)
 from okx_collector.retry import backoff_delays
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 
@@ -128,3 +138,61 @@ def test_backoff_grows_to_its_cap_with_jitter_in_the_upper_half(
 def test_backoff_jitter_spreads_clients() -> None:
     firsts = {next(backoff_delays(rng=random.Random(seed))) for seed in range(10)}
     assert len(firsts) == 10  # ten clients do not retry in lockstep
+
+
+@pytest.mark.parametrize(
+    ("local", "last_poll", "interval", "due"),
+    [
+        (100.0, 100.0, 60.0, False),  # just polled
+        (159.9, 100.0, 60.0, False),
+        (160.0, 100.0, 60.0, True),  # exactly one interval later
+        (500.0, 100.0, 60.0, True),  # long overdue (a slow round): one round, not several
+        (100.0, 100.0, 0.0, True),  # interval 0: every tick
+        (1000.0, 0.0, 60.0, True),  # never polled (the clock's origin is far behind)
+    ],
+)
+def test_poll_round_due(local: float, last_poll: float, interval: float, due: bool) -> None:
+    assert poll_round_due(local, last_poll, interval) is due
+
+
+# busy, held, flagged, missing, polling, poll_due, awaited -> wanted
+@pytest.mark.parametrize(
+    ("busy", "held", "flagged", "missing", "polling", "poll_due", "awaited", "wanted"),
+    [
+        (True, False, True, True, False, True, 9.0, False),  # one in flight: never two
+        (False, True, True, True, True, True, 9.0, False),  # held after failures: wait
+        (False, False, True, False, False, False, 0.0, True),  # asked for (a gap, a reconnect)
+        (False, False, False, False, True, True, 0.0, False),  # nothing closed is missing
+        (False, False, False, True, True, False, 0.0, False),  # polled: only on the round
+        (False, False, False, True, True, True, 0.0, True),
+        (False, False, False, True, False, True, 0.0, False),  # streamed: the push comes...
+        (False, False, False, True, False, False, OVERDUE_SECONDS - 0.01, False),
+        (False, False, False, True, False, False, OVERDUE_SECONDS, True),  # ...or is overdue
+    ],
+)  # fmt: skip
+def test_catch_up_wanted(
+    busy: bool, held: bool, flagged: bool, missing: bool, polling: bool, poll_due: bool,
+    awaited: float, wanted: bool,
+) -> None:  # fmt: skip
+    assert catch_up_wanted(
+        busy=busy, held=held, flagged=flagged, missing=missing, polling=polling,
+        poll_due=poll_due, awaited=awaited,
+    ) is wanted  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["okx_collector.live.series", "okx_collector.localclock", "okx_collector.live.ports",
+     "okx_collector.instruments", "okx_collector.models", "okx_collector.timeframes"],
+)  # fmt: skip
+def test_pure_modules_import_no_io_library(module: str) -> None:
+    """The rules and records load without ccxt, pyarrow or aiohttp (a fresh interpreter)."""
+    code = (
+        f"import sys, {module}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'ccxt', 'pyarrow', 'aiohttp', 'pandas', 'numpy'}))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"

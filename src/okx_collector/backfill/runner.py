@@ -19,19 +19,22 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from okx_collector.backfill.derived import DerivedReport
 from okx_collector.backfill.planner import Page, plan_pages
 from okx_collector.backfill.progress import Progress
 from okx_collector.errors import InstrumentGone
-from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
-from okx_collector.models import Candle, closed_candles
+from okx_collector.models import Candle, FundingRate, RawCandle, Source, closed_candles
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
-from okx_collector.store import Store
 from okx_collector.store.lifecycle import record_delisted
 from okx_collector.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,9 +45,45 @@ FLUSH_ROWS = 20_000  # write a series' batch once it holds this many candles...
 FLUSH_SECONDS = 2.0  # ...or once it is this old
 
 
-class CandleStore(Protocol):
-    def write_candles(self, inst_id: str, tf: Timeframe, candles: Sequence[Candle]) -> int: ...
+class BackfillExchange(Protocol):
+    """The exchange calls a backfill makes (`exchange.OkxExchange` has them)."""
+
+    @property
+    def requests(self) -> int: ...  # REST requests sent so far, for the report
+
+    async def fetch_candles(
+        self,
+        inst: Instrument,
+        tf: Timeframe,
+        start: int,
+        end: int,
+        *,
+        recent: bool,
+        source: Source,
+    ) -> list[RawCandle]: ...
+
+    async def newest_open_before(self, inst: Instrument, tf: Timeframe, ts: int) -> int | None: ...
+
+    async def fetch_funding_history(
+        self, inst: Instrument, start: int, end: int, source: Source = "backfill"
+    ) -> list[FundingRate]: ...
+
+
+class BackfillStore(Protocol):
+    """The store calls a backfill makes (`store.Store` has them); called from worker threads."""
+
+    @property
+    def data_dir(self) -> Path: ...  # where a delisting noticed here is recorded
+
+    def candle_timestamps(
+        self, inst_id: str, tf: Timeframe, start: int | None = None, end: int | None = None
+    ) -> npt.NDArray[np.int64]: ...
+
     def expected_first_ts(self, inst_id: str, tf: Timeframe) -> int | None: ...
+
+    def write_candles(self, inst_id: str, tf: Timeframe, candles: Sequence[Candle]) -> int: ...
+
+    def write_funding(self, inst_id: str, rates: Sequence[FundingRate]) -> int: ...
 
 
 @dataclass
@@ -87,8 +126,8 @@ class Backfiller:
 
     def __init__(
         self,
-        exchange: OkxExchange,
-        store: Store,
+        exchange: BackfillExchange,
+        store: BackfillStore,
         progress: Progress,
         *,
         delays: BackoffFactory = backoff_delays,

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,16 +21,23 @@ from okx_collector.errors import (
     ExchangeUnavailable,
     InstrumentGone,
 )
-from okx_collector.exchange import WS_TIMEFRAMES, OkxExchange
+from okx_collector.exchange import WS_TIMEFRAMES
 from okx_collector.instruments import Instrument
 from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.lifecycle import REFRESH_SECONDS, InstrumentWatch
 from okx_collector.live.membership import Membership
 from okx_collector.live.observer import Observer, Unobserved
+from okx_collector.live.ports import LiveExchange
 from okx_collector.live.report import heartbeat_line, totals_line
-from okx_collector.live.series import SeriesState, retry_hold_seconds
+from okx_collector.live.series import (
+    SeriesState,
+    catch_up_wanted,
+    poll_round_due,
+    retry_hold_seconds,
+)
 from okx_collector.live.writer import Item, WritableStore, Writer
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import Candle, Source, closed_candles
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.timeframes import Timeframe
@@ -39,10 +45,9 @@ from okx_collector.timeframes import Timeframe
 log = logging.getLogger("okx_collector.collect")
 
 BATCH_SERIES = 100  # series per websocket subscribe request (OKX: 480 subscribe ops/hour/conn)
-TICK_SECONDS = 0.25  # supervisor cadence (real time)
+TICK_SECONDS = 0.25  # supervisor cadence (local time)
 WATCH_PAUSE = 0.2  # seconds between re-arming a batch's watch call (pushes flow regardless)
 KEEPALIVE_WATCH_S = 1.0  # a subscribed batch's one-series watch is renewed at least this often
-OVERDUE_SECONDS = 2.0  # real time a closed candle may lag before the stream counts as lossy
 CLOCK_SYNC_SECONDS = 5.0
 GONE_HOLD_SECONDS = 60.0  # REST said 51001 but the list still has it: no catch-up for a while
 
@@ -50,11 +55,11 @@ GONE_HOLD_SECONDS = 60.0  # REST said 51001 but the list still has it: no catch-
 @dataclass
 class CollectorOptions:
     mode: str = "auto"  # ws | poll | auto
-    poll_interval: float = 60.0  # seconds (real) between REST polls
-    heartbeat: float = 60.0  # seconds (real) between heartbeat lines
+    poll_interval: float = 60.0  # local seconds between REST polls
+    heartbeat: float = 60.0  # local seconds between heartbeat lines
     since: int = 0  # exchange ms: where an empty series starts
     delays: BackoffFactory = backoff_delays
-    refresh_seconds: float = REFRESH_SECONDS  # real seconds between instrument-list reloads
+    refresh_seconds: float = REFRESH_SECONDS  # local seconds between instrument-list reloads
 
 
 @dataclass
@@ -73,7 +78,7 @@ class Collector(Membership):
 
     def __init__(
         self,
-        exchange: OkxExchange,
+        exchange: LiveExchange,
         store: WritableStore,
         series: Sequence[tuple[Instrument, Timeframe, int | None]],
         funding: Sequence[Instrument],
@@ -83,13 +88,17 @@ class Collector(Membership):
         on_delisted: Callable[[str, int], Awaitable[None]] | None = None,
         expand: Callable[[], Awaitable[list[Instrument]]] | None = None,
         observer: Observer | None = None,  # metrics, health, systemd (see live/observer.py)
+        local: LocalClock = REAL_CLOCK,
     ) -> None:
         """`on_delisted(inst_id, noticed_ms)` records a delisting (the store's lifecycle file);
-        `expand()` gives what the selectors name now (instruments not collected yet join)."""
+        `expand()` gives what the selectors name now (instruments not collected yet join).
+        `local` times every wait, hold and cadence; `clock` (exchange time) extrapolates from it
+        unless it is given."""
         self.exchange = exchange
         self.observer: Observer = observer or Unobserved()
         self.options = options
-        self.clock = clock or ExchangeClock()
+        self.local = local
+        self.clock = clock or ExchangeClock(local.monotonic)
         self.writer = Writer(store, self._now)
         self.counters = Counters()
         use_ws = options.mode != "poll"
@@ -108,6 +117,7 @@ class Collector(Membership):
             funding_last,
             self._now,
             on_gone=lambda: self.watch.check_soon(),
+            local=local,
         )
         # Start-up downtime is fetched by the repair pass before the collector starts; what
         # closes meanwhile is caught up by the overdue rule (streams) or the first poll.
@@ -131,6 +141,7 @@ class Collector(Membership):
             self._on_instrument_list,
             refresh_seconds=options.refresh_seconds,
             delays=options.delays,
+            local=local,
         )
         self._last_beat = (0, 0, 0, 0)  # rows, reconnects, fallbacks, catch-ups at the last beat
 
@@ -167,7 +178,7 @@ class Collector(Membership):
         if not self.clock.synced:
             self.clock.sync(await self.exchange.fetch_time())
         self._started = self._now()
-        self._last_poll = time.monotonic()
+        self._last_poll = self.local.monotonic()
         self._stop = stop
         if self.options.mode != "poll":
             self.exchange.attach_sinks(
@@ -220,23 +231,25 @@ class Collector(Membership):
         Data arrives through the sink; this loop only keeps the subscription alive and notices
         connection changes. Each watch call costs ccxt work for every series of the batch, so it
         is re-armed at most every WATCH_PAUSE seconds rather than after every push. A series that
-        was retired (delisted) or whose subscription OKX refused is left out of the batch; the
-        others stay subscribed.
+        was retired (delisted), whose subscription OKX refused, or that the last instrument list
+        lacked (ccxt's markets no longer have it: a watch naming it would fail the whole batch)
+        is left out of the batch; the others stay subscribed.
         """
         delays = self.options.delays()
         refusals = self.options.delays()
         connection: object | None = None
         armed: list[tuple[str, str]] = []  # the series of the last watch that returned
         while not stop.is_set():
-            local = time.monotonic()
+            local = self.local.monotonic()
             live = [
                 s for s in batch
                 if s.ident in self.states and s.streamable and s.refused_until <= local
+                and s.inst.inst_id not in self._missing_before
             ]  # fmt: skip
             if not any(s.ident in self.states for s in batch):
                 return
             if not live:
-                await asyncio.sleep(1.0)
+                await self.local.sleep(1.0)
                 continue
             idents = [s.ident for s in live]
             pairs = [(s.inst, s.tf) for s in live]
@@ -266,7 +279,7 @@ class Collector(Membership):
                 # and ccxt keeps the subscriptions marked as sent: forget them, so that the next
                 # watch sends them again (harmless after a disconnect, whose client is gone).
                 self.exchange.forget_candle_subscriptions(pairs)
-                await asyncio.sleep(next(delays))
+                await self.local.sleep(next(delays))
                 continue
             except ExchangeRejected as exc:
                 # A refusal that names no instrument: ccxt rejected every watch on the
@@ -278,7 +291,7 @@ class Collector(Membership):
                     len(pairs), exc, pause,
                 )  # fmt: skip
                 self.exchange.forget_candle_subscriptions(pairs)
-                await asyncio.sleep(pause)
+                await self.local.sleep(pause)
                 continue
             refusals = self.options.delays()
             armed = idents
@@ -293,20 +306,20 @@ class Collector(Membership):
                 self._needs_catchup.update(
                     s.ident for s in live if s.missing_closed(now, self.options.since)
                 )
-            await asyncio.sleep(WATCH_PAUSE)
+            await self.local.sleep(WATCH_PAUSE)
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             now = self._now()
-            local = time.monotonic()
-            poll_due = local - self._last_poll >= self.options.poll_interval
+            local = self.local.monotonic()
+            poll_due = poll_round_due(local, self._last_poll, self.options.poll_interval)
             if poll_due:
                 self._last_poll = local
             for key, state in self.states.items():
                 self._switch_mode(state, now)
                 if self._wants_catchup(key, state, now, local, poll_due):
                     self._start_catchup(key, state)
-            await asyncio.sleep(TICK_SECONDS)
+            await self.local.sleep(TICK_SECONDS)
 
     def _switch_mode(self, state: SeriesState, now: int) -> None:
         if not state.streamable or self.options.mode != "auto":
@@ -323,18 +336,23 @@ class Collector(Membership):
     def _wants_catchup(
         self, key: tuple[str, str], state: SeriesState, now: int, local: float, poll_due: bool
     ) -> bool:
-        if state.catching_up or state.hold_until > local:
-            return False
-        if key in self._needs_catchup:
-            return True
-        if not state.missing_closed(now, self.options.since):
+        busy, held = state.catching_up, state.hold_until > local
+        flagged = key in self._needs_catchup
+        missing = state.missing_closed(now, self.options.since)
+        awaited = 0.0  # local seconds a streamed series has lacked a closed candle
+        if not missing:
             self._missing_since.pop(key, None)
-            return False
-        if state.polling:
-            return poll_due
-        # Streaming: the confirm push normally arrives at the close; allow it a moment.
-        first_seen = self._missing_since.setdefault(key, local)
-        return local - first_seen >= OVERDUE_SECONDS
+        elif not (state.polling or busy or held or flagged):
+            awaited = local - self._missing_since.setdefault(key, local)
+        return catch_up_wanted(
+            busy=busy,
+            held=held,
+            flagged=flagged,
+            missing=missing,
+            polling=state.polling,
+            poll_due=poll_due,
+            awaited=awaited,
+        )
 
     def _start_catchup(self, key: tuple[str, str], state: SeriesState) -> None:
         if self._group is None:
@@ -362,18 +380,18 @@ class Collector(Membership):
         except InstrumentGone as exc:
             # Delisted, most likely: the list reload decides; until then no more requests.
             log.info("%s: OKX answered %s; checking the instrument list", state.key, exc)
-            state.hold_until = time.monotonic() + GONE_HOLD_SECONDS
+            state.hold_until = self.local.monotonic() + GONE_HOLD_SECONDS
             self.watch.check_soon()
         except ExchangeRejected as exc:
             log.warning("%s: catch-up refused (%s); trying again later", state.key, exc)
-            state.hold_until = time.monotonic() + GONE_HOLD_SECONDS
+            state.hold_until = self.local.monotonic() + GONE_HOLD_SECONDS
             self._needs_catchup.add(key)
         except ExchangeUnavailable as exc:
             # Retried after a hold that grows with each failure in a row, so that an outage
             # costs a request per series now and then, not a burst every tick.
             hold = retry_hold_seconds(state.failures)
             state.failures += 1
-            state.hold_until = time.monotonic() + hold
+            state.hold_until = self.local.monotonic() + hold
             self._needs_catchup.add(key)
             level = logging.WARNING if state.failures == 1 else logging.DEBUG
             log.log(level, "%s: catch-up failed (%s); retrying in %.0fs", state.key, exc, hold)
@@ -403,7 +421,7 @@ class Collector(Membership):
         # Early syncs come quickly so that the clock's rate is learned within a second or two.
         pauses = iter((0.5, 0.5, 1.0, 2.0))
         while not stop.is_set():
-            await asyncio.sleep(next(pauses, CLOCK_SYNC_SECONDS))
+            await self.local.sleep(next(pauses, CLOCK_SYNC_SECONDS))
             try:
                 self.clock.sync(await self.exchange.fetch_time())
             except ExchangeUnavailable as exc:
@@ -411,7 +429,7 @@ class Collector(Membership):
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await asyncio.sleep(self.options.heartbeat)
+            await self.local.sleep(self.options.heartbeat)
             log.info("heartbeat %s", self.heartbeat_line())
 
     def heartbeat_line(self) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
-from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
+from okx_collector.live.ports import FundingExchange
+from okx_collector.live.series import poll_round_due
 from okx_collector.live.writer import Item, Writer
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import FundingObservation
 from okx_collector.retry import BackoffFactory, with_retries
 
@@ -24,7 +25,7 @@ log = logging.getLogger("okx_collector.collect")
 STALE_PUSH_MS = 180_000  # OKX pushes funding every 30-90 s; two missed pushes means poll instead
 SETTLE_LAG_MS = 1_000  # ask for the settled rate a moment after the funding time
 # OKX keeps a funding time `settState: processing` for a while before its row is in the history
-# (OKX.md §7): ask again this often (real seconds) rather than on every tick.
+# (OKX.md §7): ask again this often (local seconds) rather than on every tick.
 SETTLE_RETRY_SECONDS = 5.0
 HOLD_SECONDS = 60.0  # OKX answered 51001 or refused: no request for this instrument for a while
 REFUSED_RETRY_SECONDS = 600.0  # a refused funding subscription is asked for again after this
@@ -35,14 +36,17 @@ class FundingTracker:
 
     def __init__(
         self,
-        exchange: OkxExchange,
+        exchange: FundingExchange,
         writer: Writer,
         instruments: Sequence[Instrument],
         last_settled: dict[str, int | None],
         now: Callable[[], int],
         on_gone: Callable[[], None] = lambda: None,
+        local: LocalClock = REAL_CLOCK,
     ) -> None:
+        """`now()` is exchange ms; `local` times the holds, retries and the poll cadence."""
         self.exchange = exchange
+        self.local = local
         self.writer = writer
         self.instruments = list(instruments)
         self.now = now
@@ -53,6 +57,9 @@ class FundingTracker:
         self._on_gone = on_gone  # OKX answered 51001: have the instrument list checked
         self._hold: dict[str, float] = {}  # inst_id -> monotonic time before which no request
         self._refused_until: dict[str, float] = {}  # inst_id -> when to subscribe it again
+        # instIds the last instrument list lacked: ccxt's markets no longer have them, so a
+        # watch naming one would fail its whole batch (they are polled until the next list)
+        self.unlisted: set[str] = set()
 
     def add(self, inst: Instrument) -> bool:
         """Follow a new perpetual (a listing); False if it is followed already."""
@@ -73,13 +80,13 @@ class FundingTracker:
         """OKX refused the funding subscription of `inst_id`: it is polled (no pushes arrive)."""
         if channel == "funding-rate" and inst_id in self._by_id:
             self.last_push.pop(inst_id, None)
-            self._refused_until[inst_id] = time.monotonic() + REFUSED_RETRY_SECONDS
+            self._refused_until[inst_id] = self.local.monotonic() + REFUSED_RETRY_SECONDS
 
     def _held(self, inst_id: str) -> bool:
-        return self._hold.get(inst_id, 0.0) > time.monotonic()
+        return self._hold.get(inst_id, 0.0) > self.local.monotonic()
 
     def _rejected(self, inst: Instrument, exc: ExchangeRejected, what: str) -> None:
-        self._hold[inst.inst_id] = time.monotonic() + HOLD_SECONDS
+        self._hold[inst.inst_id] = self.local.monotonic() + HOLD_SECONDS
         if isinstance(exc, InstrumentGone):
             log.info(
                 "%s %s: OKX answered %s; checking the instrument list", inst.inst_id, what, exc
@@ -106,13 +113,17 @@ class FundingTracker:
         refused instruments are left out; the batch ends when none of it is followed."""
         waits = delays()
         while not stop.is_set():
-            local = time.monotonic()
+            local = self.local.monotonic()
             followed = [inst for inst in batch if inst.inst_id in self._by_id]
             if not followed:
                 return
-            live = [i for i in followed if self._refused_until.get(i.inst_id, 0.0) <= local]
+            live = [
+                i for i in followed
+                if self._refused_until.get(i.inst_id, 0.0) <= local
+                and i.inst_id not in self.unlisted
+            ]  # fmt: skip
             if not live:
-                await asyncio.sleep(1.0)
+                await self.local.sleep(1.0)
                 continue
             try:
                 await self.exchange.watch_funding(live)
@@ -121,7 +132,7 @@ class FundingTracker:
                 log.debug("funding stream lost: %s", exc)
                 # After a 60014 ccxt keeps the subscriptions marked as sent: send them again.
                 self.exchange.forget_funding_subscriptions(live)
-                await asyncio.sleep(next(waits))
+                await self.local.sleep(next(waits))
             except ExchangeRejected as exc:
                 # A refusal ccxt could not attribute: polled meanwhile, subscribed again later.
                 pause = max(next(waits), 30.0)
@@ -131,15 +142,16 @@ class FundingTracker:
                     len(live), exc, pause,
                 )  # fmt: skip
                 self.exchange.forget_funding_subscriptions(live)
-                await asyncio.sleep(pause)
+                await self.local.sleep(pause)
 
     async def run(self, stop: asyncio.Event, options: CollectorOptions) -> None:
         await self._settle_all(options, initial=True)
-        last_poll = time.monotonic()
+        last_poll = self.local.monotonic()
         while not stop.is_set():
-            await asyncio.sleep(0.5)
-            if time.monotonic() - last_poll >= options.poll_interval:
-                last_poll = time.monotonic()
+            await self.local.sleep(0.5)
+            local = self.local.monotonic()
+            if poll_round_due(local, last_poll, options.poll_interval):
+                last_poll = local
                 await self._poll_current(options)
             await self._settle_all(options, initial=False)
 
@@ -193,7 +205,7 @@ class FundingTracker:
             if upcoming is not None and any(r.funding_time >= upcoming for r in rates):
                 self.next_settlement.pop(inst.inst_id, None)
             elif upcoming is not None:  # not settled yet (settState "processing")
-                self._hold[inst.inst_id] = time.monotonic() + SETTLE_RETRY_SECONDS
+                self._hold[inst.inst_id] = self.local.monotonic() + SETTLE_RETRY_SECONDS
             if rates:
                 self.last_settled[inst.inst_id] = rates[-1].funding_time
                 await self.writer.put(Item("funding", inst.inst_id, None, rates))

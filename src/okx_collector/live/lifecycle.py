@@ -10,12 +10,11 @@ during maintenance it waits like every other call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from okx_collector.errors import ExchangeError
+from okx_collector.localclock import REAL_CLOCK, LocalClock, wait_event
 from okx_collector.retry import BackoffFactory, with_retries
 
 log = logging.getLogger("okx_collector.collect")
@@ -34,13 +33,13 @@ class InstrumentWatch:
         *,
         refresh_seconds: float = REFRESH_SECONDS,
         delays: BackoffFactory,
-        monotonic: Callable[[], float] = time.monotonic,
+        local: LocalClock = REAL_CLOCK,
     ) -> None:
         self._reload = reload
         self._on_list = on_list
         self.refresh_seconds = refresh_seconds
         self._delays = delays
-        self._monotonic = monotonic
+        self._local = local  # times the periodic reload and the spacing of asked-for ones
         self._wake = asyncio.Event()
         self._last_check = -MIN_CHECK_GAP_SECONDS
         self.checks = 0
@@ -51,17 +50,15 @@ class InstrumentWatch:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            woken = False
-            with contextlib.suppress(TimeoutError):
-                woken = await asyncio.wait_for(self._wake.wait(), self.refresh_seconds)
+            woken = await wait_event(self._local, self._wake, self.refresh_seconds)
             # Only checks asked for are spaced out; the periodic one keeps its schedule.
             gap = min(MIN_CHECK_GAP_SECONDS, self.refresh_seconds) - (
-                self._monotonic() - self._last_check
+                self._local.monotonic() - self._last_check
             )
             if woken and gap > 0:
-                await asyncio.sleep(gap)
+                await self._local.sleep(gap)
             self._wake.clear()
-            self._last_check = self._monotonic()
+            self._last_check = self._local.monotonic()
             await self.check_now()
 
     async def check_now(self) -> None:

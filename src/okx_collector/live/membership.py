@@ -8,17 +8,18 @@ WARNING and recorded; with selectors, a new listing joins from its first candle.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from okx_collector.errors import ExchangeError
-from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
+from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES
 from okx_collector.instruments import Instrument
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.lifecycle import InstrumentWatch
+from okx_collector.live.ports import LiveExchange
 from okx_collector.live.series import SeriesState
+from okx_collector.localclock import LocalClock
 from okx_collector.timeframes import Timeframe
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ REFUSED_RETRY_SECONDS = 600.0  # a subscription OKX refused for a listed instrum
 class Membership:
     """The collector's instrument events; the attributes are the collector's own."""
 
-    exchange: OkxExchange
+    exchange: LiveExchange
+    local: LocalClock
     options: CollectorOptions
     counters: Counters
     states: dict[tuple[str, str], SeriesState]
@@ -57,7 +59,7 @@ class Membership:
         over REST and the instrument list is reloaded, to tell a delisting from a passing refusal
         (then it is subscribed again after REFUSED_RETRY_SECONDS)."""
         self.counters.refused += 1
-        until = time.monotonic() + REFUSED_RETRY_SECONDS
+        until = self.local.monotonic() + REFUSED_RETRY_SECONDS
         for state in self.states.values():
             if state.inst.inst_id == inst_id and ("candle" + OKX_BARS[state.tf.name]) == channel:
                 state.refused_until = until
@@ -84,6 +86,7 @@ class Membership:
         missing = tracked - listed
         confirmed = missing & self._missing_before
         self._missing_before = missing - confirmed
+        self.funding.unlisted = set(self._missing_before)  # out of the streams until then
         if self._missing_before:
             self.watch.check_soon()
         # Every gone instrument leaves the streams before anything is awaited: ccxt's markets no

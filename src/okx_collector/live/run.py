@@ -18,6 +18,7 @@ from okx_collector.live.clock import ExchangeClock
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.derived import DerivedLive
 from okx_collector.live.lifecycle import REFRESH_SECONDS
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.ops import Ops
 from okx_collector.ops.notify import Notifier
 from okx_collector.retry import BackoffFactory, backoff_delays
@@ -48,19 +49,22 @@ async def collect_async(
     rate_limit_scale: float = 1.0,
     refresh_seconds: float = REFRESH_SECONDS,
     notifier: Notifier | None = None,
+    local: LocalClock = REAL_CLOCK,
 ) -> Collector:
     """Collect until `stop` is set; returns the finished collector (for its counters).
 
     `refresh_seconds`: how often OKX's instrument list is reloaded (delistings, listings).
     `notifier`: systemd's notify socket (see ops.notify); `settings.metrics_port` serves metrics
-    and /health for the whole run.
+    and /health for the whole run. `local`: the collector's timers run on it, and so does the
+    exchange clock unless `clock` is given.
     """
     ops = Ops(settings.metrics_host, settings.metrics_port, notifier)
     await ops.start()
     try:
         return await _collect(
-            settings, stop, ops, clock, delays, keepalive_ms, rate_limit_scale, refresh_seconds
-        )
+            settings, stop, ops, clock, delays, keepalive_ms, rate_limit_scale, refresh_seconds,
+            local,
+        )  # fmt: skip
     finally:
         await ops.close()
 
@@ -74,6 +78,7 @@ async def _collect(
     keepalive_ms: int,
     rate_limit_scale: float,
     refresh_seconds: float,
+    local: LocalClock,
 ) -> Collector:
     store = await asyncio.to_thread(open_store, settings.data_dir)
     mode = settings.mode
@@ -102,7 +107,7 @@ async def _collect(
                 delays=delays,
                 refresh_seconds=refresh_seconds,
             )
-            clock = clock or ExchangeClock()  # synced afresh when the collector starts
+            clock = clock or ExchangeClock(local.monotonic)  # synced when the collector starts
 
             kinds = [k for k in settings.series if k != "trade"]
             derived: DerivedLive | None = None  # mark, index, open interest (`live.derived`)
@@ -129,6 +134,7 @@ async def _collect(
                 on_delisted=on_delisted,
                 expand=expand if session.selectors else None,
                 observer=ops,
+                local=local,
             )
             # A failed write (a full disk) stops the job: the collector then raises it.
             collector.writer.on_failure = lambda _: stop.set()
@@ -155,7 +161,7 @@ async def _collect(
                 async with asyncio.TaskGroup() as group:
                     group.create_task(collector.run(collector_stop))
                     group.create_task(
-                        _derived_then_stop(derived, clock, stop, since, collector_stop)
+                        _derived_then_stop(derived, clock, stop, since, collector_stop, local)
                     )
                 log.info("mark, index and open interest: %s rows", derived.rows)
         log.info("stopped cleanly: %s", collector.totals_line())
@@ -171,17 +177,14 @@ async def _derived_then_stop(
     stop: asyncio.Event,
     since: int,
     collector_stop: asyncio.Event,
+    local: LocalClock,
 ) -> None:
     """The derived series start once the collector has synced the exchange clock (and armed
     its websocket sinks: the derived ones chain to its refusal sink); at `stop` they queue
     their last rows, then the collector is stopped (its writer writes them)."""
     try:
-        while not stop.is_set():
-            try:
-                clock.now()
-                break
-            except RuntimeError:  # (not synced yet)
-                await asyncio.sleep(0.05)
+        while not stop.is_set() and not clock.synced:
+            await local.sleep(0.05)
         if not stop.is_set():
             await derived.run(stop, since)
         await stop.wait()

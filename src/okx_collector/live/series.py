@@ -9,6 +9,42 @@ from okx_collector.timeframes import Timeframe
 
 STALE_FLOOR_MS = 30_000  # OKX pushes at least every few seconds; 30 s of silence is a dead stream
 RETRY_HOLD_CAP_SECONDS = 60.0
+OVERDUE_SECONDS = 2.0  # local time a closed candle may lag before the stream counts as lossy
+
+
+def poll_round_due(local: float, last_poll: float, interval: float) -> bool:
+    """A REST poll round (series served by polling, funding without pushes) is due `interval`
+    local seconds after the previous one."""
+    return local - last_poll >= interval
+
+
+def catch_up_wanted(
+    *,
+    busy: bool,
+    held: bool,
+    flagged: bool,
+    missing: bool,
+    polling: bool,
+    poll_due: bool,
+    awaited: float,
+) -> bool:
+    """Whether a series starts a REST catch-up now.
+
+    `busy`: one is in flight; `held`: a hold after a failure runs; `flagged`: something asked
+    for one (a gap in the pushes, a reconnect, a refusal, a full queue); `missing`: a candle has
+    closed (exchange time) that the store lacks; `polling`: served by REST polling, which
+    fetches once per poll round (`poll_due`); otherwise the stream normally brings the closed
+    candle at its close, and only one awaited for `awaited` >= OVERDUE_SECONDS is fetched.
+    """
+    if busy or held:
+        return False
+    if flagged:
+        return True
+    if not missing:
+        return False
+    if polling:
+        return poll_due
+    return awaited >= OVERDUE_SECONDS
 
 
 def retry_hold_seconds(failures: int) -> float:

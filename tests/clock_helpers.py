@@ -1,0 +1,63 @@
+"""Helpers for tests that run the collector against a simulator on a stepped local clock: the
+clock itself, waits on conditions instead of fixed sleeps, and a log-record condition."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from okx_collector.localclock import SteppedClock
+
+
+@asynccontextmanager
+async def local_time() -> AsyncIterator[SteppedClock]:
+    """The collector's local clock in a test against a simulator: it follows real time, on which
+    the simulator's exchange time and the sockets run, and the test steps it ahead where a
+    collector timer (a reload, a hold, a spacing) is what it waits for. Pass the collector
+    `clock=ExchangeClock()` too: exchange time must not jump with the steps."""
+    clock = SteppedClock()
+
+    async def follow() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            await clock.advance(now - last)
+            last = now
+
+    task = asyncio.create_task(follow())
+    try:
+        yield clock
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    within: float = 30.0,
+    clock: SteppedClock | None = None,
+    step: float = 0.0,
+) -> None:
+    """Wait until `condition()` holds, checking every 20 ms of real time (the simulator's and the
+    sockets' time); with `clock`, step it `step` s at each check, so that a collector timer is
+    not waited for in real time. Fails after `within` real seconds, saying `what`."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within:.0f}s: {what}")
+        if clock is not None and step > 0:
+            await clock.advance(step)
+        await asyncio.sleep(0.02)
+
+
+def logged(caplog: Any, text: str) -> Callable[[], bool]:
+    """A condition: some captured log record contains `text`."""
+    return lambda: any(text in r.getMessage() for r in caplog.records)

@@ -1,0 +1,137 @@
+"""The collector's stream batches on a stepped local clock: which series a watch names as the
+instrument list changes. The exchange is a small object with the `LiveExchange` calls (the
+collector's seam); the same flow over real sockets is in test_lifecycle.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+
+from okx_collector.instruments import Instrument
+from okx_collector.live.collector import WATCH_PAUSE, Collector, CollectorOptions
+from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS
+from okx_collector.live.ports import BadPushSink, CandleSink, FundingSink, RefusalSink
+from okx_collector.localclock import SteppedClock, settle
+from okx_collector.models import FundingObservation, FundingRate, RawCandle, Source
+from okx_collector.okx_answers import BadRows
+from okx_collector.timeframes import MINUTE_MS, Timeframe
+from tests.test_live_funding import NoStore
+
+TF1 = Timeframe.parse("1m")
+BTC = Instrument("BTC/USDT", "BTC-USDT", True, quote="USDT")
+DOT = Instrument("DOT/USDT", "DOT-USDT", True, quote="USDT")
+NOW = 1_790_000_000_000 // MINUTE_MS * MINUTE_MS + 30_000  # mid-candle
+
+
+class Exchange:
+    """`LiveExchange` for the collector: records each watch; REST answers hold nothing new."""
+
+    def __init__(self) -> None:
+        self.bad_rows = BadRows()
+        self.watched: list[list[str]] = []  # instIds named by each candle watch, in order
+        self.listed = {BTC.inst_id, DOT.inst_id}  # OKX's instrument list, as the test sets it
+        self._connection = object()  # one healthy websocket connection
+
+    async def fetch_time(self) -> int:
+        return NOW
+
+    async def load_markets(self, *, reload: bool = False) -> set[str]:
+        return set(self.listed)
+
+    def funding_instruments(self, instruments: Sequence[Instrument]) -> list[Instrument]:
+        return []
+
+    def attach_sinks(
+        self, on_candle: CandleSink, on_funding: FundingSink, on_refused: RefusalSink,
+        on_bad_push: BadPushSink,
+    ) -> None:  # fmt: skip
+        pass
+
+    async def watch_candles(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
+        self.watched.append([inst.inst_id for inst, _ in series])
+
+    def forget_candle_subscriptions(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
+        pass
+
+    def candle_connection(self) -> object | None:
+        return self._connection
+
+    async def fetch_candles(
+        self, inst: Instrument, tf: Timeframe, start: int, end: int, *, recent: bool,
+        source: Source,
+    ) -> list[RawCandle]:  # fmt: skip
+        return []
+
+    async def watch_funding(self, insts: Sequence[Instrument]) -> None:
+        await asyncio.Event().wait()
+
+    def forget_funding_subscriptions(self, insts: Sequence[Instrument]) -> None:
+        pass
+
+    async def fetch_funding_current(
+        self, inst: Instrument, source: Source = "poll"
+    ) -> FundingObservation:
+        raise AssertionError("no funding is followed")
+
+    async def fetch_funding_history(
+        self, inst: Instrument, start: int, end: int, source: Source = "backfill"
+    ) -> list[FundingRate]:
+        return []
+
+
+def no_delays() -> Iterator[float]:
+    while True:
+        yield 0.0
+
+
+@asynccontextmanager
+async def collecting() -> AsyncIterator[tuple[Collector, Exchange, SteppedClock]]:
+    clock, exchange = SteppedClock(), Exchange()
+    last = NOW // MINUTE_MS * MINUTE_MS - MINUTE_MS  # the newest closed candle is stored
+    collector = Collector(
+        exchange, NoStore(), [(BTC, TF1, last), (DOT, TF1, last)], [], {},
+        CollectorOptions(mode="ws", delays=no_delays), local=clock,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        await settle()
+        yield collector, exchange, clock
+    finally:
+        stop.set()
+        await clock.advance(1.0)
+        await asyncio.wait_for(task, 5.0)
+
+
+async def test_a_series_the_instrument_list_lacks_leaves_the_watch_until_it_is_back() -> None:
+    """After one reload without DOT, ccxt's markets no longer have it: a watch naming it would
+    fail for the whole batch. It leaves the batch at once, and comes back if the next list has
+    it again (one partial answer); with two lists in a row without it, it is retired."""
+    async with collecting() as (collector, exchange, clock):
+        await clock.advance(WATCH_PAUSE)
+        assert exchange.watched[-1] == ["BTC-USDT", "DOT-USDT"]
+        exchange.listed = {"BTC-USDT"}
+        collector.watch.check_soon()  # (a refusal, a 51001)
+        await clock.advance(WATCH_PAUSE)
+        assert collector.watch.checks == 1
+        assert exchange.watched[-1] == ["BTC-USDT"]
+        assert not collector.retired  # not yet: one answer may be partial
+        exchange.listed = {"BTC-USDT", "DOT-USDT"}
+        await clock.advance(MIN_CHECK_GAP_SECONDS)  # the confirming reload, spaced out
+        assert collector.watch.checks == 2 and not collector.retired
+        assert exchange.watched[-1] == ["BTC-USDT", "DOT-USDT"]
+        exchange.listed = {"BTC-USDT"}
+        collector.watch.check_soon()
+        await clock.advance(MIN_CHECK_GAP_SECONDS)
+        await clock.advance(MIN_CHECK_GAP_SECONDS)
+        assert collector.watch.checks == 4 and set(collector.retired) == {"DOT-USDT"}
+        assert exchange.watched[-1] == ["BTC-USDT"]
+
+
+async def test_the_watch_is_rearmed_once_per_pause_of_local_time() -> None:
+    async with collecting() as (_, exchange, clock):
+        await clock.advance(WATCH_PAUSE)
+        count = len(exchange.watched)
+        await clock.advance(10 * WATCH_PAUSE)
+        assert len(exchange.watched) == count + 10
