@@ -90,7 +90,7 @@ async def collecting() -> AsyncIterator[tuple[Collector, Exchange, SteppedClock]
     clock, exchange = SteppedClock(), Exchange()
     last = NOW // MINUTE_MS * MINUTE_MS - MINUTE_MS  # the newest closed candle is stored
     collector = Collector(
-        exchange, NoStore(), [(BTC, TF1, last), (DOT, TF1, last)], [], {},
+        exchange, NoStore(), [(DOT, TF1, last), (BTC, TF1, last)], [], {},
         CollectorOptions(mode="ws", delays=no_delays), local=clock,
     )  # fmt: skip
     stop = asyncio.Event()
@@ -110,23 +110,30 @@ async def test_a_series_the_instrument_list_lacks_leaves_the_watch_until_it_is_b
     it again (one partial answer); with two lists in a row without it, it is retired."""
     async with collecting() as (collector, exchange, clock):
         await clock.advance(WATCH_PAUSE)
-        assert exchange.watched[-1] == ["BTC-USDT", "DOT-USDT"]
+        assert exchange.watched[0] == ["DOT-USDT", "BTC-USDT"]  # the batch's subscription
         exchange.listed = {"BTC-USDT"}
         collector.watch.check_soon()  # (a refusal, a 51001)
+        mark = len(exchange.watched)
         await clock.advance(WATCH_PAUSE)
         assert collector.watch.checks == 1
+        # Once subscribed, a watch of one series (the batch's first, DOT until it left) keeps
+        # the batch alive: DOT is named by none.
         assert exchange.watched[-1] == ["BTC-USDT"]
+        assert not any("DOT-USDT" in names for names in exchange.watched[mark + 1 :])
         assert not collector.retired  # not yet: one answer may be partial
         exchange.listed = {"BTC-USDT", "DOT-USDT"}
+        mark = len(exchange.watched)
         await clock.advance(MIN_CHECK_GAP_SECONDS)  # the confirming reload, spaced out
         assert collector.watch.checks == 2 and not collector.retired
-        assert exchange.watched[-1] == ["BTC-USDT", "DOT-USDT"]
+        assert ["DOT-USDT", "BTC-USDT"] in exchange.watched[mark:]  # subscribed again
         exchange.listed = {"BTC-USDT"}
         collector.watch.check_soon()
         await clock.advance(MIN_CHECK_GAP_SECONDS)
+        mark = len(exchange.watched)
         await clock.advance(MIN_CHECK_GAP_SECONDS)
         assert collector.watch.checks == 4 and set(collector.retired) == {"DOT-USDT"}
         assert exchange.watched[-1] == ["BTC-USDT"]
+        assert not any("DOT-USDT" in names for names in exchange.watched[mark:])
 
 
 async def test_the_watch_is_rearmed_once_per_pause_of_local_time() -> None:
