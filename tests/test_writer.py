@@ -8,7 +8,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from okx_collector.live.clock import ExchangeClock
-from okx_collector.live.writer import Item, Writer
+from okx_collector.live.writer import GATHER_QUIET_S, Item, Writer
+from okx_collector.localclock import SteppedClock, settle
 from okx_collector.models import Candle, FundingObservation, OpenInterest, PriceCandle
 from okx_collector.ops.metrics import Metrics
 from okx_collector.ops.stores import ObservedStore
@@ -160,3 +161,34 @@ def test_a_later_mark_value_wins_in_queue_order(tmp_path: Path) -> None:
     assert closes() == [2.0]
     store.compact()
     assert closes() == [2.0]
+
+
+def test_a_burst_arriving_over_the_gather_window_is_one_batch(tmp_path: Path) -> None:
+    """The writer waits while the queue grows (a close's confirms arrive one message at a time),
+    on its injected clock: items offered between two quiet steps join the first item's batch;
+    once the queue stops growing for a quiet step, the batch is written."""
+    store = Store(tmp_path)
+
+    async def run() -> None:
+        clock = SteppedClock()
+        writer = Writer(store, now=lambda: T0 + 2 * M1.ms, local=clock)
+        task = asyncio.create_task(writer.run())
+        for step in range(3):  # a burst over three quiet steps: it grows at each look
+            for i in range(10):
+                writer.offer(Item("candles", f"SIM{step}{i:03d}-USDT", M1, [candle(T0, 1.0)]))
+            await settle()
+            if step:
+                await clock.advance(GATHER_QUIET_S)
+        await asyncio.sleep(0.05)  # (a write taken too early would land on its thread meanwhile)
+        assert writer.stats.writes == 0  # it grew at each look: still gathering
+        await clock.advance(GATHER_QUIET_S)  # quiet for a step: taken
+        for _ in range(100):
+            if writer.stats.writes:
+                break
+            await asyncio.sleep(0.01)  # the write itself runs on the writer's thread
+        assert writer.stats.writes == 1 and writer.stats.rows_written == 30
+        await writer.stop()
+        await task
+
+    asyncio.run(run())
+    assert len(list_journal(tmp_path, "candles")) == 1

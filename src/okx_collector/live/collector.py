@@ -99,7 +99,7 @@ class Collector(Membership):
         self.options = options
         self.local = local
         self.clock = clock or ExchangeClock(local.monotonic)
-        self.writer = Writer(store, self._now)
+        self.writer = Writer(store, self._now, self.local)
         self.counters = Counters()
         use_ws = options.mode != "poll"
         self.states = {

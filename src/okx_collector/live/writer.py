@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import Candle, FundingObservation, FundingRate, OpenInterest, PriceCandle
 from okx_collector.timeframes import Timeframe
 
@@ -93,9 +94,12 @@ class WriterStats:
 class Writer:
     """Owns the queue and the write loop; `stop()` flushes everything queued, then returns."""
 
-    def __init__(self, store: WritableStore, now: Callable[[], int]) -> None:
+    def __init__(
+        self, store: WritableStore, now: Callable[[], int], local: LocalClock = REAL_CLOCK
+    ) -> None:
         self.store = store
         self.now = now
+        self.local = local  # the gather window's time (a test steps it)
         self.stats = WriterStats()
         # One thread: batches reach the journal in queue order (and the allocator keeps the
         # pages of one thread, not of every thread of asyncio's default pool).
@@ -176,14 +180,14 @@ class Writer:
         parsed one message at a time, and a batch taken at the first would hold one series (the
         other 999 then wait for its write). Waits while the queue grows, at most
         `GATHER_MAX_S`; alone, an item waits `GATHER_QUIET_S`."""
-        deadline = time.monotonic() + GATHER_MAX_S
+        deadline = self.local.monotonic() + GATHER_MAX_S
         size = -1
-        while time.monotonic() < deadline:
+        while self.local.monotonic() < deadline:
             now = self._queue.qsize()
             if now == size or now >= BATCH_ITEMS:
                 return
             size = now
-            await asyncio.sleep(GATHER_QUIET_S)
+            await self.local.sleep(GATHER_QUIET_S)
 
     async def _write(self, batch: list[Item]) -> None:
         groups: dict[tuple[Kind, str, str], list[Item]] = defaultdict(list)
