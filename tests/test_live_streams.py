@@ -142,3 +142,39 @@ async def test_the_watch_is_rearmed_once_per_pause_of_local_time() -> None:
         count = len(exchange.watched)
         await clock.advance(10 * WATCH_PAUSE)
         assert len(exchange.watched) == count + 10
+
+
+async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_each_reload() -> None:
+    """`--series mark,index` with a selector: the collector has no trade series, yet the
+    instruments the selection named at start are members; a reload that names them again adds
+    nothing, and a listing joins once."""
+    clock, exchange = SteppedClock(), Exchange()
+    chosen = [BTC, DOT]
+
+    async def expand() -> list[Instrument]:
+        return list(chosen)
+
+    collector = Collector(
+        exchange, NoStore(), [], [], {}, CollectorOptions(mode="ws", delays=no_delays),
+        expand=expand, local=clock, members=[BTC, DOT],
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        await settle()
+        for _ in range(3):
+            collector.watch.check_soon()
+            await clock.advance(MIN_CHECK_GAP_SECONDS)
+        assert collector.watch.checks >= 3
+        assert collector.counters.listed == 0 and collector.members == {"BTC-USDT", "DOT-USDT"}
+        ada = Instrument("ADA/USDT", "ADA-USDT", True, quote="USDT")
+        exchange.listed.add(ada.inst_id)
+        chosen.append(ada)
+        for _ in range(2):
+            collector.watch.check_soon()
+            await clock.advance(MIN_CHECK_GAP_SECONDS)
+        assert collector.counters.listed == 1 and "ADA-USDT" in collector.members
+    finally:
+        stop.set()
+        await clock.advance(1.0)
+        await asyncio.wait_for(task, 5.0)

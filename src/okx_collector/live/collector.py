@@ -89,9 +89,12 @@ class Collector(Membership):
         expand: Callable[[], Awaitable[list[Instrument]]] | None = None,
         observer: Observer | None = None,  # metrics, health, systemd (see live/observer.py)
         local: LocalClock = REAL_CLOCK,
+        members: Sequence[Instrument] = (),
     ) -> None:
         """`on_delisted(inst_id, noticed_ms)` records a delisting (the store's lifecycle file);
-        `expand()` gives what the selectors name now (instruments not collected yet join).
+        `expand()` gives what the selectors name now (instruments not collected yet join);
+        `members` are the run's instruments beside those of `series` and `funding` (a run of
+        mark/index/open interest alone has no trade series, yet follows listings and delistings).
         `local` times every wait, hold and cadence; `clock` (exchange time) extrapolates from it
         unless it is given."""
         self.exchange = exchange
@@ -133,6 +136,9 @@ class Collector(Membership):
         self._on_delisted = on_delisted
         self._expand = expand
         self.timeframes = list(dict.fromkeys(tf for _, tf, _ in series))
+        self.members = {inst.inst_id for inst in members}
+        self.members.update(inst.inst_id for inst, _, _ in series)
+        self.members.update(inst.inst_id for inst in funding)
         self.funding_on = bool(funding)
         self.retired: dict[str, int] = {}  # instId -> exchange ms its delisting was noticed
         self._missing_before: set[str] = set()  # tracked instIds the previous reload lacked

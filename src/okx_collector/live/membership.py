@@ -43,6 +43,7 @@ class Membership:
     timeframes: list[Timeframe]
     funding_on: bool
     retired: dict[str, int]
+    members: set[str]  # every instrument the run follows (its series, funding or derived)
     _needs_catchup: set[tuple[str, str]]
     _missing_before: set[str]
     _on_delisted: Callable[[str, int], Awaitable[None]] | None
@@ -79,8 +80,7 @@ class Membership:
 
     async def _on_instrument_list(self, listed: set[str]) -> None:
         """A fresh instrument list: retire what left it; with selectors, add what joined them."""
-        tracked = {s.inst.inst_id for s in self.states.values()}
-        tracked.update(inst.inst_id for inst in self.funding.instruments)
+        tracked = self.members | {inst.inst_id for inst in self.funding.instruments}
         # Retired only when two reloads in a row miss it: one partial answer (an empty SWAP list)
         # must not end hundreds of series. The second reload is asked for at once.
         missing = tracked - listed
@@ -101,9 +101,8 @@ class Membership:
             except ExchangeError as exc:
                 log.warning("selectors not re-evaluated (%s); trying at the next reload", exc)
                 return
-            series = {s.inst.inst_id for s in self.states.values()}
             for inst in chosen:
-                if inst.inst_id not in series and inst.inst_id in listed:
+                if inst.inst_id not in self.members and inst.inst_id in listed:
                     self._add(inst)
 
     def _add(self, inst: Instrument) -> None:
@@ -123,6 +122,7 @@ class Membership:
             self._needs_catchup.add(state.ident)
             states.append(state)
         self.retired.pop(inst.inst_id, None)
+        self.members.add(inst.inst_id)
         funding = []
         if self.funding_on:
             funding = [f for f in self.exchange.funding_instruments([inst]) if self.funding.add(f)]
@@ -147,6 +147,7 @@ class Membership:
             self.states.pop(key)
             self._needs_catchup.discard(key)
         self.funding.remove(inst_id)
+        self.members.discard(inst_id)
         self.retired[inst_id] = noticed
         self.counters.delisted += 1
         last = f"; last candle {_iso(max(lasts))}" if lasts else ""

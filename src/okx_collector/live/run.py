@@ -135,6 +135,7 @@ async def _collect(
                 expand=expand if session.selectors else None,
                 observer=ops,
                 local=local,
+                members=session.instruments,
             )
             # A failed write (a full disk) stops the job: the collector then raises it.
             collector.writer.on_failure = lambda _: stop.set()
