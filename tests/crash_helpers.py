@@ -192,22 +192,33 @@ def kill_at_random_instants(
     on a fresh copy, start it `rounds` times, each SIGKILLed at a random instant between
     `earliest` s and that time (unless it has finished), and `check(root)` after each.
 
-    Returns how many runs were killed; each run resumes what the previous ones left.
+    Returns how many runs were killed; each run resumes what the previous ones left. Until a
+    first kill lands, a run that finished first (the timing run was slow on a loaded machine)
+    starts over from the pristine copy with the bound halved, so that a kill happens.
     """
     shutil.copytree(pristine, root)
     started = time.monotonic()
     subprocess.run(argv, stdout=subprocess.DEVNULL, env=child_env(), check=True, timeout=120)
-    full = time.monotonic() - started
+    latest = max(earliest + 0.1, time.monotonic() - started)
     shutil.rmtree(root)
     shutil.copytree(pristine, root)
     rng = random.Random(seed)
-    kills = 0
-    for _ in range(rounds):
+    kills = done = 0
+    for _ in range(rounds + 8):
+        if done == rounds:
+            break
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=child_env())
-        time.sleep(rng.uniform(earliest, max(earliest + 0.1, full)))
-        if proc.poll() is None:
+        time.sleep(rng.uniform(earliest, latest))
+        killed = proc.poll() is None
+        if killed:
             proc.kill()
             kills += 1
         proc.wait(60)
         check(root)
+        if kills == 0 and not killed:
+            shutil.rmtree(root)
+            shutil.copytree(pristine, root)
+            latest = max(earliest + 0.05, latest / 2)
+            continue
+        done += 1
     return kills
