@@ -32,9 +32,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from okx_collector.fsutil import fsync_dir
+from okx_collector.fsutil import fsync_dir, fsync_dirs
 from okx_collector.store.arrow import BoolArray, int64s
-from okx_collector.store.atomic import UnreadableFile, make_dirs, read_parquet, storage_error
+from okx_collector.store.atomic import (
+    UnreadableFile,
+    deferred_dir_syncs,
+    make_dirs,
+    read_parquet,
+    storage_error,
+)
 from okx_collector.store.journal import (
     KINDS,
     SeriesKey,
@@ -52,6 +58,7 @@ log = logging.getLogger(__name__)
 ROUND_FILES = 512  # journal files merged per round at most
 ROUND_ROWS = 400_000  # and rows read per round at most: bounded memory (see benchmarks/compact.py)
 WRITE_THREADS = 2  # partitions written at once (encoding and fsync release the GIL)
+CHUNK_SERIES = 256  # series whose writes are queued at once (bounds a round's memory)
 LOCK_NAME = ".compact.lock"
 
 # What a round needs from the store: the partitions of a series, and their merge-write.
@@ -93,6 +100,7 @@ def compact_round(
     *,
     max_files: int = ROUND_FILES,
     max_rows: int = ROUND_ROWS,
+    chunk_series: int = CHUNK_SERIES,
 ) -> RoundResult:
     """Merge the oldest journal files of `kind` into their partitions; delete them once every
     partition they touched is durable. The caller holds `compaction_lock`."""
@@ -116,24 +124,41 @@ def compact_round(
         result.rows += table.num_rows
     if not taken:
         return result
-    work = _per_series(tables, kind, series_of)  # (empties `tables`)
+    out, whole, spans = _collapsed(tables, kind)  # (empties `tables`)
+    dirs: set[Path] = set()  # folders of the partitions replaced: fsynced at the end
+
+    def run(item: tuple[Series, pa.Table, BoolArray]) -> int:
+        with deferred_dir_syncs(dirs):  # (set in the pool thread's own context)
+            return write(*item)
+
     with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="compact") as pool:
-        for _ in pool.map(lambda item: write(*item), work):
-            pass  # (re-raises the first failure: nothing is deleted then)
+        # In chunks: a round holds the slices and futures of one chunk of series, not of all
+        # of them (4,000 series at once held ~80 MB more; benchmarks/README.md, "compact.py").
+        for at in range(0, len(spans), chunk_series):
+            chunk = [
+                (series_of(kind, name), out.slice(lo, hi - lo), whole[lo:hi])
+                for name, lo, hi in spans[at : at + chunk_series]
+            ]
+            for _ in pool.map(run, chunk):
+                pass  # (re-raises the first failure: nothing is deleted then)
+    # Every partition's new file was fsynced before its rename; the renames are durable once
+    # their folders are, all fsynced here at once rather than one after each write.
+    fsync_dirs(dirs)
     for path in taken:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     fsync_dir(taken[0].parent)
     result.files = len(taken)
-    result.series = len(work)
+    result.series = len(spans)
     return result
 
 
-def _per_series(
-    tables: list[pa.Table], kind: Kind, series_of: SeriesOf
-) -> list[tuple[Series, pa.Table, BoolArray]]:
-    """The rows of journal files (oldest first) collapsed by the precedence rule, per series:
-    one sort for the whole round rather than one per file and series."""
+def _collapsed(
+    tables: list[pa.Table], kind: Kind
+) -> tuple[pa.Table, BoolArray, list[tuple[SeriesKey, int, int]]]:
+    """The rows of journal files (oldest first) collapsed by the precedence rule: one sort for
+    the whole round rather than one per file and series. Returns the rows sorted by series and
+    key, their `whole` flags, and each series' span of them."""
     batch = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
     big = pa.concat_tables(tables).combine_chunks()
     tables.clear()  # (each copy is dropped as soon as the next exists: two at most)
@@ -153,10 +178,7 @@ def _per_series(
     out = rows.take(int64s(chosen)).combine_chunks()
     del rows
     spans = by_series(out, c[chosen], names)
-    return [
-        (series_of(kind, name), out.slice(lo, hi - lo), whole[lo:hi])
-        for name, (lo, hi) in spans.items()
-    ]
+    return out, whole, [(name, lo, hi) for name, (lo, hi) in spans.items()]
 
 
 def compact_all(
