@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 ROUND_FILES = 512  # journal files merged per round at most
 ROUND_ROWS = 400_000  # and rows read per round at most: bounded memory (see benchmarks/compact.py)
 WRITE_THREADS = 2  # partitions written at once (encoding and fsync release the GIL)
+# ... when the journal is drained (a writing command's start and clean stop: nothing of the
+# process competes for the interpreter then): 4,000 series in 6.2-6.5 s where 2 threads took
+# 7.0-8.4 s (the fsyncs of more files overlap the encoding); a background round keeps 2, so
+# that a live close still gets the interpreter lock quickly.
+DRAIN_THREADS = 4
 CHUNK_SERIES = 256  # series whose writes are queued at once (bounds a round's memory)
 LOCK_NAME = ".compact.lock"
 
@@ -101,6 +106,7 @@ def compact_round(
     max_files: int = ROUND_FILES,
     max_rows: int = ROUND_ROWS,
     chunk_series: int = CHUNK_SERIES,
+    threads: int = WRITE_THREADS,
 ) -> RoundResult:
     """Merge the oldest journal files of `kind` into their partitions; delete them once every
     partition they touched is durable. The caller holds `compaction_lock`."""
@@ -131,7 +137,7 @@ def compact_round(
         with deferred_dir_syncs(dirs):  # (set in the pool thread's own context)
             return write(*item)
 
-    with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="compact") as pool:
+    with ThreadPoolExecutor(threads, thread_name_prefix="compact") as pool:
         # In chunks: a round holds the slices and futures of one chunk of series, not of all
         # of them (4,000 series at once held ~80 MB more; benchmarks/README.md, "compact.py").
         for at in range(0, len(spans), chunk_series):
@@ -198,6 +204,7 @@ def compact_all(
                 one = compact_round(
                     data_dir, kind, series_of, write,
                     max_files=max_files or ROUND_FILES, max_rows=max_rows,
+                    threads=WRITE_THREADS if max_files is not None else DRAIN_THREADS,
                 )  # fmt: skip
                 total.files += one.files
                 total.rows += one.rows
