@@ -171,8 +171,9 @@ def test_a_deferred_write_leaves_its_folder_to_the_caller(tmp_path: Path) -> Non
 def test_killed_after_n_partition_writes(
     journal: Path, reference: Path, tmp_path: Path, kill_after: int
 ) -> None:
-    """60: the first round (40 files, 60 series) has made every partition it touched durable
-    and dies before deleting its journal files; 61: inside the second round."""
+    """60: the first round (40 files, 60 series) has replaced every partition it touched and
+    dies before its folders' fsyncs and its journal files' deletes; 61: inside the second
+    round."""
     root = tmp_path / "data"
     shutil.copytree(journal, root)
     proc = run_compaction(root, kill_after)
