@@ -7,7 +7,8 @@ series, as `collect` writes them), then compacts it in a fresh process, measurin
 and peak RSS (the process's ru_maxrss: what the compaction adds to a collector is that minus the
 interpreter and its imports, also printed). Then the background case: a journal of `--round`
 closes merged into partitions that already hold the rest of the day, which is what one round of
-`collect`'s background compactor costs.
+`collect`'s background compactor costs. With `--closes 2 --round 2` that second line is
+`collect`'s clean stop (1-2 closes drained into day files holding the rest of the day).
 """
 
 from __future__ import annotations

@@ -25,8 +25,13 @@ from crash_helpers import (
     read_dataset,
     temp_files,
 )
+from okx_collector.fsutil import fsync_dirs
 from okx_collector.models import Candle, FundingRate
 from okx_collector.store import Store
+from okx_collector.store.atomic import deferred_dir_syncs, read_parquet, write_atomic
+from okx_collector.store.compact import compact_round, compaction_lock
+from okx_collector.store.journal import KINDS
+from okx_collector.store.schema import candles_table
 from okx_collector.timeframes import Timeframe
 
 M1 = Timeframe.parse("1m")
@@ -131,12 +136,44 @@ def test_an_uninterrupted_compaction_empties_the_journal(journal: Path, referenc
     assert after.read_candles("S021-USDT", M1).column("source")[0].as_py() == "poll"
 
 
+def test_compacting_in_small_chunks_of_series_gives_the_same_dataset(
+    journal: Path, reference: Path, tmp_path: Path
+) -> None:
+    """A round writes its series a chunk at a time (bounded memory), and fsyncs the folders of
+    all of them at its end: the files are those of a round written at once."""
+    root = tmp_path / "data"
+    shutil.copytree(journal, root)
+    store = Store(root)
+    with compaction_lock(root):
+        for kind in KINDS.values():
+            while compact_round(
+                root, kind, store._series_for, store._io.merge_in, chunk_series=7
+            ).files:
+                pass
+    assert store.journal_pending() == 0
+    assert_same_dataset(root, reference)
+    assert not temp_files(root)
+
+
+def test_a_deferred_write_leaves_its_folder_to_the_caller(tmp_path: Path) -> None:
+    table = candles_table("S000-USDT", "1m", [candle(START, 1.0)])
+    dirs: set[Path] = set()
+    with deferred_dir_syncs(dirs):
+        write_atomic(tmp_path / "a" / "x.parquet", table, deferrable=True)
+        write_atomic(tmp_path / "b" / "x.parquet", table)  # (not deferrable: fsynced itself)
+    write_atomic(tmp_path / "c" / "x.parquet", table, deferrable=True)  # (outside the block)
+    assert dirs == {tmp_path / "a"}
+    assert read_parquet(tmp_path / "a" / "x.parquet", table.schema).equals(table)
+    fsync_dirs(dirs | {tmp_path / "b", tmp_path / "c"})  # (more than one: on the pool)
+
+
 @pytest.mark.parametrize("kill_after", [1, 7, 60, 61])
 def test_killed_after_n_partition_writes(
     journal: Path, reference: Path, tmp_path: Path, kill_after: int
 ) -> None:
-    """60: the first round (40 files, 60 series) has made every partition it touched durable
-    and dies before deleting its journal files; 61: inside the second round."""
+    """60: the first round (40 files, 60 series) has replaced every partition it touched and
+    dies before its folders' fsyncs and its journal files' deletes; 61: inside the second
+    round."""
     root = tmp_path / "data"
     shutil.copytree(journal, root)
     proc = run_compaction(root, kill_after)

@@ -13,6 +13,7 @@ DuckDB and Polars skip them too).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import functools
 import itertools
@@ -173,12 +174,37 @@ def write_temp(path: Path, table: pa.Table, *, sync: bool, hot: bool = False) ->
     return tmp
 
 
-def write_atomic(path: Path, table: pa.Table) -> None:
-    """Write `table` to `path` atomically: temp file, fsync, `os.replace`, fsync the folder."""
+# The folders whose renames a compaction round makes durable itself (see `deferred_dir_syncs`).
+_DEFERRED: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar(
+    "deferred_dir_syncs", default=None
+)
+
+
+@contextlib.contextmanager
+def deferred_dir_syncs(dirs: set[Path]) -> Iterator[None]:
+    """Inside this block (and contexts copied from it), a `write_atomic(..., deferrable=True)`
+    adds its folder to `dirs` instead of fsyncing it: the caller fsyncs them all at once
+    (`fsutil.fsync_dirs`) before it relies on the renames being durable (a compaction, before
+    it deletes journal files). The file itself is still fsynced before its rename, so the name
+    always holds the old content or the whole new one."""
+    token = _DEFERRED.set(dirs)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def write_atomic(path: Path, table: pa.Table, *, deferrable: bool = False) -> None:
+    """Write `table` to `path` atomically: temp file, fsync, `os.replace`, fsync the folder
+    (`deferrable`: unless a `deferred_dir_syncs` block collects the folder instead)."""
     tmp = write_temp(path, table, sync=True)
     with _removed_on_failure(tmp, path):
         tmp.replace(path)
-    fsync_dir(path.parent)
+    pending = _DEFERRED.get() if deferrable else None
+    if pending is None:
+        fsync_dir(path.parent)
+    else:
+        pending.add(path.parent)  # (set.add is atomic under the GIL)
 
 
 def _row_groups(meta: pq.FileMetaData, key: str, start: int | None, end: int | None) -> list[int]:

@@ -10,11 +10,12 @@ The precedence rule (one rule for compaction and for reads, DESIGN.md §4):
 
 A round takes the oldest journal files of a kind (a prefix in name order, bounded by files and
 rows so that its memory is bounded), merges each touched series into its partitions (each
-replaced atomically and fsynced, file and folder, by `SeriesIO.merge_in`), and only then deletes
-those journal files. A crash at any instant leaves the journal files in place, and the next round
-merges them again: harmless, because merging a row that is already in the partition changes
-nothing (the rule above), and because a round always takes a prefix, an older file is never
-merged over a newer one's rows. One compaction runs at a time per data dir (a `flock`).
+replaced atomically by `SeriesIO.merge_in`, its file fsynced before the rename), fsyncs the
+folders of all of them at once, and only then deletes those journal files. A crash at any
+instant leaves the journal files in place, and the next round merges them again: harmless,
+because merging a row that is already in the partition changes nothing (the rule above), and
+because a round always takes a prefix, an older file is never merged over a newer one's rows.
+One compaction runs at a time per data dir (a `flock`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from okx_collector.fsutil import fsync_dir
+from okx_collector.fsutil import fsync_dir, fsync_dirs
 from okx_collector.store.arrow import BoolArray, int64s
-from okx_collector.store.atomic import UnreadableFile, make_dirs, read_parquet, storage_error
+from okx_collector.store.atomic import (
+    UnreadableFile,
+    deferred_dir_syncs,
+    make_dirs,
+    read_parquet,
+    storage_error,
+)
 from okx_collector.store.journal import (
     KINDS,
     SeriesKey,
@@ -52,6 +59,12 @@ log = logging.getLogger(__name__)
 ROUND_FILES = 512  # journal files merged per round at most
 ROUND_ROWS = 400_000  # and rows read per round at most: bounded memory (see benchmarks/compact.py)
 WRITE_THREADS = 2  # partitions written at once (encoding and fsync release the GIL)
+# ... when the journal is drained (a writing command's start and clean stop: nothing of the
+# process competes for the interpreter then): 4,000 series in 6.2-6.5 s where 2 threads took
+# 7.0-8.4 s (the fsyncs of more files overlap the encoding); a background round keeps 2, so
+# that a live close still gets the interpreter lock quickly.
+DRAIN_THREADS = 4
+CHUNK_SERIES = 256  # series whose writes are queued at once (bounds a round's memory)
 LOCK_NAME = ".compact.lock"
 
 # What a round needs from the store: the partitions of a series, and their merge-write.
@@ -93,6 +106,8 @@ def compact_round(
     *,
     max_files: int = ROUND_FILES,
     max_rows: int = ROUND_ROWS,
+    chunk_series: int = CHUNK_SERIES,
+    threads: int = WRITE_THREADS,
 ) -> RoundResult:
     """Merge the oldest journal files of `kind` into their partitions; delete them once every
     partition they touched is durable. The caller holds `compaction_lock`."""
@@ -116,24 +131,41 @@ def compact_round(
         result.rows += table.num_rows
     if not taken:
         return result
-    work = _per_series(tables, kind, series_of)  # (empties `tables`)
-    with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="compact") as pool:
-        for _ in pool.map(lambda item: write(*item), work):
-            pass  # (re-raises the first failure: nothing is deleted then)
+    out, whole, spans = _collapsed(tables, kind)  # (empties `tables`)
+    dirs: set[Path] = set()  # folders of the partitions replaced: fsynced at the end
+
+    def run(item: tuple[Series, pa.Table, BoolArray]) -> int:
+        with deferred_dir_syncs(dirs):  # (set in the pool thread's own context)
+            return write(*item)
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="compact") as pool:
+        # In chunks: a round holds the slices and futures of one chunk of series, not of all
+        # of them (4,000 series at once held ~80 MB more; benchmarks/README.md, "compact.py").
+        for at in range(0, len(spans), chunk_series):
+            chunk = [
+                (series_of(kind, name), out.slice(lo, hi - lo), whole[lo:hi])
+                for name, lo, hi in spans[at : at + chunk_series]
+            ]
+            for _ in pool.map(run, chunk):
+                pass  # (re-raises the first failure: nothing is deleted then)
+    # Every partition's new file was fsynced before its rename; the renames are durable once
+    # their folders are, all fsynced here at once rather than one after each write.
+    fsync_dirs(dirs)
     for path in taken:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     fsync_dir(taken[0].parent)
     result.files = len(taken)
-    result.series = len(work)
+    result.series = len(spans)
     return result
 
 
-def _per_series(
-    tables: list[pa.Table], kind: Kind, series_of: SeriesOf
-) -> list[tuple[Series, pa.Table, BoolArray]]:
-    """The rows of journal files (oldest first) collapsed by the precedence rule, per series:
-    one sort for the whole round rather than one per file and series."""
+def _collapsed(
+    tables: list[pa.Table], kind: Kind
+) -> tuple[pa.Table, BoolArray, list[tuple[SeriesKey, int, int]]]:
+    """The rows of journal files (oldest first) collapsed by the precedence rule: one sort for
+    the whole round rather than one per file and series. Returns the rows sorted by series and
+    key, their `whole` flags, and each series' span of them."""
     batch = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
     big = pa.concat_tables(tables).combine_chunks()
     tables.clear()  # (each copy is dropped as soon as the next exists: two at most)
@@ -153,10 +185,7 @@ def _per_series(
     out = rows.take(int64s(chosen)).combine_chunks()
     del rows
     spans = by_series(out, c[chosen], names)
-    return [
-        (series_of(kind, name), out.slice(lo, hi - lo), whole[lo:hi])
-        for name, (lo, hi) in spans.items()
-    ]
+    return out, whole, [(name, lo, hi) for name, (lo, hi) in spans.items()]
 
 
 def compact_all(
@@ -176,6 +205,7 @@ def compact_all(
                 one = compact_round(
                     data_dir, kind, series_of, write,
                     max_files=max_files or ROUND_FILES, max_rows=max_rows,
+                    threads=WRITE_THREADS if max_files is not None else DRAIN_THREADS,
                 )  # fmt: skip
                 total.files += one.files
                 total.rows += one.rows

@@ -39,13 +39,15 @@ class SeriesIO(SeriesReader):
     def __init__(self) -> None:
         super().__init__()
         self._firsts: dict[Path, int] = {}  # recorded first open time per series (see `meta`)
-        self._newest: dict[Path, int] = {}  # newest key of a month series (see `merge_in`)
+        # newest key of a month series, or a time in its day (see `_tiers`)
+        self._newest: dict[Path, int] = {}
         self._month_edges: dict[Path, tuple[FileSig, int | None]] = {}  # see `_month_reaches`
 
     def merge_in(self, series: Series, rows: pa.Table, whole: BoolArray) -> int:
         """Merge a compaction's rows of one series (`merge.collapse`d: sorted, unique, with
         their `whole` flags) into its partitions by the precedence rule; each changed partition
-        is replaced atomically and is durable on return. Re-merging rows that are already
+        is replaced atomically and is durable on return (its folder's fsync left to the caller
+        inside `atomic.deferred_dir_syncs`). Re-merging rows that are already
         stored changes nothing and rewrites nothing. Returns the files rewritten.
 
         A month series writes its newest month, and any month that already has day files, to
@@ -118,7 +120,7 @@ class SeriesIO(SeriesReader):
         merged = merge_collapsed(existing, rows, whole, series.kind)
         if merged.num_rows == existing.num_rows and merged.equals(existing):
             return 0  # (merged before a crash: nothing to do)
-        write_atomic(series.path(part), merged.combine_chunks())
+        write_atomic(series.path(part), merged.combine_chunks(), deferrable=True)
         return 1
 
     def _merge_day(
@@ -150,7 +152,7 @@ class SeriesIO(SeriesReader):
         merged = merge_collapsed(existing, rows, whole, series.kind)
         if merged.num_rows == existing.num_rows and merged.equals(existing):
             return 0  # (stored already, or merged before a crash: nothing to do)
-        write_atomic(series.path(day), merged.combine_chunks())
+        write_atomic(series.path(day), merged.combine_chunks(), deferrable=True)
         return 1
 
     def _folded(self, series: Series, month: Partition, day: Partition, today: Partition) -> bool:
@@ -184,13 +186,19 @@ class SeriesIO(SeriesReader):
         """The newest month of a month series (the one holding the newest of the stored key and
         `keys`: remembered, as a round asks it of every series) and its months with day files
         (one listing of the folder: a round may have to fold one, and must write into them)."""
+        parts = list_partitions(series.directory, Period.MONTH)
         newest = self._newest.get(series.directory)
-        if newest is None:
+        if newest is None and parts and not is_month(parts[-1]):
+            # The last listed file, a day (or an older layout's hour) file, holds the stored
+            # newest key, and its day is all that is asked of it (the month, and `today`):
+            # known from the name, where a footer read cost ~0.3 ms per series in a round.
+            newest = parts[-1].start
+        elif newest is None:
             newest = self.edge(series, newest=True)
         if keys.size:
             newest = int(keys[-1]) if newest is None else max(newest, int(keys[-1]))
         tiered: dict[Partition, list[Partition]] = {}
-        for part in list_partitions(series.directory, Period.MONTH):
+        for part in parts:
             if not is_month(part):
                 tiered.setdefault(partition_of(part.start, Period.MONTH), []).append(part)
         if newest is None:
