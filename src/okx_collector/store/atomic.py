@@ -99,11 +99,22 @@ def storage_error(path: Path, action: str, exc: OSError) -> StorageError:
 
 
 def make_dirs(directory: Path) -> None:
-    """Create `directory` and its parents, as a `StorageError` if the OS refuses."""
+    """Create `directory` and its parents, as a `StorageError` if the OS refuses; each folder it
+    creates is made durable in its parent (a file fsynced and renamed into a new folder would
+    otherwise vanish with the folder's entry on a power cut)."""
+    created: list[Path] = []
+    missing = directory
+    while not missing.exists() and missing != missing.parent:
+        created.append(missing)
+        missing = missing.parent
+    if not created:
+        return
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise storage_error(directory, "create directory", exc) from exc
+    for folder in reversed(created):
+        fsync_dir(folder.parent)
 
 
 @functools.lru_cache(maxsize=16)
