@@ -1,13 +1,16 @@
 """Refused derived subscriptions: left out of the websocket until the retry time, one warning
-once a poll shows the id is listed."""
+once a poll shows the id is listed. The websocket follower's keepalive watch."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 
 import pytest
 
-from okx_collector.live.derived_parts import REFUSED_RETRY_SECONDS, Refusals
+from okx_collector.errors import ExchangeUnavailable
+from okx_collector.live.derived_parts import REFUSED_RETRY_SECONDS, Refusals, follow_stream
 
 
 def test_a_refusal_holds_until_the_retry_time_and_warns_once(
@@ -30,3 +33,47 @@ def test_a_refusal_holds_until_the_retry_time_and_warns_once(
     assert refusals.active("open-interest", "BTC-USDT-SWAP")
     clock[0] += 1
     assert not refusals.active("open-interest", "BTC-USDT-SWAP")  # asked for again
+
+
+async def test_a_subscribed_set_is_kept_alive_by_one_of_its_series() -> None:
+    """Once the set's watch returned on a connection, one series' watch stands in; a new set,
+    another connection or a lost one watch the whole set again."""
+    stop, wake = asyncio.Event(), asyncio.Event()
+    conn: list[object | None] = [object()]
+    series = [["a", "b", "c"]]
+    calls: list[tuple[str, object]] = []
+    lost: list[int] = []
+    script: list[str] = ["ok", "ok", "new set", "ok", "new conn", "ok", "drop", "ok", "ok"]
+
+    async def step(call: tuple[str, object]) -> None:
+        calls.append(call)
+        what = script.pop(0) if script else "stop"
+        if what == "new set":
+            series[0] = ["a", "c"]
+        elif what == "new conn":
+            conn[0] = object()
+        elif what == "drop":
+            raise ExchangeUnavailable("connection lost")
+        elif what == "stop":
+            stop.set()
+        await asyncio.sleep(0)
+
+    await follow_stream(
+        stop, "test", lambda: list(series[0]),
+        lambda live: step(("set", tuple(live))), wake,
+        lambda: itertools.repeat(0.0), lambda: lost.append(1),
+        keep=lambda one: step(("one", one)), connection=lambda: conn[0],
+    )  # fmt: skip
+    assert calls == [
+        ("set", ("a", "b", "c")),
+        ("one", "a"),
+        ("one", "a"),  # its step changes the set: the next watch names the new one
+        ("set", ("a", "c")),
+        ("one", "a"),  # ... and here the connection changes
+        ("set", ("a", "c")),
+        ("one", "a"),  # lost: the whole set again (after the backoff)
+        ("set", ("a", "c")),
+        ("one", "a"),
+        ("one", "a"),
+    ]
+    assert lost == [1]

@@ -48,6 +48,8 @@ _ENDPOINTS: dict[PriceKind, tuple[str, str]] = {
 }
 WS_CHANNEL_PREFIX: dict[PriceKind, str] = {"mark": "mark-price-candle", "index": "index-candle"}
 OI_CHANNEL = "open-interest"
+PRICE_PATH = "/business"  # OKX's websocket path of the candle channels
+OI_PATH = "/public"  # ... and of open interest
 # Rubik periods: OKX's bars; 6h and longer as their UTC-aligned variants, as for candles.
 OI_PERIODS = {name: bar for name, bar in OKX_BARS.items() if name not in ("1m", "3m")}
 _CHANNEL_TO_TF = {
@@ -292,19 +294,36 @@ class OkxDerived:
     ) -> None:
         """Keep a batch of mark or index candle subscriptions alive (one subscribe request);
         returns when any of them pushes (the data goes to the sink)."""
-        args = []
-        for inst, tf in series:
-            if tf.name not in WS_TIMEFRAMES:
-                raise ValueError(f"{tf.name} candles are UTC+8-aligned on OKX websockets")
-            channel = WS_CHANNEL_PREFIX[kind] + OKX_BARS[tf.name]
-            args.append({"channel": channel, "instId": self._series_id(kind, inst)})
-        await self._watch("/business", args, series[0][0].inst_id if len(series) == 1 else None)
+        args = [self._price_arg(kind, inst, tf) for inst, tf in series]
+        await self._watch(PRICE_PATH, args, series[0][0].inst_id if len(series) == 1 else None)
+
+    async def keep_price_candles(self, kind: PriceKind, one: tuple[Instrument, Timeframe]) -> None:
+        """Watch one series of a batch `watch_price_candles` subscribed on the current connection:
+        no request is sent (a lost connection rejects it at once), and ccxt's work is for one
+        series instead of the batch's (see `live.derived_parts.follow_stream`)."""
+        await self._watch(PRICE_PATH, [self._price_arg(kind, *one)], None)
+
+    def _price_arg(self, kind: PriceKind, inst: Instrument, tf: Timeframe) -> dict[str, str]:
+        if tf.name not in WS_TIMEFRAMES:
+            raise ValueError(f"{tf.name} candles are UTC+8-aligned on OKX websockets")
+        channel = WS_CHANNEL_PREFIX[kind] + OKX_BARS[tf.name]
+        return {"channel": channel, "instId": self._series_id(kind, inst)}
 
     async def watch_open_interest(self, insts: Sequence[Instrument]) -> None:
         """Keep a batch of open-interest subscriptions alive (one subscribe request); returns on
         a push of any of them (the data goes to the sink)."""
         args = [{"channel": OI_CHANNEL, "instId": inst.inst_id} for inst in insts]
-        await self._watch("/public", args, insts[0].inst_id if len(insts) == 1 else None)
+        await self._watch(OI_PATH, args, insts[0].inst_id if len(insts) == 1 else None)
+
+    async def keep_open_interest(self, one: Instrument) -> None:
+        """As `keep_price_candles`, for one perpetual of a subscribed open-interest batch."""
+        await self._watch(OI_PATH, [{"channel": OI_CHANNEL, "instId": one.inst_id}], None)
+
+    def connection(self, path: str) -> object | None:
+        """An identity for the current websocket connection of `path` (PRICE_PATH, OI_PATH):
+        another object after a reconnect, None while there is none."""
+        client = self.ex.client.clients.get(self.ex.ws_url + path)
+        return None if client is None or client.closed() else client
 
     async def _watch(self, path: str, args: list[dict[str, str]], inst_id: str | None) -> None:
         hashes = [f"{a['channel']}:{a['instId']}" for a in args]

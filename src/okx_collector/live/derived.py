@@ -35,7 +35,14 @@ from collections.abc import Callable, Sequence
 from okx_collector.backfill.derived import index_series, perpetuals
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
 from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
-from okx_collector.exchange_derived import OI_CHANNEL, WS_CHANNEL_PREFIX, OkxDerived, PriceKind
+from okx_collector.exchange_derived import (
+    OI_CHANNEL,
+    OI_PATH,
+    PRICE_PATH,
+    WS_CHANNEL_PREFIX,
+    OkxDerived,
+    PriceKind,
+)
 from okx_collector.instruments import Instrument
 from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, Refusals, follow_stream
 from okx_collector.live.writer import Item, Writer
@@ -240,6 +247,8 @@ class DerivedLive:
             lambda: self._streamed(price),
             lambda live: self.derived.watch_price_candles(price, live),
             self._wake(), self.delays,
+            keep=lambda one: self.derived.keep_price_candles(price, one),
+            connection=lambda: self.derived.connection(PRICE_PATH),
         )  # fmt: skip
 
     async def _watch_oi(self, stop: asyncio.Event) -> None:
@@ -248,6 +257,8 @@ class DerivedLive:
         await follow_stream(
             stop, "open-interest", self._oi_streamed, self.derived.watch_open_interest,
             self._wake(), self.delays, on_lost=self.pushes.clear,
+            keep=self.derived.keep_open_interest,
+            connection=lambda: self.derived.connection(OI_PATH),
         )  # fmt: skip
 
     def _wake(self) -> asyncio.Event:

@@ -4,6 +4,7 @@ the refused subscriptions, and the start-up catch-up through the collector's wri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -23,6 +24,7 @@ log = logging.getLogger("okx_collector.collect")
 
 T = TypeVar("T")
 IDLE_WATCH_S = 0.5  # a stream with nothing to watch (all refused or gone) looks again this often
+KEEPALIVE_WATCH_S = 1.0  # a subscribed set's one-series watch is renewed at least this often
 ITEM_KIND: dict[PriceKind, Kind] = {"mark": "mark_candles", "index": "index_candles"}
 REFUSED_RETRY_SECONDS = 600.0  # as the trade-candle collector: a refusal may be passing
 
@@ -72,29 +74,57 @@ async def follow_stream(
     wake: asyncio.Event,
     delays: BackoffFactory,
     on_lost: Callable[[], None] = lambda: None,
+    *,
+    keep: Callable[[T], Coroutine[Any, Any, None]] | None = None,
+    connection: Callable[[], object | None] = lambda: None,
 ) -> None:
     """Keep what `streamed()` names subscribed until `stop`: each push returns the watch, and
     the next one names what is streamed then; `wake` restarts it at once (the set changed: a
     watch whose only series was refused would never return). A lost connection is retried
-    after a backoff (the polls serve the series meanwhile; `on_lost()` is told first)."""
+    after a backoff (the polls serve the series meanwhile; `on_lost()` is told first).
+
+    Once `watch` has returned for the same set on the current `connection()`, `keep(first
+    series)` stands in for it, renewed at least every KEEPALIVE_WATCH_S (so that a refusal's
+    hold ending is seen): the set is subscribed, a lost connection rejects that watch as it
+    would the batch's, and ccxt's work per watch is one series' instead of the whole set's
+    (re-arming a watch of 200 series at each push was two thirds of a mark/index push's CPU)."""
     waits = delays()
+    armed: list[T] | None = None  # the set of the last watch that returned on `subscribed_on`
+    subscribed_on: object | None = None
     while not stop.is_set():
         wake.clear()
         live = streamed()
+        current = connection()
         try:
-            await until_stop(stop, watch(live) if live else asyncio.sleep(IDLE_WATCH_S), wake)
+            if keep is not None and live and live == armed and current is subscribed_on:
+                await until_stop(stop, _bounded(keep(live[0]), KEEPALIVE_WATCH_S), wake)
+            else:
+                armed = None
+                returned = await until_stop(
+                    stop, watch(live) if live else asyncio.sleep(IDLE_WATCH_S), wake
+                )
+                if returned and live and connection() is not None:
+                    armed, subscribed_on = live, connection()
             waits = delays()
         except (ExchangeUnavailable, ExchangeRejected) as exc:
+            armed = None
             on_lost()
             log.info("%s stream: %s; polling meanwhile", what, exc)
             await until_stop(stop, asyncio.sleep(next(waits)))
 
 
+async def _bounded(watch: Coroutine[Any, Any, None], seconds: float) -> None:
+    """Await `watch` for at most `seconds` (then it is cancelled; no error)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await watch
+
+
 async def until_stop(
     stop: asyncio.Event, watch: Coroutine[Any, Any, Any], wake: asyncio.Event | None = None
-) -> None:
+) -> bool:
     """Await a watch call, or return once `stop` (or `wake`) is set (the watch is then
-    cancelled)."""
+    cancelled); whether the watch itself returned."""
     task = asyncio.ensure_future(watch)
     waiters = [asyncio.ensure_future(stop.wait())]
     if wake is not None:
@@ -113,6 +143,7 @@ async def until_stop(
             except (ExchangeUnavailable, ExchangeRejected):
                 if t is task:
                     raise
+    return not task.cancelled()
 
 
 class QueuedCatchup(DerivedBackfiller):
