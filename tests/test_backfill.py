@@ -30,7 +30,7 @@ def assert_store_equals_market(
     store: Store, sim: Simulator, inst_id: str, tf_name: str, start: int, end: int
 ) -> None:
     tf = Timeframe.parse(tf_name)
-    end = min(end, tf.floor(sim.now_ms()))  # only closed candles are expected
+    end = tf.floor(min(end, sim.now_ms()))  # only candles closed by `end` (and by now) count
     stored = stored_rows(store, inst_id, tf, start, end)
     expected = [tuple(r) for r in sim.market.candles(inst_id, tf_name, start, end)]
     assert len(expected) == (tf.floor(end) - tf.ceil(start)) // tf.ms
