@@ -18,12 +18,10 @@ This module says what the fields hold; `derived_writer` writes them (in full, or
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import numpy.typing as npt
 
+from okx_collector.qlib_export.listing import files_sig
 from okx_collector.qlib_export.sources import FileSig, Sig
 from okx_collector.store.arrow import to_float64, to_int64
 from okx_collector.store.journal import JournalVanished
@@ -125,20 +123,4 @@ class KindListing:
         if self._journal:
             # (The journal's files never change: their names identify their content.)
             names += [n for n, lo, hi in self._journal_spans() if lo < end and hi >= start]
-        out = []
-        for name in names:
-            if name not in self._stats:
-                self._stats[name] = _file_sig(name)
-            sig = self._stats[name]
-            if sig is None:
-                return None
-            out.append(sig)
-        return tuple(out)
-
-
-def _file_sig(path: str) -> FileSig | None:
-    try:
-        st = os.stat(path)  # noqa: PTH116  (a string: thousands of them)
-    except OSError:
-        return None
-    return (Path(path).name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return files_sig(names, self._stats)

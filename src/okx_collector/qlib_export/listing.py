@@ -45,15 +45,21 @@ class Listing:
             names = [str(p) for p in self.files(start, end)]
         else:
             names = [f"{self._dir}/{p.filename}" for p in overlapping(self._parts, start, end)]
-        found = []
-        for name in names:
-            if name not in self._stats:
-                self._stats[name] = _file_sig(name)
-            sig = self._stats[name]
-            if sig is None:
-                return None
-            found.append(sig)
-        return tuple(found)
+        return files_sig(names, self._stats)
+
+
+def files_sig(names: list[str], stats: dict[str, FileSig | None]) -> Sig | None:
+    """The identity of the files `names` (each stat'ed once per `stats` cache), None if one of
+    them is gone."""
+    found = []
+    for name in names:
+        if name not in stats:
+            stats[name] = _file_sig(name)
+        sig = stats[name]
+        if sig is None:
+            return None
+        found.append(sig)
+    return tuple(found)
 
 
 def _file_sig(path: str) -> FileSig | None:
