@@ -79,6 +79,30 @@ class StatsPoller(threading.Thread):
         return total - before, last - first
 
 
+def print_endpoints(
+    poller: StatsPoller,
+    before: dict[str, Any],
+    routes: dict[str, str],
+    began: float,
+    per_inst: dict[str, int] | None = None,
+) -> None:
+    """One row per endpoint: requests, when its first one came (s after `began`), the span from
+    first to last, the limit per 2 s (times the instruments for the per-instId endpoints in
+    `per_inst`) and the share of the ceiling that span reached."""
+    print(
+        f"{'endpoint':<28}{'requests':>9}{'start s':>8}{'span s':>8}{'limit/2s':>9}"
+        f"{'of ceiling':>11}"
+    )
+    for key, route in routes.items():
+        already = before["rest_by_route"].get(route, 0)
+        n, span = poller.span(route, already)
+        first = next((t for t, c in poller.samples if c.get(route, 0) > already), began)
+        limit = OKX_LIMITS[key][0] * (per_inst or {}).get(key, 1)
+        minimum = 2.0 * ((n - 1) // limit)
+        share = f"{minimum / span:.1%}" if span > 0 and minimum > 0 else "burst"
+        print(f"{key:<28}{n:>9}{max(first - began, 0.0):>8.2f}{span:>8.2f}{limit:>9}{share:>11}")
+
+
 async def run(days: int, bases: list[str]) -> int:
     sim = SimProcess("--rate-limit-scale", "1", "--seed", str(SEED))
     poller = StatsPoller(sim)
@@ -152,13 +176,7 @@ async def run(days: int, bases: list[str]) -> int:
     candles = 3 * len(insts) * days * 1440
     print(f"{candles:,} candles (mark, index, trade) + {1440 * len(insts):,} open-interest entries"
           f" for {len(insts)} perpetuals x {days} days of 1m in {elapsed:.1f} s")  # fmt: skip
-    print(f"{'endpoint':<28}{'requests':>9}{'span s':>8}{'limit/2s':>9}{'of ceiling':>11}")
-    for key, route in ROUTES.items():
-        n, span = poller.span(route, before["rest_by_route"].get(route, 0))
-        limit = OKX_LIMITS[key][0] * (len(insts) if key == "open-interest-history" else 1)
-        minimum = 2.0 * ((n - 1) // limit)
-        share = f"{minimum / span:.1%}" if span > 0 and minimum > 0 else "burst"
-        print(f"{key:<28}{n:>9}{span:>8.2f}{limit:>9}{share:>11}")
+    print_endpoints(poller, before, ROUTES, began, per_inst={"open-interest-history": len(insts)})
     print(f"refused (HTTP 429): {refused}; values checked against the model: "
           f"{'ok' if not failures else 'FAILED'}")  # fmt: skip
     for failure in failures:
@@ -239,24 +257,7 @@ async def run_backfill(days: int, bases: list[str]) -> int:
         f"{report.written:,} trade, {report.derived.rows['mark']:,} mark, "
         f"{report.derived.rows['index']:,} index rows in {elapsed:.1f} s"
     )
-    print(
-        f"{'endpoint':<28}{'requests':>9}{'start s':>8}{'span s':>8}{'limit/2s':>9}"
-        f"{'of ceiling':>11}"
-    )
-    for key, route in BACKFILL_ROUTES.items():
-        n, span = poller.span(route, before["rest_by_route"].get(route, 0))
-        first = next(
-            (
-                t
-                for t, c in poller.samples
-                if c.get(route, 0) > before["rest_by_route"].get(route, 0)
-            ),
-            began,
-        )
-        limit = OKX_LIMITS[key][0]
-        minimum = 2.0 * ((n - 1) // limit)
-        share = f"{minimum / span:.1%}" if span > 0 and minimum > 0 else "burst"
-        print(f"{key:<28}{n:>9}{first - began:>8.2f}{span:>8.2f}{limit:>9}{share:>11}")
+    print_endpoints(poller, before, BACKFILL_ROUTES, began)
     print(f"refused (HTTP 429): {refused}; {checked:,} mark/index values checked against the "
           f"model: {'ok' if not failures else 'FAILED'}")  # fmt: skip
     for failure in failures:
