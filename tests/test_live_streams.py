@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 from okx_collector.instruments import Instrument
-from okx_collector.live.collector import WATCH_PAUSE, Collector, CollectorOptions
+from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS
 from okx_collector.live.ports import BadPushSink, CandleSink, FundingSink, RefusalSink
+from okx_collector.live.streams import WATCH_PAUSE
 from okx_collector.localclock import SteppedClock, settle
 from okx_collector.models import FundingObservation, FundingRate, RawCandle, Source
 from okx_collector.okx_answers import BadRows
