@@ -7,7 +7,6 @@ A mixin of `Collector`, kept apart because it is one job; the attributes are the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,7 @@ from okx_collector.instruments import Instrument
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.ports import LiveExchange
 from okx_collector.live.series import SeriesState
-from okx_collector.localclock import LocalClock
+from okx_collector.localclock import LocalClock, bounded
 
 if TYPE_CHECKING:
     from okx_collector.live.collector import CollectorOptions, Counters
@@ -102,9 +101,9 @@ class Streams:
             )
             try:
                 if keepalive:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(KEEPALIVE_WATCH_S):
-                            await self.exchange.watch_candles(pairs[:1])
+                    await bounded(
+                        self.local, self.exchange.watch_candles(pairs[:1]), KEEPALIVE_WATCH_S
+                    )
                 else:
                     await self.exchange.watch_candles(pairs)
             except ExchangeUnavailable as exc:
