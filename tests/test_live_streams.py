@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 from okx_collector.instruments import Instrument
-from okx_collector.live.collector import WATCH_PAUSE, Collector, CollectorOptions
+from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS
 from okx_collector.live.ports import BadPushSink, CandleSink, FundingSink, RefusalSink
+from okx_collector.live.streams import KEEPALIVE_WATCH_S, WATCH_PAUSE
 from okx_collector.localclock import SteppedClock, settle
 from okx_collector.models import FundingObservation, FundingRate, RawCandle, Source
 from okx_collector.okx_answers import BadRows
@@ -32,6 +33,7 @@ class Exchange:
         self.watched: list[list[str]] = []  # instIds named by each candle watch, in order
         self.listed = {BTC.inst_id, DOT.inst_id}  # OKX's instrument list, as the test sets it
         self._connection = object()  # one healthy websocket connection
+        self.quiet = False  # no push comes: a watch of one series waits until it is cancelled
 
     async def fetch_time(self) -> int:
         return NOW
@@ -50,6 +52,8 @@ class Exchange:
 
     async def watch_candles(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
         self.watched.append([inst.inst_id for inst, _ in series])
+        if self.quiet and len(series) == 1:
+            await asyncio.Event().wait()
 
     def forget_candle_subscriptions(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
         pass
@@ -142,6 +146,24 @@ async def test_the_watch_is_rearmed_once_per_pause_of_local_time() -> None:
         count = len(exchange.watched)
         await clock.advance(10 * WATCH_PAUSE)
         assert len(exchange.watched) == count + 10
+
+
+async def test_a_quiet_keepalive_watch_is_renewed_on_the_local_clock() -> None:
+    """No push comes for the subscribed batch: its one-series watch is cancelled and renewed
+    every KEEPALIVE_WATCH_S of the collector's clock (then a WATCH_PAUSE), not of the loop's."""
+    async with collecting() as (_, exchange, clock):
+        await clock.advance(WATCH_PAUSE)
+        exchange.quiet = True
+        await clock.advance(WATCH_PAUSE)
+        count = len(exchange.watched)
+        assert exchange.watched[-1] == ["DOT-USDT"]  # the keepalive stands
+        await clock.advance(KEEPALIVE_WATCH_S - 0.01)
+        assert len(exchange.watched) == count
+        await clock.advance(0.01 + WATCH_PAUSE)
+        assert len(exchange.watched) == count + 1
+        await clock.advance(10 * (KEEPALIVE_WATCH_S + WATCH_PAUSE))
+        assert len(exchange.watched) == count + 11
+        assert all(names == ["DOT-USDT"] for names in exchange.watched[count:])
 
 
 async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_each_reload() -> None:

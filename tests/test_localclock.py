@@ -1,5 +1,6 @@
 """The local-clock seam: `SteppedClock` wakes sleepers at their deadlines, in order, only when
-stepped; `wait_event` ends on the event or on the clock's timeout, leaving no task behind."""
+stepped; `wait_event` and `bounded` end on the event (the awaitable) or on the clock's timeout,
+leaving no task behind."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 
 import pytest
 
-from okx_collector.localclock import REAL_CLOCK, SteppedClock, settle, wait_event
+from okx_collector.localclock import REAL_CLOCK, SteppedClock, bounded, settle, wait_event
 
 
 async def test_sleepers_wake_in_deadline_order_and_only_when_stepped() -> None:
@@ -84,6 +85,60 @@ async def test_wait_event_ends_on_the_event_or_the_timeout(set_after: float | No
     assert await asyncio.wait_for(waiter, 1.0) is (set_after is not None)
     assert clock.sleepers == []  # the timer is gone once the event won
     assert len(asyncio.all_tasks()) == 1  # (this test's own task)
+
+
+async def test_bounded_cancels_the_awaitable_when_the_clock_runs_out() -> None:
+    clock = SteppedClock(start=0.0)
+    release = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def watch() -> None:
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    call = asyncio.create_task(bounded(clock, watch(), 1.0))
+    await asyncio.sleep(0.05)  # real time passing times nothing out
+    await clock.advance(0.99)
+    assert not call.done() and not cancelled.is_set()
+    await clock.advance(0.01)
+    assert await asyncio.wait_for(call, 1.0) is False
+    assert cancelled.is_set() and clock.sleepers == []
+    assert len(asyncio.all_tasks()) == 1
+
+
+async def test_bounded_returns_when_the_awaitable_does_and_raises_its_error() -> None:
+    clock = SteppedClock(start=0.0)
+    release = asyncio.Event()
+    call = asyncio.create_task(bounded(clock, release.wait(), 1.0))
+    await clock.advance(0.5)
+    release.set()
+    assert await asyncio.wait_for(call, 1.0) is True
+    assert clock.sleepers == []  # the timer is gone once the awaitable won
+
+    async def fails() -> None:
+        await clock.sleep(0.2)
+        raise ConnectionError("lost")
+
+    call = asyncio.create_task(bounded(clock, fails(), 1.0))
+    await clock.advance(0.2)
+    with pytest.raises(ConnectionError, match="lost"):
+        await asyncio.wait_for(call, 1.0)
+    assert clock.sleepers == [] and len(asyncio.all_tasks()) == 1
+
+
+async def test_bounded_cancelled_by_its_caller_cancels_both() -> None:
+    clock = SteppedClock(start=0.0)
+    never = asyncio.get_running_loop().create_future()
+    call = asyncio.create_task(bounded(clock, never, 5.0))
+    await settle()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert never.cancelled() and clock.sleepers == []
+    assert len(asyncio.all_tasks()) == 1
 
 
 async def test_the_real_clock_is_monotonic_and_sleeps() -> None:

@@ -13,6 +13,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 # Loop iterations `SteppedClock` lets pass after each wake-up: enough for a woken task to run to
@@ -54,6 +55,28 @@ async def wait_event(clock: LocalClock, event: asyncio.Event, seconds: float) ->
             task.cancel()
         await asyncio.gather(waiter, timer, return_exceptions=True)
     return event.is_set()
+
+
+async def bounded(clock: LocalClock, awaitable: Awaitable[object], seconds: float) -> bool:
+    """Await `awaitable` for at most `seconds` of `clock`'s time: True if it finished (its error
+    is raised), False if the time ran out (it is then cancelled). `asyncio.timeout` would time
+    it on the event loop's clock, which a stepped clock does not move."""
+    task = asyncio.ensure_future(awaitable)
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Both end before this returns (or re-raises a cancellation of the caller): nothing is
+        # left running, and an error of the awaitable is retrieved either way.
+        task.cancel()
+        timer.cancel()
+        await asyncio.wait((task, timer))
+        if not task.cancelled():
+            task.exception()
+    if task.cancelled():
+        return False
+    task.result()
+    return True
 
 
 class SteppedClock:

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.store.arrow import to_int64
-from okx_collector.store.atomic import file_sig, make_dirs, move_aside, storage_error, temp_name
+from okx_collector.store.atomic import make_dirs, storage_error, temp_name
 from okx_collector.store.compact import RoundResult, compact_all, pending_files
 from okx_collector.store.derived import DerivedStore
 from okx_collector.store.journal import (
@@ -23,7 +23,6 @@ from okx_collector.store.journal import (
     JournalReader,
     JournalWriter,
     SeriesKey,
-    journal_root,
 )
 from okx_collector.store.layout import (
     Layout,
@@ -33,16 +32,11 @@ from okx_collector.store.layout import (
     overlapping,
     validate_timeframe,
 )
-from okx_collector.store.meta import lost_starts, read_first, record_first
+from okx_collector.store.meta import lost_starts, read_first
 from okx_collector.store.migrate import migrate_all
-from okx_collector.store.recovery import (
-    RecoveryNote,
-    check_readable,
-    remove_stale_temps,
-    walk_dirs,
-)
+from okx_collector.store.recovery import RecoveryNote, check_readable, walk_dirs
+from okx_collector.store.repair import recover_journal, recover_series
 from okx_collector.store.schema import (
-    ALL_KINDS,
     CANDLES,
     FUNDING,
     FUNDING_LIVE,
@@ -56,7 +50,7 @@ from okx_collector.store.schema import (
 from okx_collector.store.series import Series, SeriesIO
 from okx_collector.store.union import UnionReader
 from okx_collector.store.validate import (
-    InvalidRecords,
+    valid_together,
     validate_candles,
     validate_funding,
     validate_funding_live,
@@ -140,7 +134,7 @@ class Store(DerivedStore):
             return 0
         named_rows = [(inst_id, tf.name, rows) for inst_id, tf, rows in items]
         batch = candles_batch(named_rows)
-        if not _valid_together(batch, {tf for _, tf, _ in items}):
+        if not valid_together(batch, {tf for _, tf, _ in items}):
             tables = candles_tables(named_rows)
             for one, table, (_, tf, _) in zip(series, tables, items, strict=True):
                 validate_candles(table, one.label, tf)  # raises, naming the bad series
@@ -339,48 +333,12 @@ class Store(DerivedStore):
         The default check reads each partition's footer and column names (what a crash can tear);
         `deep=True` decodes every file too.
         """
-        notes: list[RecoveryNote] = []
-        for kind in ALL_KINDS:
-            directory = journal_root(self.data_dir) / kind.name
-            notes.extend(remove_stale_temps(directory))
-            for path in self._journal_reader.files(kind.name):
-                reason = check_readable(path, kind.schema, deep)
-                if reason is not None:
-                    moved = move_aside(path)
-                    if moved is not None:
-                        notes.append(RecoveryNote(path, "moved_aside", reason, moved))
+        notes = recover_journal(self.data_dir, self._journal_reader, deep)
         for series in self._series_dirs():
-            notes.extend(remove_stale_temps(series.directory))
-            if series.kind is CANDLES and read_first(series.directory) is None:
-                self._record_legacy_first(series)
-            notes.extend(self._io.fold_legacy(series))  # month or hour files of day series
-            for part in list_partitions(series.directory, series.period):
-                path = series.path(part)
-                reason = check_readable(path, series.kind.schema, deep)
-                if reason is not None:
-                    note = self._io.quarantine(series, path, reason, file_sig(path))
-                    if note is not None:
-                        notes.append(note)
+            notes.extend(recover_series(self._io, series, deep))
         # After the checks (an unreadable day file was moved aside and its span recorded):
         migrate_all(self._io, self._series_dirs(), str(self.data_dir))
         return notes
-
-    def _record_legacy_first(self, series: Series) -> None:
-        """A series written before starts were recorded: record where it starts now, before a
-        damaged first partition is moved aside (its span counts: its rows cannot be read)."""
-        parts = list_partitions(series.directory, series.period)
-        starts = lost_starts(series.directory, series.period)
-        for part in parts:
-            if check_readable(series.path(part), series.kind.schema, deep=False) is not None:
-                starts.append(part.start)
-                continue
-            value = self._io.edge(series, newest=False)
-            if value is not None:
-                starts.append(value)
-            break
-        if starts:
-            with self._io.locked(series):
-                record_first(series.directory, min(starts))
 
     def dataset_files(self) -> list[Path]:
         """Every partition file of the dataset (for manifests and checksums), sorted."""
@@ -404,15 +362,3 @@ class Store(DerivedStore):
 
 def _joined(tables: list[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
-
-
-def _valid_together(batch: pa.Table, timeframes: set[Timeframe]) -> bool:
-    """Whether a batch of one timeframe (a live batch) passes validation as a whole: one check
-    for a thousand series. False also when it cannot be checked that way."""
-    if len(timeframes) != 1 or batch.num_rows == 0:
-        return False
-    try:
-        validate_candles(batch, "", next(iter(timeframes)))
-    except InvalidRecords:
-        return False
-    return True

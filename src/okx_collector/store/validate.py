@@ -132,3 +132,15 @@ def validate_open_interest(table: pa.Table, series: str, tf: Timeframe) -> None:
             _source_check(table),
         ]
     _first_bad(table, series, "ts", checks)
+
+
+def valid_together(batch: pa.Table, timeframes: set[Timeframe]) -> bool:
+    """Whether a batch of one timeframe (a live batch) passes validation as a whole: one check
+    for a thousand series. False also when it cannot be checked that way."""
+    if len(timeframes) != 1 or batch.num_rows == 0:
+        return False
+    try:
+        validate_candles(batch, "", next(iter(timeframes)))
+    except InvalidRecords:
+        return False
+    return True
