@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from okx_collector.backfill.planner import PAGE_BARS, recent_from
 from okx_collector.errors import (
@@ -36,7 +36,7 @@ from okx_collector.live.series import (
     poll_round_due,
     retry_hold_seconds,
 )
-from okx_collector.live.writer import Item, WritableStore, Writer
+from okx_collector.live.writer import Item, Kind, WritableStore, Writer
 from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import Candle, Source, closed_candles
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
@@ -68,9 +68,14 @@ class Counters:
     fallbacks: int = 0  # series switched from websocket to REST polling
     catchups: int = 0
     ws_candles: int = 0  # closed candles stored straight from websocket pushes
-    refused: int = 0  # subscriptions OKX refused (60018)
+    refused: int = 0  # subscriptions OKX refused (60018), of every kind
+    refused_kinds: dict[Kind, int] = field(default_factory=dict)  # `refused` by kind refused
     delisted: int = 0  # instruments retired because OKX no longer lists them
     listed: int = 0  # instruments added while running (selectors)
+
+    def count_refusal(self, kind: Kind) -> None:
+        self.refused += 1
+        self.refused_kinds[kind] = self.refused_kinds.get(kind, 0) + 1
 
 
 class Collector(Membership):
