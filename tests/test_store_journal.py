@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crash_helpers import wait_until
-from okx_collector.models import Candle, FundingObservation
+from okx_collector.models import Candle, FundingObservation, OpenInterest
 from okx_collector.store import Store
 from okx_collector.store.compact import BackgroundCompactor
 from okx_collector.store.journal import (
@@ -20,7 +20,7 @@ from okx_collector.store.journal import (
     split_series,
 )
 from okx_collector.store.merge import dedupe_runs
-from okx_collector.store.schema import CANDLES, candles_tables, funding_live_table
+from okx_collector.store.schema import CANDLES, OPEN_INTEREST, candles_tables, funding_live_table
 from okx_collector.timeframes import Timeframe
 
 NAME = re.compile(r"^\d{13}-\d{7}-\d{3}-\d{12}\.parquet$")
@@ -119,6 +119,42 @@ def test_an_unreadable_journal_file_is_skipped_and_reported_not_moved(tmp_path: 
     assert [t.column("ts").to_pylist() for t in rows] == [[0]]
     assert [p for p, _ in problems] == [bad]
     assert bad.exists() and good.exists()
+
+
+def test_journal_spans_name_a_series_files_with_their_key_ranges(tmp_path: Path) -> None:
+    """`Store.journal_spans`: the journal files holding rows of one series (candles or a
+    derived kind), oldest first, with the range of those rows; none once compacted."""
+    store, tf = Store(tmp_path), Timeframe.parse("1m")
+
+    def bars(*minutes: int) -> list[Candle]:
+        return [Candle(m * 60_000, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, "ws") for m in minutes]
+
+    store.write_candles("BTC-USDT", tf, bars(3, 1, 2))
+    store.write_candles("ETH-USDT", tf, bars(0))
+    store.write_candles("BTC-USDT", tf, bars(7))
+    store.write_open_interest("BTC-USDT-SWAP", tf, [OpenInterest(120_000, 5.0, 0.05, 5e3, "ws")])
+    files = list_journal(tmp_path, "candles")
+    spans = store.journal_spans(CANDLES, "BTC-USDT", tf)
+    assert [(s.path, s.first, s.last) for s in spans] == [
+        (files[0], 60_000, 180_000),
+        (files[2], 420_000, 420_000),
+    ]
+    assert [s.overlaps(200_000, 420_000) for s in spans] == [False, False]
+    assert [s.overlaps(180_000, None) for s in spans] == [True, True]
+    assert [p.name for p in store.candle_partition_files("BTC-USDT", tf, 0, 240_000)] == [
+        files[0].name
+    ]
+    oi = store.journal_spans(OPEN_INTEREST, "BTC-USDT-SWAP", tf)
+    assert [(s.first, s.last) for s in oi] == [(120_000, 120_000)]
+    assert store.journal_spans(OPEN_INTEREST, "BTC-USDT-SWAP", Timeframe.parse("5m")) == []
+    files[2].write_bytes(files[2].read_bytes()[:40])  # unreadable: left out, not moved
+    fresh = Store(tmp_path)  # (a reader that has not decoded it before)
+    assert [s.path for s in fresh.journal_spans(CANDLES, "BTC-USDT", tf)] == [files[0]]
+    assert files[2].exists()
+    files[2].unlink()
+    store.compact()
+    assert store.journal_spans(CANDLES, "BTC-USDT", tf) == []
+    assert store.journal_spans(OPEN_INTEREST, "BTC-USDT-SWAP", tf) == []
 
 
 def test_the_background_compactor_merges_once_enough_files_wait(tmp_path: Path) -> None:

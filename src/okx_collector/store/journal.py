@@ -118,6 +118,19 @@ class _Decoded:
     nbytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class JournalSpan:
+    """A journal file holding rows of one series, and the range of those rows' keys."""
+
+    path: Path
+    first: int  # the series' oldest key (`ts`, `funding_time`) in the file
+    last: int  # its newest
+
+    def overlaps(self, start: int | None, end: int | None) -> bool:
+        """Whether [first, last] meets [start, end) (None: unbounded)."""
+        return (start is None or self.last >= start) and (end is None or self.first < end)
+
+
 class JournalVanished(Exception):
     """A journal file listed a moment ago is gone: a compaction merged it (read again)."""
 
@@ -237,6 +250,20 @@ class JournalReader:
                 if found.num_rows:
                     parts.append(found)
         return parts
+
+    def spans(self, kind: Kind, key: SeriesKey, files: list[Path]) -> list[JournalSpan]:
+        """Each of `files` holding rows of the series, with their key range, oldest first
+        (unreadable files, and files a compaction merged meanwhile, left out)."""
+        found = []
+        for path in files:
+            try:
+                rows = self.decode(path, kind).get(key)
+            except (UnreadableFile, JournalVanished):
+                continue
+            if rows is not None and rows.num_rows:
+                keys = key_array(rows, kind.key)  # (sorted: `split_series`)
+                found.append(JournalSpan(path, int(keys[0]), int(keys[-1])))
+        return found
 
     def series_keys(self, kind: Kind, files: list[Path]) -> set[SeriesKey]:
         """Every series with rows in `files` (unreadable and vanished files skipped)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from okx_collector.store.journal import JournalReader, JournalVanished, SeriesKey
+from okx_collector.store.journal import JournalReader, JournalSpan, JournalVanished, SeriesKey
 from okx_collector.store.merge import dedupe_last, dedupe_runs, key_array
 from okx_collector.store.recovery import RecoveryNote
 from okx_collector.store.schema import Kind
@@ -90,19 +90,10 @@ class UnionReader:
             return None
         return max(found) if newest else min(found)
 
-    def journal_files(
-        self, kind: Kind, key: SeriesKey, start: int | None, end: int | None
-    ) -> list[Path]:
-        """The journal files holding rows of the series in [start, end)."""
-        found = []
-        for path in self._journal.files(kind.name):
-            try:
-                rows = self._journal.series_rows(kind, key, [path], start, end)
-            except JournalVanished:
-                continue
-            if rows:
-                found.append(path)
-        return found
+    def journal_spans(self, kind: Kind, key: SeriesKey) -> list[JournalSpan]:
+        """The journal files holding rows of the series, each with their key range, oldest
+        first (as listed now: the files never change, so a name identifies its content)."""
+        return self._journal.spans(kind, key, self._journal.files(kind.name))
 
     def journal_series(self, kind: Kind) -> set[SeriesKey]:
         """Every series with rows in the journal."""
