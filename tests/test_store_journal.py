@@ -157,6 +157,44 @@ def test_journal_spans_name_a_series_files_with_their_key_ranges(tmp_path: Path)
     assert store.journal_spans(OPEN_INTEREST, "BTC-USDT-SWAP", tf) == []
 
 
+def test_a_read_decodes_only_the_files_holding_its_series(tmp_path: Path) -> None:
+    """The reader indexes each journal file once (the series it holds, their key ranges): a
+    read of one series decodes only the files holding it in the range asked for, even when no
+    decoded rows are kept; listings, spans and edges decode nothing more; files a compaction
+    removed leave the index."""
+    writer = JournalWriter(tmp_path)
+    keys = [(f"S{n}-USDT", "1m") for n in range(5)]
+    for i in range(20):  # file i: series i % 5, minute i (each series in 4 files)
+        writer.append("candles", batch([(keys[i % 5][0], "1m", i * 60_000, float(i))]))
+    reader = JournalReader(tmp_path, cache_bytes=0)  # nothing decoded is kept
+    files = reader.files("candles")
+    assert reader.series_keys(CANDLES, files) == set(keys)
+    assert reader.decoded == 20  # each file once
+    for n, key in enumerate(keys):
+        rows = reader.series_rows(CANDLES, key, files, None, None)
+        closes = [t.column("close").to_pylist() for t in rows]
+        assert closes == [[float(n + 5 * j)] for j in range(4)]
+    assert reader.decoded == 20 + 5 * 4  # each read: its own 4 files, not all 20
+    ranged = reader.series_rows(CANDLES, keys[0], files, 5 * 60_000, 11 * 60_000)
+    assert [t.column("ts").to_pylist() for t in ranged] == [[5 * 60_000], [10 * 60_000]]
+    assert reader.decoded == 40 + 2  # the files holding the range
+    spans = reader.spans(CANDLES, keys[1], reader.files("candles"))
+    assert [(s.path, s.first, s.last) for s in spans] == [
+        (files[i], i * 60_000, i * 60_000) for i in (1, 6, 11, 16)
+    ]
+    assert reader.series_keys(CANDLES, reader.files("candles")) == set(keys)
+    assert reader.decoded == 42
+    for path in files[:10]:  # as a compaction deletes the files it merged
+        path.unlink()
+    left = reader.files("candles")
+    assert [s.path for s in reader.spans(CANDLES, keys[1], left)] == [files[11], files[16]]
+    assert reader.decoded == 42
+    cached = JournalReader(tmp_path)  # the default cache holds these small files
+    for key in keys:
+        cached.series_rows(CANDLES, key, cached.files("candles"), None, None)
+    assert cached.decoded == 10
+
+
 def test_the_background_compactor_merges_once_enough_files_wait(tmp_path: Path) -> None:
 
     store = Store(tmp_path)

@@ -69,20 +69,14 @@ class UnionReader:
         return out if columns is None else out.select(columns)
 
     def _journal_edge(self, kind: Kind, key: SeriesKey, newest: bool) -> int | None:
-        reader = self._journal
-        for _ in range(READ_TRIES):
-            try:
-                rows = reader.series_rows(kind, key, reader.files(kind.name), None, None)
-            except JournalVanished:
-                continue
-            ends = [int(t.column(kind.key)[-1 if newest else 0].as_py()) for t in rows]
-            if not ends:
-                return None
-            return max(ends) if newest else min(ends)
-        return None
+        spans = self.journal_spans(kind, key)
+        if not spans:
+            return None
+        return max(s.last for s in spans) if newest else min(s.first for s in spans)
 
     def edge(self, series: Series, key: SeriesKey, newest: bool) -> int | None:
-        # The journal first: a compaction that empties it meanwhile has filled the partitions.
+        # The journal first: a compaction that empties it meanwhile has filled the partitions
+        # (so a file it merged, gone from the journal's index, is read there).
         journal = self._journal_edge(series.kind, key, newest)
         stored = self._io.edge(series, newest=newest)
         found = [v for v in (journal, stored) if v is not None]
