@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from okx_collector.models import Candle, FundingObservation, FundingRate
 from okx_collector.store.arrow import to_int64
-from okx_collector.store.atomic import file_sig, make_dirs, move_aside, storage_error, temp_name
+from okx_collector.store.atomic import make_dirs, storage_error, temp_name
 from okx_collector.store.compact import RoundResult, compact_all, pending_files
 from okx_collector.store.derived import DerivedStore
 from okx_collector.store.journal import (
@@ -24,7 +24,6 @@ from okx_collector.store.journal import (
     JournalSpan,
     JournalWriter,
     SeriesKey,
-    journal_root,
 )
 from okx_collector.store.layout import (
     Layout,
@@ -34,16 +33,13 @@ from okx_collector.store.layout import (
     overlapping,
     validate_timeframe,
 )
-from okx_collector.store.meta import lost_starts, read_first, record_first
-from okx_collector.store.migrate import migrate_all
+from okx_collector.store.meta import lost_starts, read_first
 from okx_collector.store.recovery import (
     RecoveryNote,
     check_readable,
-    remove_stale_temps,
     walk_dirs,
 )
 from okx_collector.store.schema import (
-    ALL_KINDS,
     CANDLES,
     FUNDING,
     FUNDING_LIVE,
@@ -55,6 +51,7 @@ from okx_collector.store.schema import (
     funding_table,
 )
 from okx_collector.store.series import Series, SeriesIO
+from okx_collector.store.startup import recover_dataset
 from okx_collector.store.union import UnionReader
 from okx_collector.store.validate import (
     InvalidRecords,
@@ -344,50 +341,9 @@ class Store(DerivedStore):
         `store.migrate`, with one notice line); report what was deleted or moved.
 
         The default check reads each partition's footer and column names (what a crash can tear);
-        `deep=True` decodes every file too.
+        `deep=True` decodes every file too (`store.startup`).
         """
-        notes: list[RecoveryNote] = []
-        for kind in ALL_KINDS:
-            directory = journal_root(self.data_dir) / kind.name
-            notes.extend(remove_stale_temps(directory))
-            for path in self._journal_reader.files(kind.name):
-                reason = check_readable(path, kind.schema, deep)
-                if reason is not None:
-                    moved = move_aside(path)
-                    if moved is not None:
-                        notes.append(RecoveryNote(path, "moved_aside", reason, moved))
-        for series in self._series_dirs():
-            notes.extend(remove_stale_temps(series.directory))
-            if series.kind is CANDLES and read_first(series.directory) is None:
-                self._record_legacy_first(series)
-            notes.extend(self._io.fold_legacy(series))  # month or hour files of day series
-            for part in list_partitions(series.directory, series.period):
-                path = series.path(part)
-                reason = check_readable(path, series.kind.schema, deep)
-                if reason is not None:
-                    note = self._io.quarantine(series, path, reason, file_sig(path))
-                    if note is not None:
-                        notes.append(note)
-        # After the checks (an unreadable day file was moved aside and its span recorded):
-        migrate_all(self._io, self._series_dirs(), str(self.data_dir))
-        return notes
-
-    def _record_legacy_first(self, series: Series) -> None:
-        """A series written before starts were recorded: record where it starts now, before a
-        damaged first partition is moved aside (its span counts: its rows cannot be read)."""
-        parts = list_partitions(series.directory, series.period)
-        starts = lost_starts(series.directory, series.period)
-        for part in parts:
-            if check_readable(series.path(part), series.kind.schema, deep=False) is not None:
-                starts.append(part.start)
-                continue
-            value = self._io.edge(series, newest=False)
-            if value is not None:
-                starts.append(value)
-            break
-        if starts:
-            with self._io.locked(series):
-                record_first(series.directory, min(starts))
+        return recover_dataset(self.data_dir, self._io, self._series_dirs, deep)
 
     def dataset_files(self) -> list[Path]:
         """Every partition file of the dataset (for manifests and checksums), sorted."""
