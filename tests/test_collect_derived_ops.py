@@ -51,3 +51,46 @@ async def test_derived_rows_are_counted_by_kind_and_source(make_settings: MakeSe
                 assert low / SPEED <= total / count <= high, (kind, total / count)
     # Every kind's live rows went into journal files (compacted at the clean stop: none left).
     assert all(not list_journal(settings.data_dir, k) for k in KINDS)
+
+
+async def test_refused_derived_subscriptions_are_counted_by_kind(
+    make_settings: MakeSettings,
+) -> None:
+    """A refused mark, index or open-interest subscription counts in `refusals` under its own
+    kind (the trade candles' stay at 0), and in the collector's `refused` total."""
+    async with Simulator(seed=45, speed=SPEED, rate_limit_scale=0, push_interval=0.01) as sim:
+        # OKX answers 60018 to these, though the instruments are listed.
+        sim.refuse_derived("mark-price-candle", "ETH-USDT-SWAP")
+        sim.refuse_derived("index-candle", "BTC-USDT")
+        sim.refuse_derived("open-interest", "ETH-USDT-SWAP")
+        port = free_port()
+        settings = ops_settings(make_settings, sim, metrics_port=port, series="trade,mark,index,oi")
+        refusals = "okx_collector_refusals_total"
+        async with collecting(settings) as task, aiohttp.ClientSession() as session:
+            scrape = Scraper(session, port)
+
+            async def all_refused() -> bool:
+                assert not task.done(), task
+                samples = await scrape.metrics()
+                return all(
+                    value(samples, refusals, kind=k) == 1
+                    for k in ("mark_candles", "index_candles", "open_interest")
+                )
+
+            await scrape.until("each refusal counted under its kind", all_refused)
+            # The unrefused series still stream (their subscriptions were not counted).
+            await scrape.until(
+                "the index of ETH-USDT from pushes",
+                lambda: _counted_ws(scrape, "index_candles"),
+            )
+            samples = await scrape.metrics()
+            assert value(samples, refusals, kind="candles") == 0
+            assert value(samples, refusals, kind="funding") == 0
+        collector = task.result()
+    assert collector.counters.refused == 3
+    assert "refused=3 " in collector.totals_line()
+
+
+async def _counted_ws(scrape: Scraper, kind: str) -> bool:
+    samples = await scrape.metrics()
+    return value(samples, "okx_collector_rows_written_total", kind=kind, source="ws") > 0

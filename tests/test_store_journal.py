@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crash_helpers import wait_until
-from okx_collector.models import Candle, FundingObservation
+from okx_collector.models import Candle, FundingObservation, OpenInterest
 from okx_collector.store import Store
 from okx_collector.store.compact import BackgroundCompactor
 from okx_collector.store.journal import (
@@ -20,7 +20,7 @@ from okx_collector.store.journal import (
     split_series,
 )
 from okx_collector.store.merge import dedupe_runs
-from okx_collector.store.schema import CANDLES, candles_tables, funding_live_table
+from okx_collector.store.schema import CANDLES, OPEN_INTEREST, candles_tables, funding_live_table
 from okx_collector.timeframes import Timeframe
 
 NAME = re.compile(r"^\d{13}-\d{7}-\d{3}-\d{12}\.parquet$")
@@ -119,6 +119,80 @@ def test_an_unreadable_journal_file_is_skipped_and_reported_not_moved(tmp_path: 
     assert [t.column("ts").to_pylist() for t in rows] == [[0]]
     assert [p for p, _ in problems] == [bad]
     assert bad.exists() and good.exists()
+
+
+def test_journal_spans_name_a_series_files_with_their_key_ranges(tmp_path: Path) -> None:
+    """`Store.journal_spans`: the journal files holding rows of one series (candles or a
+    derived kind), oldest first, with the range of those rows; none once compacted."""
+    store, tf = Store(tmp_path), Timeframe.parse("1m")
+
+    def bars(*minutes: int) -> list[Candle]:
+        return [Candle(m * 60_000, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, "ws") for m in minutes]
+
+    store.write_candles("BTC-USDT", tf, bars(3, 1, 2))
+    store.write_candles("ETH-USDT", tf, bars(0))
+    store.write_candles("BTC-USDT", tf, bars(7))
+    store.write_open_interest("BTC-USDT-SWAP", tf, [OpenInterest(120_000, 5.0, 0.05, 5e3, "ws")])
+    files = list_journal(tmp_path, "candles")
+    spans = store.journal_spans(CANDLES, "BTC-USDT", tf)
+    assert [(s.path, s.first, s.last) for s in spans] == [
+        (files[0], 60_000, 180_000),
+        (files[2], 420_000, 420_000),
+    ]
+    assert [s.overlaps(200_000, 420_000) for s in spans] == [False, False]
+    assert [s.overlaps(180_000, None) for s in spans] == [True, True]
+    assert [p.name for p in store.candle_partition_files("BTC-USDT", tf, 0, 240_000)] == [
+        files[0].name
+    ]
+    oi = store.journal_spans(OPEN_INTEREST, "BTC-USDT-SWAP", tf)
+    assert [(s.first, s.last) for s in oi] == [(120_000, 120_000)]
+    assert store.journal_spans(OPEN_INTEREST, "BTC-USDT-SWAP", Timeframe.parse("5m")) == []
+    files[2].write_bytes(files[2].read_bytes()[:40])  # unreadable: left out, not moved
+    fresh = Store(tmp_path)  # (a reader that has not decoded it before)
+    assert [s.path for s in fresh.journal_spans(CANDLES, "BTC-USDT", tf)] == [files[0]]
+    assert files[2].exists()
+    files[2].unlink()
+    store.compact()
+    assert store.journal_spans(CANDLES, "BTC-USDT", tf) == []
+    assert store.journal_spans(OPEN_INTEREST, "BTC-USDT-SWAP", tf) == []
+
+
+def test_a_read_decodes_only_the_files_holding_its_series(tmp_path: Path) -> None:
+    """The reader indexes each journal file once (the series it holds, their key ranges): a
+    read of one series decodes only the files holding it in the range asked for, even when no
+    decoded rows are kept; listings, spans and edges decode nothing more; files a compaction
+    removed leave the index."""
+    writer = JournalWriter(tmp_path)
+    keys = [(f"S{n}-USDT", "1m") for n in range(5)]
+    for i in range(20):  # file i: series i % 5, minute i (each series in 4 files)
+        writer.append("candles", batch([(keys[i % 5][0], "1m", i * 60_000, float(i))]))
+    reader = JournalReader(tmp_path, cache_bytes=0)  # nothing decoded is kept
+    files = reader.files("candles")
+    assert reader.series_keys(CANDLES, files) == set(keys)
+    assert reader.decoded == 20  # each file once
+    for n, key in enumerate(keys):
+        rows = reader.series_rows(CANDLES, key, files, None, None)
+        closes = [t.column("close").to_pylist() for t in rows]
+        assert closes == [[float(n + 5 * j)] for j in range(4)]
+    assert reader.decoded == 20 + 5 * 4  # each read: its own 4 files, not all 20
+    ranged = reader.series_rows(CANDLES, keys[0], files, 5 * 60_000, 11 * 60_000)
+    assert [t.column("ts").to_pylist() for t in ranged] == [[5 * 60_000], [10 * 60_000]]
+    assert reader.decoded == 40 + 2  # the files holding the range
+    spans = reader.spans(CANDLES, keys[1], reader.files("candles"))
+    assert [(s.path, s.first, s.last) for s in spans] == [
+        (files[i], i * 60_000, i * 60_000) for i in (1, 6, 11, 16)
+    ]
+    assert reader.series_keys(CANDLES, reader.files("candles")) == set(keys)
+    assert reader.decoded == 42
+    for path in files[:10]:  # as a compaction deletes the files it merged
+        path.unlink()
+    left = reader.files("candles")
+    assert [s.path for s in reader.spans(CANDLES, keys[1], left)] == [files[11], files[16]]
+    assert reader.decoded == 42
+    cached = JournalReader(tmp_path)  # the default cache holds these small files
+    for key in keys:
+        cached.series_rows(CANDLES, key, cached.files("candles"), None, None)
+    assert cached.decoded == 10
 
 
 def test_the_background_compactor_merges_once_enough_files_wait(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from okx_collector.errors import ExchangeUnavailable
 from okx_collector.exchange import WS_TIMEFRAMES
@@ -27,7 +27,7 @@ from okx_collector.live.ports import LiveExchange
 from okx_collector.live.report import heartbeat_line, totals_line
 from okx_collector.live.series import SeriesState
 from okx_collector.live.streams import Streams
-from okx_collector.live.writer import Item, WritableStore, Writer
+from okx_collector.live.writer import Item, Kind, WritableStore, Writer
 from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import Candle
 from okx_collector.retry import BackoffFactory, backoff_delays
@@ -54,9 +54,14 @@ class Counters:
     fallbacks: int = 0  # series switched from websocket to REST polling
     catchups: int = 0
     ws_candles: int = 0  # closed candles stored straight from websocket pushes
-    refused: int = 0  # subscriptions OKX refused (60018)
+    refused: int = 0  # subscriptions OKX refused (60018), of every kind
+    refused_kinds: dict[Kind, int] = field(default_factory=dict)  # `refused` by kind refused
     delisted: int = 0  # instruments retired because OKX no longer lists them
     listed: int = 0  # instruments added while running (selectors)
+
+    def count_refusal(self, kind: Kind) -> None:
+        self.refused += 1
+        self.refused_kinds[kind] = self.refused_kinds.get(kind, 0) + 1
 
 
 class Collector(Streams, CatchUps, Membership):

@@ -45,7 +45,7 @@ from okx_collector.exchange_derived import (
 )
 from okx_collector.instruments import Instrument
 from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, Refusals, follow_stream
-from okx_collector.live.writer import Item, Writer
+from okx_collector.live.writer import Item, Kind, Writer
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory
 from okx_collector.store import Store
@@ -85,9 +85,10 @@ class DerivedLive:
         mode: str,
         poll_interval: float,
         delays: BackoffFactory,
+        on_refusal: Callable[[Kind], None] = lambda _: None,
     ) -> None:
         """`store` is read (what is stored); every row goes through `writer`, the collector's
-        (it must run until `run` has returned)."""
+        (it must run until `run` has returned); `on_refusal(kind)` counts each refusal."""
         self.exchange = exchange
         self.derived = OkxDerived(exchange)
         self.store = store
@@ -105,7 +106,7 @@ class DerivedLive:
         self.first: dict[tuple[str, str, str], int] = {}  # joined series: their first candle
         self.pushes: dict[str, list[OpenInterest]] = {}  # perp -> recent pushes, oldest first
         self.gone: set[str] = set()
-        self.refused = Refusals()
+        self.refused = Refusals(counted=on_refusal)
         self.rows = {"mark": 0, "index": 0, "oi": 0}  # rows queued for the writer
         self.sources: dict[str, int] = {}  # rows by source
         self.since = 0

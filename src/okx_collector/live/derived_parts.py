@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from okx_collector.backfill.derived import DerivedBackfiller
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
 from okx_collector.exchange import OkxExchange
-from okx_collector.exchange_derived import PriceKind
+from okx_collector.exchange_derived import WS_CHANNEL_PREFIX, PriceKind
 from okx_collector.live.writer import Item, Kind, Writer
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory
@@ -29,12 +29,27 @@ ITEM_KIND: dict[PriceKind, Kind] = {"mark": "mark_candles", "index": "index_cand
 REFUSED_RETRY_SECONDS = 600.0  # as the trade-candle collector: a refusal may be passing
 
 
+def refused_kind(channel: str) -> Kind:
+    """The kind of series a refused derived channel (with its bar) carries."""
+    if channel.startswith(WS_CHANNEL_PREFIX["mark"]):
+        return "mark_candles"
+    if channel.startswith(WS_CHANNEL_PREFIX["index"]):
+        return "index_candles"
+    return "open_interest"
+
+
 class Refusals:
     """Subscriptions OKX refused (60018), by (channel with its bar, series id): each is left out
     of the websocket (and polled) until REFUSED_RETRY_SECONDS have passed."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        monotonic: Callable[[], float] = time.monotonic,
+        counted: Callable[[Kind], None] = lambda _: None,
+    ) -> None:
+        """`counted(kind)` is told of each refusal (the collector's counters, for /metrics)."""
         self._monotonic = monotonic
+        self._counted = counted
         self._until: dict[tuple[str, str], float] = {}
         self._unreported: set[tuple[str, str]] = set()  # refused, not yet polled successfully
         self.count = 0
@@ -43,6 +58,7 @@ class Refusals:
         self._until[(channel, series_id)] = self._monotonic() + REFUSED_RETRY_SECONDS
         self._unreported.add((channel, series_id))
         self.count += 1
+        self._counted(refused_kind(channel))
         log.info("%s %s refused (%s); polling it over REST", channel, series_id, message[:120])
 
     def active(self, channel: str, series_id: str) -> bool:

@@ -59,7 +59,7 @@ class Membership:
         """OKX refused one subscription (60018): only that instrument is affected. It is served
         over REST and the instrument list is reloaded, to tell a delisting from a passing refusal
         (then it is subscribed again after REFUSED_RETRY_SECONDS)."""
-        self.counters.refused += 1
+        self.counters.count_refusal("funding" if channel == "funding-rate" else "candles")
         until = self.local.monotonic() + REFUSED_RETRY_SECONDS
         for state in self.states.values():
             if state.inst.inst_id == inst_id and ("candle" + OKX_BARS[state.tf.name]) == channel:

@@ -8,15 +8,20 @@ the event loop (so that nothing else reads the collector's dicts while the loop 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from okx_collector.live.collector import Collector
+    from okx_collector.live.writer import Kind
 
 FRESH_BARS = 2  # a series is stale once its last candle closed longer ago than this many bars
 LISTED_STALE = 20  # stale series named in a /health answer (the count is always complete)
 COUNTERS = ("reconnects", "fallbacks", "catchups", "refused", "delisted", "listed")
+# The kinds a refusal is counted under (`refused` split), each exposed even at 0.
+REFUSAL_KINDS: tuple[Kind, ...] = (
+    "candles", "funding", "mark_candles", "index_candles", "open_interest"
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,7 @@ class Snapshot:
     dropped_items: int  # items the writer shed because its queue was full
     bad_rows: int  # rows from OKX that did not parse
     writer_failed: bool
+    refusals: dict[str, int] = field(default_factory=dict)  # `refused` by kind (REFUSAL_KINDS)
 
 
 def take(collector: Collector, live_since_ms: int) -> Snapshot:
@@ -69,6 +75,7 @@ def take(collector: Collector, live_since_ms: int) -> Snapshot:
         dropped_items=collector.writer.stats.dropped,
         bad_rows=collector.exchange.bad_rows.count,
         writer_failed=collector.writer.failure is not None,
+        refusals={kind: counts.refused_kinds.get(kind, 0) for kind in REFUSAL_KINDS},
     )
 
 

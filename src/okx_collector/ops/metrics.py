@@ -26,7 +26,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector as PromCollector
 
 from okx_collector import __version__
-from okx_collector.ops.health import Snapshot, age_ms, stale
+from okx_collector.ops.health import REFUSAL_KINDS, Snapshot, age_ms, stale
 
 NS = "okx_collector"
 MAX_ENDPOINTS = 32  # distinct endpoint labels; further paths count as "other" (bounded series)
@@ -39,7 +39,8 @@ COUNTER_HELP = {
     "reconnects": "Candle websocket connections lost and re-established.",
     "fallbacks": "Series switched from websocket pushes to REST polling (auto mode).",
     "catchups": "REST catch-ups run (after a reconnect, a missed close, or a poll).",
-    "refused": "Subscriptions OKX refused (60018).",
+    "refused": "Subscriptions OKX refused (60018), by kind (candles, funding, mark_candles, "
+    "index_candles, open_interest).",
     "delisted": "Instruments retired because OKX no longer lists them.",
     "listed": "Instruments added while running (selectors).",
 }
@@ -164,8 +165,13 @@ class _SnapshotCollector(PromCollector):
         late.add_metric([], len(stale(snap)))
         yield late
         for key, name in COUNTER_NAMES.items():
-            counter = CounterMetricFamily(f"{NS}_{name}", COUNTER_HELP[key])
-            counter.add_metric([], snap.counters.get(key, 0))
+            if key == "refused":  # by kind; the name's sum is the heartbeat's `refused=` total
+                counter = CounterMetricFamily(f"{NS}_{name}", COUNTER_HELP[key], labels=["kind"])
+                for kind in REFUSAL_KINDS:
+                    counter.add_metric([kind], snap.refusals.get(kind, 0))
+            else:
+                counter = CounterMetricFamily(f"{NS}_{name}", COUNTER_HELP[key])
+                counter.add_metric([], snap.counters.get(key, 0))
             yield counter
         queue = GaugeMetricFamily(f"{NS}_writer_queue_items", "Items waiting for the writer.")
         queue.add_metric([], snap.queue_items)

@@ -13,7 +13,8 @@ its own index (`BTC-USDT`); a perpetual its own mark and open interest and its f
 The slot of the bar opening at `t` holds the mark/index candle opening at `t`, and the open
 interest at `t + step` (its close, as `$close` is the last trade before it).
 
-This module says what the fields hold; `derived_writer` writes them (in full, or appended to).
+This module says what the fields hold; `derived_writer` writes them (in full, or appended to),
+its `listing.Listing`s telling which stored ranges changed.
 """
 
 from __future__ import annotations
@@ -21,11 +22,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from okx_collector.qlib_export.listing import files_sig
-from okx_collector.qlib_export.sources import FileSig, Sig
 from okx_collector.store.arrow import to_float64, to_int64
-from okx_collector.store.journal import JournalVanished
-from okx_collector.store.layout import list_partitions, overlapping
 from okx_collector.store.schema import INDEX_CANDLES, MARK_CANDLES, OPEN_INTEREST, Kind
 from okx_collector.store.store import Store
 from okx_collector.timeframes import Timeframe
@@ -83,44 +80,3 @@ def values(
     for f, column in fields:
         out[f][slots] = to_float64(table.column(column)).astype(np.float32)
     return out
-
-
-class KindListing:
-    """The files of one derived series at one moment (as `listing.Listing` for candles): their
-    identity tells an update which stored ranges are unchanged since the last export."""
-
-    def __init__(self, store: Store, kind: Kind, sid: str, tf: Timeframe, journal: bool) -> None:
-        self._store = store
-        self._kind = kind
-        self._key = (sid, tf.name)
-        self._series = store.kind_series(kind, sid, tf)
-        self._journal = journal  # may the journal hold rows? (`store.journal_pending()`)
-        self._parts = list_partitions(self._series.directory, self._series.period)
-        self._stats: dict[str, FileSig | None] = {}
-        self._spans: list[tuple[str, int, int]] | None = None  # journal files: name, ts range
-
-    def _journal_spans(self) -> list[tuple[str, int, int]]:
-        """The journal files holding rows of the series, each with the range of its rows' times:
-        found once per listing (asking the store per range scans every journal file again)."""
-        if self._spans is None:
-            reader = self._store._union._journal
-            self._spans = []
-            for path in reader.files(self._kind.name):
-                try:
-                    parts = reader.series_rows(self._kind, self._key, [path], None, None)
-                except JournalVanished:
-                    continue  # (merged meanwhile: the partitions' identity changed with it)
-                ts = [to_int64(t.column(self._kind.key)) for t in parts]
-                if ts and any(a.size for a in ts):
-                    lo = min(int(a.min()) for a in ts if a.size)
-                    hi = max(int(a.max()) for a in ts if a.size)
-                    self._spans.append((str(path), lo, hi))
-        return self._spans
-
-    def sig(self, start: int, end: int) -> Sig | None:
-        """The identity of the files holding stored times [start, end), None if one is gone."""
-        names = [str(self._series.path(p)) for p in overlapping(self._parts, start, end)]
-        if self._journal:
-            # (The journal's files never change: their names identify their content.)
-            names += [n for n, lo, hi in self._journal_spans() if lo < end and hi >= start]
-        return files_sig(names, self._stats)

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from okx_collector.qlib_export.calendar import Month, month_of, months_between
-from okx_collector.qlib_export.derived import GROUPS, KindListing, shift, source_id, values
+from okx_collector.qlib_export.derived import GROUPS, shift, source_id, values
 from okx_collector.qlib_export.files import (
     VALUE_BYTES,
     StreamedFile,
@@ -38,6 +38,7 @@ from okx_collector.qlib_export.files import (
     remove_stale_temps,
 )
 from okx_collector.qlib_export.instrument import Result, Target, day_start
+from okx_collector.qlib_export.listing import Listing
 from okx_collector.qlib_export.manifest import FileEntry, InstrumentEntry, feature_path
 from okx_collector.qlib_export.patcher import Patcher
 from okx_collector.qlib_export.sources import SourceCache
@@ -90,10 +91,10 @@ class DerivedWriter:
         sid = source_id(group, inst_id)
         return sid if sid is not None and sid in self._ids[group] else None
 
-    def _listing(self, group: str, sid: str | None) -> KindListing | None:
+    def _listing(self, group: str, sid: str | None) -> Listing | None:
         if sid is None:
             return None
-        return KindListing(self._store, GROUPS[group][0], sid, self._tf, self._journal)
+        return Listing(self._store, GROUPS[group][0], sid, self._tf, self._journal)
 
     def _months(self, t: Target, s: int) -> list[tuple[Month, int, int]]:
         """The months of `t`'s stored times (slot + `s`: `derived.shift`) with bars, and the bars
@@ -108,7 +109,7 @@ class DerivedWriter:
         return out
 
     def _remember(
-        self, t: Target, group: str, sid: str, listing: KindListing, month: Month, hi: int
+        self, t: Target, group: str, sid: str, listing: Listing, month: Month, hi: int
     ) -> None:
         """Record what the month's files were when read (call before reading them)."""
         s, key = shift(group, self._tf), f"{t.inst_id}/{group}/{month.key}"
@@ -244,7 +245,7 @@ class DerivedWriter:
         old: InstrumentEntry,
         group: str,
         month: Month,
-        listing: KindListing,
+        listing: Listing,
         lo: int,
     ) -> int:
         """The first slot of the newest exported month that may differ from what was

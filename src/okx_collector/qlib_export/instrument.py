@@ -47,6 +47,7 @@ from okx_collector.qlib_export.manifest import (
 from okx_collector.qlib_export.sources import SourceCache
 from okx_collector.qlib_export.syncer import Syncer
 from okx_collector.store.arrow import to_float64, to_int64
+from okx_collector.store.schema import CANDLES
 from okx_collector.store.store import Store
 from okx_collector.timeframes import DAY_MS, Timeframe
 
@@ -211,7 +212,7 @@ class InstrumentWriter:
         writers: dict[str, StreamedFile] = {}
         months: dict[str, MonthSummary] = {}
         changes: list[tuple[Month, int, Change]] = []
-        before = Listing(self._store, t.inst_id, self._tf, self._journal)
+        before = Listing(self._store, CANDLES, t.inst_id, self._tf, self._journal)
         try:
             for field in fields:
                 writers[field] = StreamedFile(

@@ -1,50 +1,53 @@
-"""One instrument's candle files, listed once per export: which hold a range, and their identity.
+"""One series' files, listed once per export: which hold a range, and their identity.
 
 The exporter asks, for every month of every instrument, which files hold it and whether they
 changed (`sources.SourceCache`). Asking the store each time lists the series folder and the
-journal again (~0.2 ms a month, 600 times for 50 instruments x 12 months); a listing taken once
-before an instrument's reads answers every month from the partition names.
-Journal files hold any range: while the journal holds any file, ranges are asked of the store.
+journal again (~0.2 ms a month, 600 times for 50 instruments x 12 months, and every journal file
+looked at again each time); a listing taken once before an instrument's reads answers every month
+from the partition names and the journal files' key ranges (`Store.journal_spans`).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from okx_collector.qlib_export.sources import FileSig, Sig
-from okx_collector.store.layout import candle_period, list_partitions, overlapping
+from okx_collector.store.journal import JournalSpan
+from okx_collector.store.layout import list_partitions, overlapping
+from okx_collector.store.schema import Kind
 from okx_collector.store.store import Store
 from okx_collector.timeframes import Timeframe
 
 
 class Listing:
-    """The candle files of one series at one moment."""
+    """The files of one series (candles, or a kind of `schema.TIMEFRAME_KINDS`) at one moment:
+    their identity tells an update which stored ranges are unchanged since the last export."""
 
-    def __init__(self, store: Store, inst_id: str, tf: Timeframe, journal: bool) -> None:
+    def __init__(self, store: Store, kind: Kind, sid: str, tf: Timeframe, journal: bool) -> None:
         self._store = store
-        self._inst_id = inst_id
+        self._kind = kind
+        self._sid = sid
         self._tf = tf
-        self._dir = str(store.layout.candle_dir(inst_id, tf))
+        series = store.kind_series(kind, sid, tf)
+        self._dir = str(series.directory)
         # May the journal hold rows of the series? (`store.journal_pending()`, asked once per
         # export: a journal file written after that is in the next export's listing, and makes
         # every month it touches differ from what this one remembers.)
         self._journal = journal
-        self._parts = list_partitions(Path(self._dir), candle_period(tf))  # oldest first
+        self._parts = list_partitions(series.directory, series.period)  # oldest first
         self._stats: dict[str, FileSig | None] = {}
-
-    def files(self, start: int, end: int) -> list[Path]:
-        """The files that may hold candles in [start, end)."""
-        if self._journal:
-            return self._store.candle_partition_files(self._inst_id, self._tf, start, end)
-        return [Path(self._dir, p.filename) for p in overlapping(self._parts, start, end)]
+        self._spans: list[JournalSpan] | None = None  # the series' journal files, when asked
 
     def sig(self, start: int, end: int) -> Sig | None:
-        """The identity of the files holding [start, end), None if one of them is gone."""
+        """The identity of the files holding stored times [start, end), None if one is gone.
+        (A compaction after the listing changes the partitions' identity: the next export
+        reads those months again.)"""
+        names = [f"{self._dir}/{p.filename}" for p in overlapping(self._parts, start, end)]
         if self._journal:
-            names = [str(p) for p in self.files(start, end)]
-        else:
-            names = [f"{self._dir}/{p.filename}" for p in overlapping(self._parts, start, end)]
+            if self._spans is None:
+                self._spans = self._store.journal_spans(self._kind, self._sid, self._tf)
+            # (The journal's files never change: their names identify their content.)
+            names += [str(s.path) for s in self._spans if s.overlaps(start, end)]
         return files_sig(names, self._stats)
 
 

@@ -31,6 +31,7 @@ from okx_collector.qlib_export.instrument import (
 from okx_collector.qlib_export.listing import Listing
 from okx_collector.qlib_export.manifest import FileEntry, InstrumentEntry
 from okx_collector.qlib_export.patcher import Patcher
+from okx_collector.store.schema import CANDLES
 
 
 class InstrumentUpdater(InstrumentWriter):
@@ -59,7 +60,7 @@ class InstrumentUpdater(InstrumentWriter):
         changes: list[tuple[Month, int, Change]] = []
         slots = 0
         header = t.start_index if t.start_index != old.start_index else None
-        before = Listing(self._store, t.inst_id, self._tf, self._journal)
+        before = Listing(self._store, CANDLES, t.inst_id, self._tf, self._journal)
         bars = t.bars(step)
         with Patcher(
             self._out, t.inst_id, t.first, step, bars, header, self._rel, self._syncer

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -68,6 +68,11 @@ def journal_root(data_dir: Path) -> Path:
 def list_journal(data_dir: Path, kind: str) -> list[Path]:
     """The journal files of `kind`, oldest first (temp and moved-aside files start with `.`)."""
     directory = journal_root(data_dir) / kind
+    return [directory / n for n in journal_names(directory)]
+
+
+def journal_names(directory: Path) -> list[str]:
+    """The names of the journal files in `directory` (one kind's), oldest first."""
     try:
         with os.scandir(directory) as entries:
             names = [
@@ -77,7 +82,7 @@ def list_journal(data_dir: Path, kind: str) -> list[Path]:
             ]
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [directory / n for n in sorted(names)]
+    return sorted(names)
 
 
 class JournalWriter:
@@ -118,6 +123,19 @@ class _Decoded:
     nbytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class JournalSpan:
+    """A journal file holding rows of one series, and the range of those rows' keys."""
+
+    path: Path
+    first: int  # the series' oldest key (`ts`, `funding_time`) in the file
+    last: int  # its newest
+
+    def overlaps(self, start: int | None, end: int | None) -> bool:
+        """Whether [first, last] meets [start, end) (None: unbounded)."""
+        return (start is None or self.last >= start) and (end is None or self.first < end)
+
+
 class JournalVanished(Exception):
     """A journal file listed a moment ago is gone: a compaction merged it (read again)."""
 
@@ -156,30 +174,103 @@ def by_series(
 def split_series(table: pa.Table, kind: Kind) -> dict[SeriesKey, pa.Table]:
     """The rows of one batch per series, each sorted by key with the batch's last row winning
     (one sort and one take for the whole batch; the tables returned are slices of it)."""
+    return _split(table, kind)[0]
+
+
+def _split(
+    table: pa.Table, kind: Kind
+) -> tuple[dict[SeriesKey, pa.Table], dict[SeriesKey, tuple[int, int]], int]:
+    """`split_series`, each series' oldest and newest key, and the bytes the rows hold."""
     if table.num_rows == 0:
-        return {}
+        return {}, {}, 0
     codes, names = series_codes(table)
     keys = key_array(table, kind.key)
+    if len(names) == 1 and bool(np.all(keys[1:] > keys[:-1])):
+        # One series, sorted and unique (a backfill page, a catch-up): as it is.
+        rows = table.combine_chunks()
+        return {names[0]: rows}, {names[0]: (int(keys[0]), int(keys[-1]))}, rows.nbytes
     order = np.lexsort((keys, codes))  # stable: equal keys keep the batch order
     c, k = codes[order], keys[order]
     last = np.append((c[1:] != c[:-1]) | (k[1:] != k[:-1]), True)
     rows = table.take(int64s(order[last])).combine_chunks()
     spans = by_series(rows, c[last], names)
-    return {name: rows.slice(lo, hi - lo) for name, (lo, hi) in spans.items()}
+    kept = k[last].tolist()
+    return (
+        {name: rows.slice(lo, hi - lo) for name, (lo, hi) in spans.items()},
+        {name: (kept[lo], kept[hi - 1]) for name, (lo, hi) in spans.items()},
+        rows.nbytes,  # (the series' tables are slices of it: summing theirs costs more)
+    )
+
+
+@dataclass(slots=True)
+class _KindIndex:
+    """What the journal files of one kind hold, as far as they were decoded: per series, the
+    files holding rows of it and the key range there (a few numbers a series and file, kept
+    while the file is listed; the rows themselves stay in the bounded cache)."""
+
+    files: dict[Path, list[SeriesKey]] = field(default_factory=dict)  # decoded -> its series
+    unreadable: dict[Path, str] = field(default_factory=dict)  # cannot be decoded -> why
+    spans: dict[SeriesKey, dict[Path, tuple[int, int]]] = field(default_factory=dict)
+
+    def add(self, path: Path, spans: dict[SeriesKey, tuple[int, int]]) -> None:
+        if path in self.files:
+            return
+        self.files[path] = list(spans)
+        for name, span in spans.items():
+            self.spans.setdefault(name, {})[path] = span
+
+    def drop(self, path: Path) -> None:
+        self.unreadable.pop(path, None)
+        for name in self.files.pop(path, ()):
+            held = self.spans.get(name)
+            if held is not None:
+                held.pop(path, None)
+                if not held:
+                    del self.spans[name]
 
 
 class JournalReader:
-    """Reads journal files per series, with the decoded files cached (they never change)."""
+    """Reads journal files per series, with the decoded files cached (they never change).
+
+    Each file is decoded once for an index of the series it holds and their key ranges, so that
+    a read of one series opens only the files holding it in the range asked for (an export of
+    many instruments over thousands of journal files no longer looks at every file per read);
+    a file's rows are decoded again only once the cache (`cache_bytes`) has let them go.
+    """
 
     def __init__(self, data_dir: Path, cache_bytes: int = CACHE_BYTES) -> None:
         self.data_dir = data_dir
         self._cache: OrderedDict[Path, _Decoded] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._held = 0
-        self._lock = threading.Lock()  # guards the cache
+        self._index: dict[str, _KindIndex] = {}  # by kind name
+        # The last listing of each kind, name -> path: a listing reuses the Path objects (a new
+        # Path per file and call cost more than the rest of a read, thousands of files a call).
+        self._listed: dict[str, dict[str, Path]] = {}
+        self._lock = threading.Lock()  # guards the cache, the index and the listings
+        self.decoded = 0  # files read and split so far (each once, unless the cache let it go)
 
     def files(self, kind: str) -> list[Path]:
-        return list_journal(self.data_dir, kind)
+        """The journal files of `kind`, oldest first; files gone since the last listing leave
+        the index and the cache (a compaction merged them)."""
+        directory = journal_root(self.data_dir) / kind
+        names = journal_names(directory)
+        with self._lock:
+            before = self._listed.get(kind, {})
+            listed = {n: before.get(n) or directory / n for n in names}
+            self._listed[kind] = listed
+            for name, path in before.items():
+                if name not in listed:
+                    old = self._cache.pop(path, None)
+                    if old is not None:
+                        self._held -= old.nbytes
+            index = self._index.get(kind)
+            if index is not None and len(index.files) + len(index.unreadable) > len(listed):
+                # (Also what another thread indexed from an older listing meanwhile.)
+                current = set(listed.values())
+                for path in [p for p in (*index.files, *index.unreadable) if p not in current]:
+                    index.drop(path)
+        return list(listed.values())
 
     def decode(self, path: Path, kind: Kind) -> dict[SeriesKey, pa.Table]:
         """The file's rows per series. Raises `JournalVanished` if it is gone, `UnreadableFile`
@@ -193,9 +284,11 @@ class JournalReader:
             table = read_parquet(path, kind.schema)
         except FileNotFoundError:
             raise JournalVanished(str(path)) from None
-        series = split_series(table, kind)
-        entry = _Decoded(series, sum(t.nbytes for t in series.values()))
+        series, spans, nbytes = _split(table, kind)
+        entry = _Decoded(series, nbytes)
         with self._lock:
+            self.decoded += 1
+            self._index.setdefault(kind.name, _KindIndex()).add(path, spans)
             if entry.nbytes <= self._cache_bytes:
                 self._cache[path] = entry
                 self._held += entry.nbytes
@@ -205,12 +298,45 @@ class JournalReader:
         return series
 
     def forget(self, paths: list[Path]) -> None:
-        """Drop deleted files from the cache (a compaction merged them)."""
+        """Drop deleted files from the cache and the index (a compaction merged them)."""
         with self._lock:
             for path in paths:
+                for index in self._index.values():
+                    index.drop(path)
                 old = self._cache.pop(path, None)
                 if old is not None:
                     self._held -= old.nbytes
+
+    def _indexed(self, kind: Kind, files: list[Path]) -> tuple[_KindIndex, bool]:
+        """The index of `kind` covering `files` (decoding those not seen yet), and whether one
+        of them is gone (a compaction merged it)."""
+        with self._lock:
+            index = self._index.setdefault(kind.name, _KindIndex())
+            new = [p for p in files if p not in index.files and p not in index.unreadable]
+        vanished = False
+        for path in new:
+            try:
+                self.decode(path, kind)
+            except UnreadableFile as exc:
+                with self._lock:
+                    index.unreadable[path] = exc.reason
+            except JournalVanished:
+                vanished = True
+        return index, vanished
+
+    def _holding(
+        self, kind: Kind, key: SeriesKey, files: list[Path], vanished_ok: bool
+    ) -> tuple[list[tuple[Path, int, int]], list[tuple[Path, str]]]:
+        """Of `files`, those holding rows of the series, with the key range there, oldest first;
+        and those that cannot be decoded. Raises `JournalVanished` unless `vanished_ok`."""
+        index, vanished = self._indexed(kind, files)
+        if vanished and not vanished_ok:
+            raise JournalVanished(kind.name)
+        with self._lock:
+            held = index.spans.get(key, {})
+            found = [(p, *held[p]) for p in files if p in held]
+            bad = [(p, index.unreadable[p]) for p in files if p in index.unreadable]
+        return found, bad
 
     def series_rows(
         self,
@@ -224,29 +350,31 @@ class JournalReader:
         """The series' rows in [start, end) from each of `files` that has some, oldest first
         (each sorted and unique; `merge.dedupe_runs` applies the precedence rule). Unreadable
         files are skipped and listed in `unreadable`."""
+        found, bad = self._holding(kind, key, files, vanished_ok=False)
+        if unreadable is not None:
+            unreadable.extend(bad)
         parts: list[pa.Table] = []
-        for path in files:
-            try:
-                rows = self.decode(path, kind).get(key)
-            except UnreadableFile as exc:
-                if unreadable is not None:
-                    unreadable.append((path, exc.reason))
+        for path, first, last in found:
+            if (start is not None and last < start) or (end is not None and first >= end):
                 continue
-            if rows is not None and rows.num_rows:
-                found = _slice(rows, kind.key, start, end)
-                if found.num_rows:
-                    parts.append(found)
+            rows = self.decode(path, kind).get(key)  # (cached, or decoded again)
+            if rows is not None:
+                part = _slice(rows, kind.key, start, end)
+                if part.num_rows:
+                    parts.append(part)
         return parts
+
+    def spans(self, kind: Kind, key: SeriesKey, files: list[Path]) -> list[JournalSpan]:
+        """Each of `files` holding rows of the series, with their key range, oldest first
+        (unreadable files, and files a compaction merged meanwhile, left out)."""
+        found, _ = self._holding(kind, key, files, vanished_ok=True)
+        return [JournalSpan(path, first, last) for path, first, last in found]
 
     def series_keys(self, kind: Kind, files: list[Path]) -> set[SeriesKey]:
         """Every series with rows in `files` (unreadable and vanished files skipped)."""
-        found: set[SeriesKey] = set()
-        for path in files:
-            try:
-                found.update(self.decode(path, kind))
-            except (UnreadableFile, JournalVanished):
-                continue
-        return found
+        index, _ = self._indexed(kind, files)
+        with self._lock:
+            return {name for p in files for name in index.files.get(p, ())}
 
 
 def _slice(table: pa.Table, key: str, start: int | None, end: int | None) -> pa.Table:

@@ -21,6 +21,7 @@ from okx_collector.store.derived import DerivedStore
 from okx_collector.store.journal import (
     JournalKind,
     JournalReader,
+    JournalSpan,
     JournalWriter,
     SeriesKey,
 )
@@ -272,8 +273,14 @@ class Store(DerivedStore):
         the files never change)."""
         series = self._candles(inst_id, tf)
         parts = overlapping(list_partitions(series.directory, series.period), start, end)
-        found = [series.path(p) for p in parts]
-        return found + self._union.journal_files(CANDLES, (inst_id, tf.name), start, end)
+        spans = self.journal_spans(CANDLES, inst_id, tf)
+        return [series.path(p) for p in parts] + [s.path for s in spans if s.overlaps(start, end)]
+
+    def journal_spans(self, kind: Kind, series_id: str, tf: Timeframe) -> list[JournalSpan]:
+        """The journal files holding rows of the series (candles, or `kind` of
+        `schema.TIMEFRAME_KINDS`, of `series_id` at `tf`), oldest first, each with the range
+        of those rows' `ts`: what a reader needs to tell which files hold a range."""
+        return self._union.journal_spans(kind, (series_id, validate_timeframe(tf).name))
 
     def last_candle_ts(self, inst_id: str, tf: Timeframe) -> int | None:
         """Open time of the newest stored candle."""
@@ -331,7 +338,7 @@ class Store(DerivedStore):
         `store.migrate`, with one notice line); report what was deleted or moved.
 
         The default check reads each partition's footer and column names (what a crash can tear);
-        `deep=True` decodes every file too.
+        `deep=True` decodes every file too (`store.repair`).
         """
         notes = recover_journal(self.data_dir, self._journal_reader, deep)
         for series in self._series_dirs():

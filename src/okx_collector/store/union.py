@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from okx_collector.store.journal import JournalReader, JournalVanished, SeriesKey
+from okx_collector.store.journal import JournalReader, JournalSpan, JournalVanished, SeriesKey
 from okx_collector.store.merge import dedupe_last, dedupe_runs, key_array
 from okx_collector.store.recovery import RecoveryNote
 from okx_collector.store.schema import Kind
@@ -69,20 +69,14 @@ class UnionReader:
         return out if columns is None else out.select(columns)
 
     def _journal_edge(self, kind: Kind, key: SeriesKey, newest: bool) -> int | None:
-        reader = self._journal
-        for _ in range(READ_TRIES):
-            try:
-                rows = reader.series_rows(kind, key, reader.files(kind.name), None, None)
-            except JournalVanished:
-                continue
-            ends = [int(t.column(kind.key)[-1 if newest else 0].as_py()) for t in rows]
-            if not ends:
-                return None
-            return max(ends) if newest else min(ends)
-        return None
+        spans = self.journal_spans(kind, key)
+        if not spans:
+            return None
+        return max(s.last for s in spans) if newest else min(s.first for s in spans)
 
     def edge(self, series: Series, key: SeriesKey, newest: bool) -> int | None:
-        # The journal first: a compaction that empties it meanwhile has filled the partitions.
+        # The journal first: a compaction that empties it meanwhile has filled the partitions
+        # (so a file it merged, gone from the journal's index, is read there).
         journal = self._journal_edge(series.kind, key, newest)
         stored = self._io.edge(series, newest=newest)
         found = [v for v in (journal, stored) if v is not None]
@@ -90,19 +84,10 @@ class UnionReader:
             return None
         return max(found) if newest else min(found)
 
-    def journal_files(
-        self, kind: Kind, key: SeriesKey, start: int | None, end: int | None
-    ) -> list[Path]:
-        """The journal files holding rows of the series in [start, end)."""
-        found = []
-        for path in self._journal.files(kind.name):
-            try:
-                rows = self._journal.series_rows(kind, key, [path], start, end)
-            except JournalVanished:
-                continue
-            if rows:
-                found.append(path)
-        return found
+    def journal_spans(self, kind: Kind, key: SeriesKey) -> list[JournalSpan]:
+        """The journal files holding rows of the series, each with their key range, oldest
+        first (as listed now: the files never change, so a name identifies its content)."""
+        return self._journal.spans(kind, key, self._journal.files(kind.name))
 
     def journal_series(self, kind: Kind) -> set[SeriesKey]:
         """Every series with rows in the journal."""
