@@ -12,9 +12,12 @@ starts `okx-collector simulate --extra-instruments SERIES --push-interval 0.5/R 
    --timeframes 1m --no-funding --since 5m --heartbeat 5 --log-format json` into a fresh data
    dir seeded with `--store-rows` 1m candles per series ending at the last closed minute, early in
    a minute: its start-up catch-up then has nothing to fetch (an empty store would cost 1,000 REST
-   requests, about 50 s at OKX's pace). The seed is a day file per series, as a stopped job
-   leaves it. `--late-in-day --store-rows 1440` seeds a full day and starts the simulator at
-   23:57 UTC, so that the run crosses midnight;
+   requests, about 50 s at OKX's pace). The seed is a day file per series and kind, as a stopped
+   job leaves it, its rows computed from the simulator's own market model (`--seed 1`): equal to
+   what it serves. With `--kinds` naming mark, index or oi, the series are perpetuals and each
+   kind is seeded alike (empty mark and index series would cost 2,000 REST pages: minutes at
+   OKX's 20 requests per 2 s per endpoint). `--late-in-day --store-rows 1440` seeds a full day
+   and starts the simulator at 23:57 UTC, so that the run crosses midnight;
 2. the baseline: a bare ccxt.pro consumer, nothing stored: one `watch_ohlcv_for_symbols` loop per
    batch of 100 series (one subscribe request each, as OKX's 480 requests an hour per connection
    require), every push parsed and cached by ccxt. `--baseline lean` re-arms, once subscribed, a
@@ -64,12 +67,22 @@ import pyarrow.parquet as pq
 from procstat import cpu_seconds, memory_mb
 from simproc import Simulator
 
+from okx_collector.models import Candle, OpenInterest, PriceCandle
+from okx_collector.simulator import DerivedMarket, Market
 from okx_collector.store import Store
 from okx_collector.store.layout import Period, partition_of
-from okx_collector.store.schema import CANDLE_SCHEMA
+from okx_collector.store.schema import (
+    INDEX_CANDLES,
+    MARK_CANDLES,
+    OPEN_INTEREST,
+    candles_table,
+    open_interest_table,
+    price_candles_table,
+)
 from okx_collector.timeframes import MINUTE_MS, Timeframe
 
 TF = Timeframe.parse("1m")
+SIM_SEED = 1  # the simulator's market seed: the store seed is computed from the same model
 OKX_PUSH_INTERVAL = 0.5  # real seconds between in-progress pushes per series on OKX (2 per s)
 HEARTBEAT = 5.0
 AFTER_CLOSE = 10.0  # real seconds of a window kept after its last close (the write burst)
@@ -248,31 +261,59 @@ def late_in_day() -> int:
     return int(now.timestamp() * 1000)
 
 
-def live_file(open_ms: int) -> str:
-    """The partition file holding the candle opening at `open_ms`: its day file."""
-    return partition_of(open_ms, Period.DAY).filename
+class Seed:
+    """The store a stopped job leaves: `rows` closed 1m candles per series (within the last
+    one's day) of each collected kind, equal to what the simulator serves (its own market model,
+    `--seed 1`), so that the start-up catch-up finds nothing to fetch and a value fetched again
+    is no change. Empty mark and index series would cost a REST page each (2,000 series at OKX's
+    20 requests per 2 s per endpoint: minutes)."""
 
+    def __init__(self, series: int, kinds: list[str], rows: int) -> None:
+        self.market = Market(SIM_SEED, extra_instruments=series)
+        self.derived = DerivedMarket(self.market)
+        self.series, self.kinds, self.rows = series, kinds, rows
+        self.swaps = any(k != "trade" for k in kinds)
 
-def seed_store(data_dir: Path, inst_ids: list[str], rows: int, last_open: int) -> None:
-    """`rows` 1m candles per series (within last_open's day) ending at `last_open`, in the day
-    file a stopped job would have left."""
-    store = Store(data_dir)
-    first = max(last_open - (rows - 1) * MINUTE_MS, partition_of(last_open, Period.DAY).start)
-    spans = [(first, last_open + MINUTE_MS)]
-    templates = []
-    for lo, hi in spans:
-        n = (hi - lo) // MINUTE_MS
-        price = pa.array([1.0] * n, pa.float64())
-        ts = pa.array(range(lo, hi, MINUTE_MS), pa.int64())
-        templates.append((lo, [ts, price, price, price, price, price, price, pa.array(["ws"] * n)]))
-    for inst_id in inst_ids:
-        directory = store.layout.candle_dir(inst_id, TF)
-        directory.mkdir(parents=True, exist_ok=True)
-        for lo, template in templates:
-            n = len(template[0])
-            cols = [*template, pa.array([inst_id] * n), pa.array([TF.name] * n)]
-            table = pa.Table.from_arrays(cols, schema=CANDLE_SCHEMA)
-            pq.write_table(table, directory / live_file(lo))
+    def write(self, data_dir: Path, last_open: int) -> None:
+        """Seed `data_dir` with candles ending at `last_open` (open interest: at the closes of
+        those candles), one day file per series and kind."""
+        store = Store(data_dir)
+        day = partition_of(last_open, Period.DAY)
+        first = max(last_open - (self.rows - 1) * MINUTE_MS, day.start)
+        end = last_open + MINUTE_MS
+        for i in range(1, self.series + 1):
+            for directory, table in self._tables(store, i, first, end):
+                directory.mkdir(parents=True, exist_ok=True)
+                pq.write_table(table, directory / day.filename)
+
+    def _tables(self, store: Store, i: int, first: int, end: int) -> list[tuple[Path, pa.Table]]:
+        """(folder, rows) of series number `i`'s kinds, candles opening in [first, end)."""
+        spot, perp = f"SIM{i:04d}-USDT", f"SIM{i:04d}-USDT-SWAP"
+        out: list[tuple[Path, pa.Table]] = []
+        if "trade" in self.kinds:
+            inst_id = perp if self.swaps else spot
+            candles = [Candle(*c, "ws") for c in self.market.candles(inst_id, TF.name, first, end)]
+            out.append(
+                (store.layout.candle_dir(inst_id, TF), candles_table(inst_id, TF.name, candles))
+            )
+        if "mark" in self.kinds:
+            marks = [
+                PriceCandle(*r, "ws") for r in self.derived.mark_candles(perp, TF.name, first, end)
+            ]
+            out.append((store.kind_series(MARK_CANDLES, perp, TF).directory,
+                        price_candles_table(perp, TF.name, marks)))  # fmt: skip
+        if "index" in self.kinds:  # the index behind the perpetual: SIMnnnn-USDT
+            indexes = [
+                PriceCandle(*r, "ws") for r in self.derived.index_candles(spot, TF.name, first, end)
+            ]
+            out.append((store.kind_series(INDEX_CANDLES, spot, TF).directory,
+                        price_candles_table(spot, TF.name, indexes)))  # fmt: skip
+        if "oi" in self.kinds:  # the value in force at each seeded candle's close
+            closes = range(first + MINUTE_MS, end + MINUTE_MS, MINUTE_MS)
+            values = [OpenInterest(*self.derived.open_interest_at(perp, ts), "ws") for ts in closes]
+            out.append((store.kind_series(OPEN_INTEREST, perp, TF).directory,
+                        open_interest_table(perp, TF.name, values)))  # fmt: skip
+        return out
 
 
 def merge_report(data_dir: Path, inst_ids: list[str]) -> str | None:
@@ -451,10 +492,12 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
     interval = OKX_PUSH_INTERVAL / rate
     data_dir = Path(tempfile.mkdtemp(prefix="okx-bench-live-"))
     start = late_in_day() if args.late_in_day else None
+    seed = Seed(args.series, kinds, args.store_rows)
     if start is not None and args.store_rows > 0:  # seeded up to the simulator's start
-        seed_store(data_dir, inst_ids, args.store_rows, start - MINUTE_MS)
+        seed.write(data_dir, start - MINUTE_MS)
     sim = Simulator(
-        "--extra-instruments", str(args.series), "--push-interval", str(interval),
+        "--seed", str(SIM_SEED), "--extra-instruments", str(args.series),
+        "--push-interval", str(interval),
         "--speed", "1", "--rate-limit-scale", str(args.sim_rate_limit_scale),
         *(["--start", datetime.fromtimestamp(start / 1000, UTC).isoformat()[:19]]
           if start is not None else []),
@@ -467,9 +510,11 @@ def run_rate(args: argparse.Namespace, rate: int) -> Result:
         if args.store_rows > 0 and start is None:
             # Seed and start early in a minute, so that no candle closes before the catch-up.
             left = 60 - (sim.now_ms() % MINUTE_MS) / 1000
-            if left < 30:  # seeding takes up to ~5 s and start-up ~10-13 s
+            if left < 30:  # seeding takes up to ~10 s and start-up ~10-13 s
                 time.sleep(left + 0.5)
-            seed_store(data_dir, inst_ids, args.store_rows, TF.floor(sim.now_ms()) - MINUTE_MS)
+            seeding = time.monotonic()
+            seed.write(data_dir, TF.floor(sim.now_ms()) - MINUTE_MS)
+            say(t0, f"store seeded in {time.monotonic() - seeding:.1f} s")
         profile = (
             ["-m", "cProfile", "-o", f"{args.profile}.{rate}x"] if args.profile else []
         )  # the collector's own modules, not the CPU or latency it is measured on
@@ -704,7 +749,7 @@ def main() -> int:
         "--kinds",
         default="trade",
         help="the collector's --series: trade, mark, index, oi; with any but trade the series are"
-        " perpetuals (SIMnnnn-USDT-SWAP) and mark/index start empty (REST catch-up) [trade]",
+        " perpetuals (SIMnnnn-USDT-SWAP), each kind seeded as the trade candles [trade]",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the ccxt.pro baseline")
     parser.add_argument(
