@@ -30,9 +30,12 @@ for 3 s: updates/s delivered (the simulator's `ws_pushes` delta), CPU (utime + s
 memory (ru_maxrss from wait4, its whole life: the target; and RSS sampled every 0.1 s, to tell
 start-up, running and the stop apart). Close-to-disk latency, in exchange
 time (= real time at speed 1), comes from the collector's heartbeat lines (`close->disk p50 ..
-p99 ..`, per heartbeat: the table shows the worst heartbeat's) and, independently, from the files:
-the journal folder is listed every 20 ms and each new file's ctime (its rename, which made its
-rows durable and visible) is the time of every series' candle in it. The collector is then
+p99 ..`, per heartbeat, trade candles only: the table shows the worst heartbeat's) and,
+independently, from the files, per kind of candle (trade, mark, index): each kind's journal
+folder is listed every 20 ms and each new file's ctime (its rename, which made its rows durable
+and visible) is the time of every series' candle in it. With mark or index candles the bare
+consumer takes the same perpetuals' trade candles (ccxt.pro has no watch of those channels), so
+CPU is compared per update. The collector is then
 stopped with SIGTERM and must exit 0 within 30 s. Exit status 1 if a target is missed (issue 13:
 CPU <= 1.0x the baseline's per update; p99 close->disk <= 0.1 s and peak memory <= 200 MB up to
 1,000 series, <= 0.25 s and <= 300 MB beyond; >= 97% of the offered updates delivered).
