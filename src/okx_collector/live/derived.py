@@ -283,7 +283,7 @@ class DerivedLive:
             for tf in self.timeframes:
                 if self.oi_perps and tf.floor(now) > asked[tf.name]:
                     asked[tf.name] = tf.floor(now)
-                    await self._oi_from_rest(tf, asked[tf.name])
+                    await self._oi_from_rest(tf, asked[tf.name], stop)
                 close = tf.floor(now - OI_SETTLE_MS)
                 if self.oi_perps and close > settled[tf.name]:
                     settled[tf.name] = close
@@ -293,7 +293,7 @@ class DerivedLive:
                 await self._oi_from_pushes(tf, close)
             if time.monotonic() - last_poll >= self.poll_interval:
                 last_poll = time.monotonic()
-                await self._poll(now)
+                await self._poll(now, stop)
             await asyncio.sleep(TICK_S)
 
     def _stored(self, key: tuple[str, str, str], ts: int) -> None:
@@ -304,10 +304,14 @@ class DerivedLive:
         self.rows[what] += rows
         self.sources[source] = self.sources.get(source, 0) + rows
 
-    async def _poll(self, now: int) -> None:
+    async def _poll(self, now: int, stop: asyncio.Event) -> None:
         """REST for every mark/index series more than a bar behind (after a grace period, unless
-        its subscription was refused)."""
+        its subscription was refused). Ends at `stop` (what was fetched is queued): a round can
+        be a request per series at OKX's pace, minutes for thousands of series behind (after a
+        long start-up catch-up), which a stop must not wait for."""
         for price, inst, sid, tf in list(self.price_series):
+            if stop.is_set():
+                return
             if inst.inst_id in self.gone:
                 continue
             key = (price, sid, tf.name)
@@ -360,10 +364,13 @@ class DerivedLive:
             if before:
                 await self._write_oi(perp.inst_id, tf, before[-1]._replace(ts=close))
 
-    async def _oi_from_rest(self, tf: Timeframe, close: int) -> None:
+    async def _oi_from_rest(self, tf: Timeframe, close: int, stop: asyncio.Event) -> None:
         """Right after `close`: OKX's current value for each perpetual not streaming, kept if
-        OKX made it within the 3 s step that starts at `close` (the value in force then)."""
+        OKX made it within the 3 s step that starts at `close` (the value in force then); ends
+        at `stop`, as `_poll`."""
         for perp in list(self.oi_perps):
+            if stop.is_set():
+                return
             if perp.inst_id in self.gone or self._pushed(perp.inst_id):
                 continue
             try:
