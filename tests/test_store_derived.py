@@ -114,6 +114,28 @@ def test_bad_batches_write_nothing(tmp_path: Path, write: object, problem: str) 
     assert store.journal_pending() == 0
 
 
+def test_a_many_series_batch_is_one_file_and_a_bad_series_is_named(tmp_path: Path) -> None:
+    """A live close writes every series in one table checked once; a bad row in one series of
+    the batch still names that series and writes nothing of the batch."""
+    store = Store(tmp_path)
+    ids = [f"C{i}-USDT-SWAP" for i in range(50)]
+    good = [(sid, M1, [pc(T0, 5.0 + i)]) for i, sid in enumerate(ids)]
+    bad = [*good[:30], ("BAD-USDT-SWAP", M1, [pc(T0 + 1, 5.0)]), *good[30:]]
+    with pytest.raises(InvalidRecords, match="BAD-USDT-SWAP"):
+        store.write_price_candles_many("mark", bad)
+    assert store.journal_pending() == 0
+    mixed = [*good, ("D-USDT-SWAP", Timeframe.parse("5m"), [pc(T0, 1.0)])]  # two timeframes
+    assert store.write_price_candles_many("mark", [*mixed, ("E-USDT-SWAP", M1, [])]) == 51
+    assert store.journal_pending() == 1
+    for i, sid in enumerate(ids):
+        table = store.read_price_candles("mark", sid, M1)
+        assert table.column("close").to_pylist() == [5.0 + i]
+    assert store.read_price_candles("mark", "D-USDT-SWAP", Timeframe.parse("5m")).num_rows == 1
+    rows = [(sid, M1, [oi(T0, float(i))]) for i, sid in enumerate(ids)]
+    assert store.write_open_interest_many(rows) == 50
+    assert store.read_open_interest(ids[7], M1).column("oi_contracts").to_pylist() == [7.0]
+
+
 def test_bad_ids_never_become_paths(tmp_path: Path) -> None:
     store = Store(tmp_path)
     with pytest.raises(ValueError, match="invalid OKX instrument id"):

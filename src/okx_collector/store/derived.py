@@ -37,12 +37,16 @@ from okx_collector.store.schema import (
     OPEN_INTEREST,
     TIMEFRAME_KINDS,
     Kind,
-    open_interest_table,
-    price_candles_table,
+    open_interest_batch,
+    price_candles_batch,
 )
 from okx_collector.store.series import Series
 from okx_collector.store.union import UnionReader
-from okx_collector.store.validate import validate_open_interest, validate_price_candles
+from okx_collector.store.validate import (
+    valid_together,
+    validate_open_interest,
+    validate_price_candles,
+)
 from okx_collector.timeframes import VALID_TIMEFRAMES, Timeframe
 
 PriceKind = Literal["mark", "index"]
@@ -88,7 +92,7 @@ class DerivedStore:
     ) -> int:
         """`write_price_candles` for many series: one journal file (all validated first)."""
         kind = PRICE_KIND[price]
-        return self._write_kind(kind, items, price_candles_table, validate_price_candles)
+        return self._write_kind(kind, items, price_candles_batch, validate_price_candles)
 
     def write_open_interest(self, inst_id: str, tf: Timeframe, rows: Sequence[OpenInterest]) -> int:
         """Append open interest sampled at `tf` bar closes (`ts` = the close instant)."""
@@ -98,30 +102,31 @@ class DerivedStore:
         self, items: Sequence[tuple[str, Timeframe, Sequence[OpenInterest]]]
     ) -> int:
         """`write_open_interest` for many series: one journal file (all validated first)."""
-        return self._write_kind(OPEN_INTEREST, items, open_interest_table, validate_open_interest)
+        return self._write_kind(OPEN_INTEREST, items, open_interest_batch, validate_open_interest)
 
     def _write_kind(
         self,
         kind: Kind,
         items: Sequence[tuple[str, Timeframe, Sequence[R]]],
-        to_table: Callable[[str, str, Sequence[R]], pa.Table],
+        to_batch: Callable[[Sequence[tuple[str, str, Sequence[R]]]], pa.Table],
         validate: Callable[[pa.Table, str, Timeframe], None],
     ) -> int:
-        """Every series' rows as one table, each validated (raises `InvalidRecords` naming the
-        series, writing nothing), appended to the journal as one file. Returns the rows."""
-        tables = []
-        for series_id, tf, rows in items:
-            label = self.kind_series(kind, series_id, tf).label  # validates the id and timeframe
-            table = to_table(series_id, tf.name, rows)
-            validate(table, label, tf)
-            if table.num_rows:
-                tables.append(table)
-        if not tables:
+        """Every series' rows as one table, validated (raises `InvalidRecords` naming the
+        series, writing nothing), appended to the journal as one file. Returns the rows.
+
+        A live close of a thousand one-row series is built and checked as one table (~1 ms);
+        a table per series cost 80-170 ms on the writer's thread, holding the GIL."""
+        labels = [self.kind_series(kind, sid, tf).label for sid, tf, _ in items]  # valid names
+        named = [(sid, tf.name, rows) for sid, tf, rows in items if rows]
+        if not named:
             return 0
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+        batch = to_batch(named)
+        if not valid_together(batch, {tf for _, tf, rows in items if rows}, validate):
+            for label, (sid, tf, rows) in zip(labels, items, strict=True):
+                validate(to_batch([(sid, tf.name, rows)]), label, tf)  # raises, naming it
         name: JournalKind = kind.name  # type: ignore[assignment]  # one of schema.ALL_KINDS
-        self._journal.append(name, table)
-        return int(table.num_rows)
+        self._journal.append(name, batch)
+        return int(batch.num_rows)
 
     # -- reading -------------------------------------------------------------------------------
 

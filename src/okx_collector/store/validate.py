@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -134,13 +135,18 @@ def validate_open_interest(table: pa.Table, series: str, tf: Timeframe) -> None:
     _first_bad(table, series, "ts", checks)
 
 
-def valid_together(batch: pa.Table, timeframes: set[Timeframe]) -> bool:
-    """Whether a batch of one timeframe (a live batch) passes validation as a whole: one check
-    for a thousand series. False also when it cannot be checked that way."""
+def valid_together(
+    batch: pa.Table,
+    timeframes: set[Timeframe],
+    validate: Callable[[pa.Table, str, Timeframe], None] = validate_candles,
+) -> bool:
+    """Whether a batch of one timeframe (a live batch) passes `validate` as a whole: one check
+    for a thousand series (the checks are per row). False also when it cannot be checked that
+    way; the caller then validates series by series, to name the bad one."""
     if len(timeframes) != 1 or batch.num_rows == 0:
         return False
     try:
-        validate_candles(batch, "", next(iter(timeframes)))
+        validate(batch, "", next(iter(timeframes)))
     except InvalidRecords:
         return False
     return True
