@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -46,6 +45,7 @@ from okx_collector.exchange_derived import (
 from okx_collector.instruments import Instrument
 from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, Refusals, follow_stream
 from okx_collector.live.writer import Item, Writer
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory
 from okx_collector.store import Store
@@ -58,8 +58,9 @@ OI_STEP_MS = 3_000  # OKX updates open interest on a 3 s grid
 # A close's push has arrived this long after it (OKX pushes each 3 s step's change; the margin
 # covers a push's latency and a feed that batches several steps).
 OI_SETTLE_MS = 10_000
-# ... and at least this long in real time: a push's latency is real time (against a fast
-# simulator 10 exchange seconds pass in 83 ms, which a loaded machine's stall can exceed).
+# ... and at least this long on the local clock (real time in a run): a push's latency is real
+# time (against a fast simulator 10 exchange seconds pass in 83 ms, which a loaded machine's stall
+# can exceed).
 OI_SETTLE_REAL_S = 0.5
 OI_PUSHES_KEPT = 256  # recent pushes per perpetual: 12 min of 3 s steps, enough for every close
 STALE_OI_MS = 60_000  # no open-interest push for this long: ask REST at each close
@@ -85,9 +86,11 @@ class DerivedLive:
         mode: str,
         poll_interval: float,
         delays: BackoffFactory,
+        local: LocalClock = REAL_CLOCK,
     ) -> None:
         """`store` is read (what is stored); every row goes through `writer`, the collector's
-        (it must run until `run` has returned)."""
+        (it must run until `run` has returned). `local` times the loop, the settling of open
+        interest, the refusal holds and the streams' waits (the collector's local clock)."""
         self.exchange = exchange
         self.derived = OkxDerived(exchange)
         self.store = store
@@ -99,13 +102,14 @@ class DerivedLive:
         self.mode = mode
         self.poll_interval = poll_interval
         self.delays = delays
+        self.local = local
         self.price_series: list[PriceSeries] = []
         self.oi_perps: list[Instrument] = []
         self.last: dict[tuple[str, str, str], int | None] = {}  # (kind, id, tf) -> newest ts
         self.first: dict[tuple[str, str, str], int] = {}  # joined series: their first candle
         self.pushes: dict[str, list[OpenInterest]] = {}  # perp -> recent pushes, oldest first
         self.gone: set[str] = set()
-        self.refused = Refusals()
+        self.refused = Refusals(local.monotonic)
         self.rows = {"mark": 0, "index": 0, "oi": 0}  # rows queued for the writer
         self.sources: dict[str, int] = {}  # rows by source
         self.since = 0
@@ -248,7 +252,7 @@ class DerivedLive:
             lambda live: self.derived.watch_price_candles(price, live),
             self._wake(), self.delays,
             keep=lambda one: self.derived.keep_price_candles(price, one),
-            connection=lambda: self.derived.connection(PRICE_PATH),
+            connection=lambda: self.derived.connection(PRICE_PATH), clock=self.local,
         )  # fmt: skip
 
     async def _watch_oi(self, stop: asyncio.Event) -> None:
@@ -258,7 +262,7 @@ class DerivedLive:
             stop, "open-interest", self._oi_streamed, self.derived.watch_open_interest,
             self._wake(), self.delays, on_lost=self.pushes.clear,
             keep=self.derived.keep_open_interest,
-            connection=lambda: self.derived.connection(OI_PATH),
+            connection=lambda: self.derived.connection(OI_PATH), clock=self.local,
         )  # fmt: skip
 
     def _wake(self) -> asyncio.Event:
@@ -286,14 +290,14 @@ class DerivedLive:
                 close = tf.floor(now - OI_SETTLE_MS)
                 if self.oi_perps and close > settled[tf.name]:
                     settled[tf.name] = close
-                    settling.append((time.monotonic() + OI_SETTLE_REAL_S, tf, close))
-            while settling and settling[0][0] <= time.monotonic():
+                    settling.append((self.local.monotonic() + OI_SETTLE_REAL_S, tf, close))
+            while settling and settling[0][0] <= self.local.monotonic():
                 _, tf, close = settling.popleft()
                 await self._oi_from_pushes(tf, close)
-            if time.monotonic() - last_poll >= self.poll_interval:
-                last_poll = time.monotonic()
+            if self.local.monotonic() - last_poll >= self.poll_interval:
+                last_poll = self.local.monotonic()
                 await self._poll(now)
-            await asyncio.sleep(TICK_S)
+            await self.local.sleep(TICK_S)
 
     def _stored(self, key: tuple[str, str, str], ts: int) -> None:
         last = self.last.get(key)

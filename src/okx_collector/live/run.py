@@ -154,7 +154,7 @@ async def _collect(
                 derived = DerivedLive(
                     session.exchange, store, collector.writer, kinds, session.instruments,
                     session.timeframes, clock.now, mode=mode, poll_interval=settings.poll_interval,
-                    delays=delays,
+                    delays=delays, local=local,
                 )  # fmt: skip
                 # The collector (and its writer) stops once the derived series have queued
                 # their last rows.
