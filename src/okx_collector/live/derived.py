@@ -148,7 +148,13 @@ class DerivedLive:
         await asyncio.to_thread(self._plan, self.instruments)
         now = self.now()
         backfill = QueuedCatchup(
-            self.exchange, self.store, self.writer, self._stored, self._count, delays=self.delays
+            self.exchange,
+            self.store,
+            self.writer,
+            self._stored,
+            self._count,
+            delays=self.delays,
+            clock=self.local,
         )
         await backfill.run(self.kinds, self.instruments, self.timeframes, since, now, now, stop)
         async with asyncio.TaskGroup() as group:

@@ -154,8 +154,9 @@ class QueuedCatchup(DerivedBackfiller):
         count: Callable[[str, int, str], None],
         *,
         delays: BackoffFactory,
+        clock: LocalClock = REAL_CLOCK,
     ) -> None:
-        super().__init__(exchange, store, delays=delays)
+        super().__init__(exchange, store, delays=delays, clock=clock)
         self.writer = writer
         self.stored = stored
         self.count = count
