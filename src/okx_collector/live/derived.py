@@ -43,6 +43,7 @@ from okx_collector.exchange_derived import (
     PriceKind,
 )
 from okx_collector.instruments import Instrument
+from okx_collector.live.derived_oi import OpenInterestCloses
 from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, Refusals, follow_stream
 from okx_collector.live.writer import Item, Writer
 from okx_collector.localclock import REAL_CLOCK, LocalClock
@@ -54,7 +55,6 @@ from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger("okx_collector.collect")
 
-OI_STEP_MS = 3_000  # OKX updates open interest on a 3 s grid
 # A close's push has arrived this long after it (OKX pushes each 3 s step's change; the margin
 # covers a push's latency and a feed that batches several steps).
 OI_SETTLE_MS = 10_000
@@ -63,14 +63,13 @@ OI_SETTLE_MS = 10_000
 # can exceed).
 OI_SETTLE_REAL_S = 0.5
 OI_PUSHES_KEPT = 256  # recent pushes per perpetual: 12 min of 3 s steps, enough for every close
-STALE_OI_MS = 60_000  # no open-interest push for this long: ask REST at each close
 POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over REST
 TICK_S = 0.01  # real seconds between checks: a close is seen (and OI asked) within a 3 s step
 
 PriceSeries = tuple[PriceKind, Instrument, str, Timeframe]  # (kind, instrument, series id, tf)
 
 
-class DerivedLive:
+class DerivedLive(OpenInterestCloses):
     """Mark/index candle and open-interest series of one collect run."""
 
     def __init__(
@@ -148,14 +147,9 @@ class DerivedLive:
         await asyncio.to_thread(self._plan, self.instruments)
         now = self.now()
         backfill = QueuedCatchup(
-            self.exchange,
-            self.store,
-            self.writer,
-            self._stored,
-            self._count,
-            delays=self.delays,
-            clock=self.local,
-        )
+            self.exchange, self.store, self.writer, self._stored, self._count,
+            delays=self.delays, clock=self.local,
+        )  # fmt: skip
         await backfill.run(self.kinds, self.instruments, self.timeframes, since, now, now, stop)
         async with asyncio.TaskGroup() as group:
             if self.mode != "poll":
@@ -350,46 +344,6 @@ class DerivedLive:
                 await self.writer.put(Item(ITEM_KIND[price], sid, tf, closed))
                 self._count(price, len(closed), "poll")
                 self._stored(key, closed[-1].ts)
-
-    def _pushed(self, inst_id: str) -> bool:
-        """Whether open interest of `inst_id` streams (a push in the last `STALE_OI_MS`, and the
-        subscription not refused since)."""
-        seen = self.pushes.get(inst_id)
-        if not seen or self.mode == "poll" or self.refused.active(OI_CHANNEL, inst_id):
-            return False
-        return self.now() - seen[-1].ts < STALE_OI_MS
-
-    async def _oi_from_pushes(self, tf: Timeframe, close: int) -> None:
-        """At `close` + OI_SETTLE_MS: the newest pushed value with `ts <= close`, per streamed
-        perpetual."""
-        for perp in self.oi_perps:
-            if perp.inst_id in self.gone or not self._pushed(perp.inst_id):
-                continue
-            before = [p for p in self.pushes[perp.inst_id] if p.ts <= close]
-            if before:
-                await self._write_oi(perp.inst_id, tf, before[-1]._replace(ts=close))
-
-    async def _oi_from_rest(self, tf: Timeframe, close: int) -> None:
-        """Right after `close`: OKX's current value for each perpetual not streaming, kept if
-        OKX made it within the 3 s step that starts at `close` (the value in force then)."""
-        for perp in list(self.oi_perps):
-            if perp.inst_id in self.gone or self._pushed(perp.inst_id):
-                continue
-            try:
-                answer = await self.derived.fetch_open_interest(perp)
-            except InstrumentGone as exc:
-                self._gone(exc)
-                continue
-            except (ExchangeUnavailable, ExchangeRejected) as exc:
-                log.debug("open interest poll of %s failed: %s", perp.inst_id, exc)
-                continue
-            self.refused.polled(OI_CHANNEL, perp.inst_id)
-            if close <= answer.ts < close + OI_STEP_MS:
-                await self._write_oi(perp.inst_id, tf, answer._replace(ts=close))
-
-    async def _write_oi(self, inst_id: str, tf: Timeframe, row: OpenInterest) -> None:
-        await self.writer.put(Item("open_interest", inst_id, tf, [row]))
-        self._count("oi", 1, row.source)
 
     def _gone(self, exc: InstrumentGone) -> None:
         self._stop_series(exc.inst_id, "OKX answers 51001, no such instrument")
