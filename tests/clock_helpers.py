@@ -1,5 +1,6 @@
 """Helpers for tests that run the collector against a simulator on a stepped local clock: the
-clock itself, waits on conditions instead of fixed sleeps, and a log-record condition."""
+clock itself, waits on conditions instead of fixed sleeps (of the store's content too), and a
+log-record condition."""
 
 from __future__ import annotations
 
@@ -56,6 +57,23 @@ async def until(
         if clock is not None and step > 0:
             await clock.advance(step)
         await asyncio.sleep(0.02)
+
+
+async def until_holds(
+    check: Callable[[], object], what: str, *, within: float = 30.0, every: float = 0.1
+) -> None:
+    """Wait until `check()` passes (no AssertionError): the outcome a test asserts, reached
+    rather than timed. It reads files, so it runs in a worker thread, every `every` s of real
+    time. Fails after `within` real seconds with what `check` said last."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await asyncio.to_thread(check)
+            return
+        except AssertionError as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {within:.0f}s: {what}: {exc}") from exc
+        await asyncio.sleep(every)
 
 
 def logged(caplog: Any, text: str) -> Callable[[], bool]:

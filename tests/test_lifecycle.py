@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from okx_collector.status import collect_status
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import read_delisted
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.clock_helpers import local_time, logged, until
+from tests.clock_helpers import local_time, logged, until, until_holds
 from tests.collect_helpers import assert_exact, iso, stored_rows
 from tests.test_collect_faults import run_with
 
@@ -52,6 +52,17 @@ def live(
     """A condition: the collector has gone live (after its catch-up) and subscribed."""
     started = logged(caplog, "funding streams in")
     return lambda: started() and sim.stats.ws_subscriptions >= subscriptions
+
+
+def stored_to(store: Store, inst_ids: Iterable[str], last: int) -> Callable[[], None]:
+    """A check: each series has stored its candle opening at `last` (or a later one)."""
+
+    def check() -> None:
+        for inst_id in inst_ids:
+            newest = store.last_candle_ts(inst_id, TF1)
+            assert newest is not None and newest >= last, (inst_id, newest, last)
+
+    return check
 
 
 def ws_share_after(store: Store, inst_id: str, after: int) -> float:
@@ -201,7 +212,9 @@ async def test_a_delisting_mid_run_retires_only_that_instrument(
         settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT,DOT/USDT:USDT",
                                  funding=True)  # fmt: skip
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
+        store = Store(settings.data_dir)
         delisted: list[int] = []
+        survivors = ("BTC-USDT", "ETH-USDT")
 
         async def script() -> None:
             await until(live(caplog, sim, 3), "collecting live")
@@ -211,16 +224,14 @@ async def test_a_delisting_mid_run_retires_only_that_instrument(
             # misses it: that spacing is stepped, not waited for.
             await until(logged(caplog, "DOT-USDT-SWAP is no longer listed"), "DOT retired",
                         clock=clock, step=0.1)  # fmt: skip
-            # Candles enough after the storm for the websocket share (exchange time).
-            await until(lambda: sim.now_ms() >= delisted[0] + 16 * MINUTE_MS, "16 minutes")
+            # Candles enough after the storm for the websocket share, stored (not timed).
+            await until_holds(stored_to(store, survivors, delisted[0] + 14 * TF1.ms), "14 bars")
 
         with caplog.at_level(logging.INFO):
             collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert "DOT-USDT-SWAP" in collector.retired
-        store = Store(settings.data_dir)
-        end = TF1.floor(sim.now_ms())
-        for inst_id in ("BTC-USDT", "ETH-USDT"):
-            assert_exact(store, sim, inst_id, "1m", since, end - 4 * TF1.ms)
+        for inst_id in survivors:
+            assert_exact(store, sim, inst_id, "1m", since, TF1.floor(delisted[0]) + 14 * TF1.ms)
             # Back on the websocket after the storm: most candles closing after it came as pushes.
             assert ws_share_after(store, inst_id, delisted[0] + 2 * MINUTE_MS) >= 0.8
         # The delisted series keeps its data, exact up to where it stopped.
@@ -266,7 +277,9 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
         names += [f"SIM{i:04d}/USDT" for i in range(1, 96)]
         settings = live_settings(make_settings, sim, ",".join(names))
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
+        store = Store(settings.data_dir)
         delisted: list[int] = []
+        others = [n.replace("/", "-") for n in names if n != "SIM0042/USDT"]
 
         async def script() -> None:
             await until(live(caplog, sim, 100), "collecting live")
@@ -274,19 +287,19 @@ async def test_one_delisting_among_100_series_leaves_99_streaming(
             await sim.drop_connections()
             await until(logged(caplog, "SIM0042-USDT is no longer listed"), "SIM0042 retired",
                         clock=clock, step=0.1)  # fmt: skip
-            await until(lambda: sim.now_ms() >= delisted[0] + 12 * MINUTE_MS, "12 minutes")
+            await until_holds(stored_to(store, others, delisted[0] + 10 * TF1.ms), "10 bars",
+                              every=0.5)  # fmt: skip
 
         with caplog.at_level(logging.INFO):
             collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert set(collector.retired) == {"SIM0042-USDT"}
         assert len(collector.states) == 99
-        store = Store(settings.data_dir)
-        end = TF1.floor(sim.now_ms())
+        end = TF1.floor(delisted[0]) + 10 * TF1.ms
         after = delisted[0] + 2 * MINUTE_MS
         shares = []
         for state in collector.states.values():
             inst_id = state.inst.inst_id
-            assert_exact(store, sim, inst_id, "1m", since, end - 4 * TF1.ms)
+            assert_exact(store, sim, inst_id, "1m", since, end)
             shares.append(ws_share_after(store, inst_id, after))
         assert min(shares) >= 0.8, sorted(shares)[:5]
 
@@ -297,6 +310,8 @@ async def test_maintenance_is_waited_out_then_caught_up(
     async with Simulator(seed=33, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         settings = live_settings(make_settings, sim, "BTC/USDT,ETH/USDT:USDT", funding=True)
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
+        store = Store(settings.data_dir)
+        both = ("BTC-USDT", "ETH-USDT-SWAP")
         ended: list[int] = []
         counts: list[int] = []  # requests refused during the maintenance
 
@@ -309,15 +324,13 @@ async def test_maintenance_is_waited_out_then_caught_up(
             counts.append(sim.stats.rest_errors - refused)
             sim.end_maintenance()
             ended.append(sim.now_ms())
-            await until(lambda: sim.now_ms() >= ended[0] + 18 * MINUTE_MS, "18 minutes")
+            await until_holds(stored_to(store, both, ended[0] + 16 * TF1.ms), "16 bars after")
 
         with caplog.at_level(logging.INFO):
             await run_with(settings, script)
         assert counts[0] > 0  # the collector met the maintenance (and waited it out)
-        store = Store(settings.data_dir)
-        end = TF1.floor(sim.now_ms())
-        for inst_id in ("BTC-USDT", "ETH-USDT-SWAP"):
-            assert_exact(store, sim, inst_id, "1m", since, end - 4 * TF1.ms)
+        for inst_id in both:
+            assert_exact(store, sim, inst_id, "1m", since, TF1.floor(ended[0]) + 16 * TF1.ms)
             # ccxt's own dial backoff (0.1 s doubling per failed dial, OKX.md §2.7) delays the
             # reconnect by up to ~3 s of real time after a 4 s outage: 6 minutes at this speed.
             assert ws_share_after(store, inst_id, ended[0] + 8 * MINUTE_MS) >= 0.8
@@ -329,6 +342,8 @@ async def test_collect_started_during_maintenance_waits_for_its_end(
     async with Simulator(seed=34, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         settings = live_settings(make_settings, sim, "BTC/USDT")
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
+        store = Store(settings.data_dir)
+        caught_up: list[int] = []
         sim.begin_maintenance()
 
         async def script() -> None:
@@ -337,13 +352,12 @@ async def test_collect_started_during_maintenance_waits_for_its_end(
             await until(lambda: sim.stats.rest_errors >= 30, "30 refused requests")
             sim.end_maintenance()
             await until(live(caplog, sim), "collecting live")
-            caught_up = sim.now_ms()
-            await until(lambda: sim.now_ms() >= caught_up + 3 * MINUTE_MS, "3 minutes")
+            caught_up.append(TF1.floor(sim.now_ms()) + 2 * TF1.ms)  # live candles after it
+            await until_holds(stored_to(store, ["BTC-USDT"], caught_up[0]), "live candles")
 
         with caplog.at_level(logging.INFO):
             await run_with(settings, script)
-        store = Store(settings.data_dir)
-        assert_exact(store, sim, "BTC-USDT", "1m", since, TF1.floor(sim.now_ms()) - 4 * TF1.ms)
+        assert_exact(store, sim, "BTC-USDT", "1m", since, caught_up[0])
 
 
 async def test_backfill_waits_out_maintenance(make_settings: MakeSettings) -> None:
@@ -356,9 +370,9 @@ async def test_backfill_waits_out_maintenance(make_settings: MakeSettings) -> No
         sim.begin_maintenance()
 
         async def end_later() -> None:
-            # Far longer than ten fast retries (about 2 s): the retry waits are
-            # `retry.with_retries`' own, in real time.
-            await asyncio.sleep(3.0)
+            # Refused far more often than the ten attempts a backfill gives a page: maintenance
+            # is waited out, not counted.
+            await until(lambda: sim.stats.rest_errors >= 30, "30 refused requests")
             sim.end_maintenance()
 
         ender = asyncio.create_task(end_later())
@@ -394,7 +408,9 @@ async def test_a_selector_follows_listings_and_delistings(
     ):
         settings = live_settings(make_settings, sim, "spot:USDT")
         since = parse_time_spec(settings.since or "", 0)  # as the collector reads it
+        store = Store(settings.data_dir)
         events: dict[str, int] = {}
+        followed = ("BTC-USDT", "ETH-USDT", "DOT-USDT", "LINK-USDT", "NEW-USDT")
 
         async def script() -> None:
             await until(live(caplog, sim, 5), "collecting live")
@@ -407,20 +423,20 @@ async def test_a_selector_follows_listings_and_delistings(
             await clock.advance(REFRESH_SECONDS)
             await until(logged(caplog, "ADA-USDT is no longer listed"), "ADA retired",
                         clock=clock, step=0.1)  # fmt: skip
-            # Candles enough for the new listing's websocket share (exchange time).
-            await until(lambda: sim.now_ms() >= events["listed"] + 16 * MINUTE_MS, "16 minutes")
+            # Candles enough for the new listing's websocket share, stored (not timed).
+            await until_holds(stored_to(store, followed, events["listed"] + 14 * TF1.ms),
+                              "14 bars after the listing")  # fmt: skip
 
         with caplog.at_level(logging.INFO):
             collector = await run_with(settings, script, local=clock, clock=ExchangeClock())
         assert collector.counters.listed == 1 and set(collector.retired) == {"ADA-USDT"}
-        store = Store(settings.data_dir)
-        end = TF1.floor(sim.now_ms())
-        for inst_id in ("BTC-USDT", "ETH-USDT", "DOT-USDT", "LINK-USDT"):
-            assert_exact(store, sim, inst_id, "1m", since, end - 4 * TF1.ms)
+        end = TF1.floor(events["listed"]) + 14 * TF1.ms
+        for inst_id in followed[:-1]:
+            assert_exact(store, sim, inst_id, "1m", since, end)
         # The new listing: every candle from its first one (the bar after its list time).
         rows = stored_rows(store, "NEW-USDT", TF1)
         assert rows[0][0] == TF1.ceil(events["listed"])
-        assert_exact(store, sim, "NEW-USDT", "1m", events["listed"], end - 4 * TF1.ms)
+        assert_exact(store, sim, "NEW-USDT", "1m", events["listed"], end)
         assert ws_share_after(store, "NEW-USDT", rows[0][0] + 4 * MINUTE_MS) >= 0.8
         # The delisted one keeps its data; status and the export say when it ended.
         ada = stored_rows(store, "ADA-USDT", TF1)

@@ -28,6 +28,7 @@ from okx_collector.errors import InstrumentGone
 from okx_collector.exchange import OkxExchange
 from okx_collector.exchange_derived import OI_PERIODS, OkxDerived, PriceKind
 from okx_collector.instruments import Instrument
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store import Store
@@ -92,12 +93,15 @@ class DerivedBackfiller:
         *,
         delays: BackoffFactory = backoff_delays,
         attempts: int = 10,
+        clock: LocalClock = REAL_CLOCK,
     ) -> None:
+        """`clock` times the retry waits."""
         self.exchange = exchange
         self.derived = OkxDerived(exchange)
         self.store = store
         self.delays = delays
         self.attempts = attempts
+        self.clock = clock
         self.report = DerivedReport()
         self.gone: set[str] = set()
         self._buffers: dict[str, tuple[PriceJob, list[PriceCandle]]] = {}
@@ -169,7 +173,12 @@ class DerivedBackfiller:
             log.info("%s: %s; retrying", what, exc)
 
         return await with_retries(
-            call, what=what, attempts=self.attempts, delays=self.delays, on_retry=count_retry
+            call,
+            what=what,
+            attempts=self.attempts,
+            delays=self.delays,
+            on_retry=count_retry,
+            clock=self.clock,
         )
 
     async def _worker(self, work: deque[Work], stop: asyncio.Event | None) -> None:

@@ -27,6 +27,7 @@ from okx_collector.backfill.planner import Page, plan_pages
 from okx_collector.backfill.progress import Progress
 from okx_collector.errors import InstrumentGone
 from okx_collector.instruments import Instrument
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import Candle, FundingRate, RawCandle, Source, closed_candles
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store.lifecycle import record_delisted
@@ -132,12 +133,15 @@ class Backfiller:
         *,
         delays: BackoffFactory = backoff_delays,
         attempts: int = 10,
+        clock: LocalClock = REAL_CLOCK,
     ) -> None:
+        """`clock` times the retry waits and the writer's flush age."""
         self.exchange = exchange
         self.store = store
         self.progress = progress
         self.delays = delays
         self.attempts = attempts
+        self.clock = clock
         self.report = BackfillReport()
         self.gone: set[str] = set()  # instIds OKX answered 51001 for during this run
         self._queue: asyncio.Queue[tuple[SeriesJob, list[Candle]] | None] = asyncio.Queue(64)
@@ -247,7 +251,7 @@ class Backfiller:
 
         return await with_retries(
             call, what=what, attempts=self.attempts, delays=self.delays,
-            on_retry=count_retry,
+            on_retry=count_retry, clock=self.clock,
         )  # fmt: skip
 
     async def _page_worker(self, pages: deque[tuple[SeriesJob, Page]], now: int) -> None:
@@ -322,10 +326,10 @@ class Backfiller:
             if item is None:
                 break
             job, candles = item
-            _, buffered, since = pending.get(job.key, (job, [], time.monotonic()))
+            _, buffered, since = pending.get(job.key, (job, [], self.clock.monotonic()))
             buffered.extend(candles)
             pending[job.key] = (job, buffered, since)
-            now = time.monotonic()
+            now = self.clock.monotonic()
             for key, (j, rows, first) in list(pending.items()):
                 if len(rows) >= FLUSH_ROWS or now - first >= FLUSH_SECONDS:
                     del pending[key]

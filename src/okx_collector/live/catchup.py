@@ -158,6 +158,7 @@ class CatchUps:
             what=f"{state.key} catch-up",
             attempts=4,
             delays=self.options.delays,
+            clock=self.local,
         )
         candles = closed_candles(rows)
         if candles:

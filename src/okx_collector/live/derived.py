@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -44,8 +43,10 @@ from okx_collector.exchange_derived import (
     PriceKind,
 )
 from okx_collector.instruments import Instrument
+from okx_collector.live.derived_oi import OpenInterestCloses
 from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, Refusals, follow_stream
 from okx_collector.live.writer import Item, Kind, Writer
+from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory
 from okx_collector.store import Store
@@ -54,22 +55,21 @@ from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger("okx_collector.collect")
 
-OI_STEP_MS = 3_000  # OKX updates open interest on a 3 s grid
 # A close's push has arrived this long after it (OKX pushes each 3 s step's change; the margin
 # covers a push's latency and a feed that batches several steps).
 OI_SETTLE_MS = 10_000
-# ... and at least this long in real time: a push's latency is real time (against a fast
-# simulator 10 exchange seconds pass in 83 ms, which a loaded machine's stall can exceed).
+# ... and at least this long on the local clock (real time in a run): a push's latency is real
+# time (against a fast simulator 10 exchange seconds pass in 83 ms, which a loaded machine's stall
+# can exceed).
 OI_SETTLE_REAL_S = 0.5
 OI_PUSHES_KEPT = 256  # recent pushes per perpetual: 12 min of 3 s steps, enough for every close
-STALE_OI_MS = 60_000  # no open-interest push for this long: ask REST at each close
 POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over REST
 TICK_S = 0.01  # real seconds between checks: a close is seen (and OI asked) within a 3 s step
 
 PriceSeries = tuple[PriceKind, Instrument, str, Timeframe]  # (kind, instrument, series id, tf)
 
 
-class DerivedLive:
+class DerivedLive(OpenInterestCloses):
     """Mark/index candle and open-interest series of one collect run."""
 
     def __init__(
@@ -86,9 +86,12 @@ class DerivedLive:
         poll_interval: float,
         delays: BackoffFactory,
         on_refusal: Callable[[Kind], None] = lambda _: None,
+        local: LocalClock = REAL_CLOCK,
     ) -> None:
         """`store` is read (what is stored); every row goes through `writer`, the collector's
-        (it must run until `run` has returned); `on_refusal(kind)` counts each refusal."""
+        (it must run until `run` has returned); `on_refusal(kind)` counts each refusal. `local`
+        times the loop, the settling of open interest, the refusal holds and the streams' waits
+        (the collector's local clock)."""
         self.exchange = exchange
         self.derived = OkxDerived(exchange)
         self.store = store
@@ -100,13 +103,14 @@ class DerivedLive:
         self.mode = mode
         self.poll_interval = poll_interval
         self.delays = delays
+        self.local = local
         self.price_series: list[PriceSeries] = []
         self.oi_perps: list[Instrument] = []
         self.last: dict[tuple[str, str, str], int | None] = {}  # (kind, id, tf) -> newest ts
         self.first: dict[tuple[str, str, str], int] = {}  # joined series: their first candle
         self.pushes: dict[str, list[OpenInterest]] = {}  # perp -> recent pushes, oldest first
         self.gone: set[str] = set()
-        self.refused = Refusals(counted=on_refusal)
+        self.refused = Refusals(local.monotonic, counted=on_refusal)
         self.rows = {"mark": 0, "index": 0, "oi": 0}  # rows queued for the writer
         self.sources: dict[str, int] = {}  # rows by source
         self.since = 0
@@ -145,8 +149,9 @@ class DerivedLive:
         await asyncio.to_thread(self._plan, self.instruments)
         now = self.now()
         backfill = QueuedCatchup(
-            self.exchange, self.store, self.writer, self._stored, self._count, delays=self.delays
-        )
+            self.exchange, self.store, self.writer, self._stored, self._count,
+            delays=self.delays, clock=self.local,
+        )  # fmt: skip
         await backfill.run(self.kinds, self.instruments, self.timeframes, since, now, now, stop)
         async with asyncio.TaskGroup() as group:
             if self.mode != "poll":
@@ -249,7 +254,7 @@ class DerivedLive:
             lambda live: self.derived.watch_price_candles(price, live),
             self._wake(), self.delays,
             keep=lambda one: self.derived.keep_price_candles(price, one),
-            connection=lambda: self.derived.connection(PRICE_PATH),
+            connection=lambda: self.derived.connection(PRICE_PATH), clock=self.local,
         )  # fmt: skip
 
     async def _watch_oi(self, stop: asyncio.Event) -> None:
@@ -259,7 +264,7 @@ class DerivedLive:
             stop, "open-interest", self._oi_streamed, self.derived.watch_open_interest,
             self._wake(), self.delays, on_lost=self.pushes.clear,
             keep=self.derived.keep_open_interest,
-            connection=lambda: self.derived.connection(OI_PATH),
+            connection=lambda: self.derived.connection(OI_PATH), clock=self.local,
         )  # fmt: skip
 
     def _wake(self) -> asyncio.Event:
@@ -287,14 +292,14 @@ class DerivedLive:
                 close = tf.floor(now - OI_SETTLE_MS)
                 if self.oi_perps and close > settled[tf.name]:
                     settled[tf.name] = close
-                    settling.append((time.monotonic() + OI_SETTLE_REAL_S, tf, close))
-            while settling and settling[0][0] <= time.monotonic():
+                    settling.append((self.local.monotonic() + OI_SETTLE_REAL_S, tf, close))
+            while settling and settling[0][0] <= self.local.monotonic():
                 _, tf, close = settling.popleft()
                 await self._oi_from_pushes(tf, close)
-            if time.monotonic() - last_poll >= self.poll_interval:
-                last_poll = time.monotonic()
+            if self.local.monotonic() - last_poll >= self.poll_interval:
+                last_poll = self.local.monotonic()
                 await self._poll(now, stop)
-            await asyncio.sleep(TICK_S)
+            await self.local.sleep(TICK_S)
 
     def _stored(self, key: tuple[str, str, str], ts: int) -> None:
         last = self.last.get(key)
@@ -345,49 +350,6 @@ class DerivedLive:
                 await self.writer.put(Item(ITEM_KIND[price], sid, tf, closed))
                 self._count(price, len(closed), "poll")
                 self._stored(key, closed[-1].ts)
-
-    def _pushed(self, inst_id: str) -> bool:
-        """Whether open interest of `inst_id` streams (a push in the last `STALE_OI_MS`, and the
-        subscription not refused since)."""
-        seen = self.pushes.get(inst_id)
-        if not seen or self.mode == "poll" or self.refused.active(OI_CHANNEL, inst_id):
-            return False
-        return self.now() - seen[-1].ts < STALE_OI_MS
-
-    async def _oi_from_pushes(self, tf: Timeframe, close: int) -> None:
-        """At `close` + OI_SETTLE_MS: the newest pushed value with `ts <= close`, per streamed
-        perpetual."""
-        for perp in self.oi_perps:
-            if perp.inst_id in self.gone or not self._pushed(perp.inst_id):
-                continue
-            before = [p for p in self.pushes[perp.inst_id] if p.ts <= close]
-            if before:
-                await self._write_oi(perp.inst_id, tf, before[-1]._replace(ts=close))
-
-    async def _oi_from_rest(self, tf: Timeframe, close: int, stop: asyncio.Event) -> None:
-        """Right after `close`: OKX's current value for each perpetual not streaming, kept if
-        OKX made it within the 3 s step that starts at `close` (the value in force then); ends
-        at `stop`, as `_poll`."""
-        for perp in list(self.oi_perps):
-            if stop.is_set():
-                return
-            if perp.inst_id in self.gone or self._pushed(perp.inst_id):
-                continue
-            try:
-                answer = await self.derived.fetch_open_interest(perp)
-            except InstrumentGone as exc:
-                self._gone(exc)
-                continue
-            except (ExchangeUnavailable, ExchangeRejected) as exc:
-                log.debug("open interest poll of %s failed: %s", perp.inst_id, exc)
-                continue
-            self.refused.polled(OI_CHANNEL, perp.inst_id)
-            if close <= answer.ts < close + OI_STEP_MS:
-                await self._write_oi(perp.inst_id, tf, answer._replace(ts=close))
-
-    async def _write_oi(self, inst_id: str, tf: Timeframe, row: OpenInterest) -> None:
-        await self.writer.put(Item("open_interest", inst_id, tf, [row]))
-        self._count("oi", 1, row.source)
 
     def _gone(self, exc: InstrumentGone) -> None:
         self._stop_series(exc.inst_id, "OKX answers 51001, no such instrument")

@@ -4,9 +4,7 @@ the refused subscriptions, and the start-up catch-up through the collector's wri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -15,6 +13,7 @@ from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
 from okx_collector.exchange import OkxExchange
 from okx_collector.exchange_derived import WS_CHANNEL_PREFIX, PriceKind
 from okx_collector.live.writer import Item, Kind, Writer
+from okx_collector.localclock import REAL_CLOCK, LocalClock, bounded
 from okx_collector.models import OpenInterest, PriceCandle
 from okx_collector.retry import BackoffFactory
 from okx_collector.store import Store
@@ -44,7 +43,7 @@ class Refusals:
 
     def __init__(
         self,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = REAL_CLOCK.monotonic,
         counted: Callable[[Kind], None] = lambda _: None,
     ) -> None:
         """`counted(kind)` is told of each refusal (the collector's counters, for /metrics)."""
@@ -93,6 +92,7 @@ async def follow_stream(
     *,
     keep: Callable[[T], Coroutine[Any, Any, None]] | None = None,
     connection: Callable[[], object | None] = lambda: None,
+    clock: LocalClock = REAL_CLOCK,
 ) -> None:
     """Keep what `streamed()` names subscribed until `stop`: each push returns the watch, and
     the next one names what is streamed then; `wake` restarts it at once (the set changed: a
@@ -103,7 +103,8 @@ async def follow_stream(
     series)` stands in for it, renewed at least every KEEPALIVE_WATCH_S (so that a refusal's
     hold ending is seen): the set is subscribed, a lost connection rejects that watch as it
     would the batch's, and ccxt's work per watch is one series' instead of the whole set's
-    (re-arming a watch of 200 series at each push was two thirds of a mark/index push's CPU)."""
+    (re-arming a watch of 200 series at each push was two thirds of a mark/index push's CPU).
+    Waits and bounds are measured on `clock`."""
     waits = delays()
     armed: list[T] | None = None  # the set of the last watch that returned on `subscribed_on`
     subscribed_on: object | None = None
@@ -113,11 +114,11 @@ async def follow_stream(
         current = connection()
         try:
             if keep is not None and live and live == armed and current is subscribed_on:
-                await until_stop(stop, _bounded(keep(live[0]), KEEPALIVE_WATCH_S), wake)
+                await until_stop(stop, bounded(clock, keep(live[0]), KEEPALIVE_WATCH_S), wake)
             else:
                 armed = None
                 returned = await until_stop(
-                    stop, watch(live) if live else asyncio.sleep(IDLE_WATCH_S), wake
+                    stop, watch(live) if live else clock.sleep(IDLE_WATCH_S), wake
                 )
                 if returned and live and connection() is not None:
                     armed, subscribed_on = live, connection()
@@ -126,14 +127,7 @@ async def follow_stream(
             armed = None
             on_lost()
             log.info("%s stream: %s; polling meanwhile", what, exc)
-            await until_stop(stop, asyncio.sleep(next(waits)))
-
-
-async def _bounded(watch: Coroutine[Any, Any, None], seconds: float) -> None:
-    """Await `watch` for at most `seconds` (then it is cancelled; no error)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await watch
+            await until_stop(stop, clock.sleep(next(waits)))
 
 
 async def until_stop(
@@ -176,8 +170,9 @@ class QueuedCatchup(DerivedBackfiller):
         count: Callable[[str, int, str], None],
         *,
         delays: BackoffFactory,
+        clock: LocalClock = REAL_CLOCK,
     ) -> None:
-        super().__init__(exchange, store, delays=delays)
+        super().__init__(exchange, store, delays=delays, clock=clock)
         self.writer = writer
         self.stored = stored
         self.count = count

@@ -193,6 +193,7 @@ class FundingTracker:
                     what=f"{inst.inst_id} funding history",
                     attempts=3,
                     delays=options.delays,
+                    clock=self.local,
                 )
             except ExchangeUnavailable as exc:
                 log.warning(

@@ -64,7 +64,11 @@ class InstrumentWatch:
     async def check_now(self) -> None:
         try:
             listed = await with_retries(
-                self._reload, what="reload the instrument list", attempts=3, delays=self._delays
+                self._reload,
+                what="reload the instrument list",
+                attempts=3,
+                delays=self._delays,
+                clock=self._local,
             )
         except ExchangeError as exc:
             log.warning("instrument list not reloaded (%s); trying again later", exc)

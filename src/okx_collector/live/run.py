@@ -97,7 +97,7 @@ async def _collect(
             since = parse_time_spec(settings.since or DEFAULT_SINCE, session.now)
             # `--series` without `trade`: no trade candles (funding stays under --funding).
             trade = session.series if "trade" in settings.series else []
-            await _repair(store, session, trade, since, delays, stop)
+            await _repair(store, session, trade, since, delays, stop, local)
             series, funding_last = await asyncio.to_thread(_stored_ends, store, session, trade)
             options = CollectorOptions(
                 mode=mode,
@@ -154,7 +154,7 @@ async def _collect(
                 derived = DerivedLive(
                     session.exchange, store, collector.writer, kinds, session.instruments,
                     session.timeframes, clock.now, mode=mode, poll_interval=settings.poll_interval,
-                    delays=delays, on_refusal=collector.counters.count_refusal,
+                    delays=delays, on_refusal=collector.counters.count_refusal, local=local,
                 )  # fmt: skip
                 # The collector (and its writer) stops once the derived series have queued
                 # their last rows.
@@ -209,6 +209,7 @@ async def _repair(
     since: int,
     delays: BackoffFactory,
     stop: asyncio.Event,
+    local: LocalClock,
 ) -> None:
     """Before going live, fetch every missing candle of each series' stored span (or since
     `since` for an empty series), at backfill speed: downtime, and holes such as a file moved
@@ -217,7 +218,7 @@ async def _repair(
         lambda: {(i.inst_id, tf.name): store.expected_first_ts(i.inst_id, tf) for i, tf in trade}
     )
     starts = {key: since if first is None else min(first, since) for key, first in firsts.items()}
-    backfiller = Backfiller(session.exchange, store, LogProgress(), delays=delays)
+    backfiller = Backfiller(session.exchange, store, LogProgress(), delays=delays, clock=local)
     # A stop request ends it early (what came is stored); the collector then stops at once.
     report = await backfiller.run(trade, [], since, session.now, session.now, starts, stop=stop)
     if report.written:
