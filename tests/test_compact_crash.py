@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from crash_helpers import (
@@ -25,12 +26,15 @@ from crash_helpers import (
     read_dataset,
     temp_files,
 )
+from okx_collector.errors import StorageError
 from okx_collector.fsutil import fsync_dirs
 from okx_collector.models import Candle, FundingRate
 from okx_collector.store import Store
+from okx_collector.store.arrow import BoolArray
 from okx_collector.store.atomic import deferred_dir_syncs, read_parquet, write_atomic
-from okx_collector.store.compact import compact_round, compaction_lock
+from okx_collector.store.compact import Staged, compact_round, compaction_lock
 from okx_collector.store.journal import KINDS
+from okx_collector.store.reader import Series
 from okx_collector.store.schema import candles_table
 from okx_collector.timeframes import Timeframe
 
@@ -229,4 +233,34 @@ def test_killed_at_random_instants_then_restarted(
     assert kills >= 1
     finish(root)
     assert not temp_files(root)
+    assert_same_dataset(root, reference)
+
+
+def test_a_failed_merge_leaves_no_lock_held_nor_temp_file(
+    journal: Path, reference: Path, tmp_path: Path
+) -> None:
+    """A merge that fails inside a chunk: the round raises and deletes no journal file; the
+    chunk's other staged merges are undone (temp files removed, locks released), so that the
+    next round, in the same process, finishes the job."""
+    root = tmp_path / "data"
+    shutil.copytree(journal, root)
+    store = Store(root)
+    staged: list[Path] = []
+
+    def failing(series: Series, rows: pa.Table, whole: BoolArray) -> Staged:
+        if series.directory.parent.name == "S031-USDT":
+            raise StorageError("no space left on device")
+        done = store._io.stage_in(series, rows, whole)
+        if done.temp is not None:
+            staged.append(done.temp)
+        return done
+
+    pending = store.journal_pending()
+    with pytest.raises(StorageError), compaction_lock(root):
+        compact_round(root, KINDS["candles"], store._series_for, failing, chunk_series=20)
+    assert staged  # (merges of the failed chunk and the one after it were staged)
+    assert not temp_files(root)
+    assert store.journal_pending() == pending
+    assert not any(lock.locked() for lock in store._io._locks.values())
+    store.compact()
     assert_same_dataset(root, reference)

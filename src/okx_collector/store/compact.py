@@ -10,8 +10,9 @@ The precedence rule (one rule for compaction and for reads, DESIGN.md §4):
 
 A round takes the oldest journal files of a kind (a prefix in name order, bounded by files and
 rows so that its memory is bounded), merges each touched series into its partitions (each
-replaced atomically by `SeriesIO.merge_in`, its file fsynced before the rename), fsyncs the
-folders of all of them at once, and only then deletes those journal files. A crash at any
+replaced atomically: `SeriesIO.stage_in` writes the new file under a temp name, with the
+series locked; a chunk's temp files are then fsynced together, each before its own rename),
+fsyncs the folders of all of them at once, and only then deletes those journal files. A crash at any
 instant leaves the journal files in place, and the next round merges them again: harmless,
 because merging a row that is already in the partition changes nothing (the rule above), and
 because a round always takes a prefix, an older file is never merged over a newer one's rows.
