@@ -62,12 +62,12 @@ log = logging.getLogger(__name__)
 
 ROUND_FILES = 512  # journal files merged per round at most
 ROUND_ROWS = 400_000  # and rows read per round at most: bounded memory (see benchmarks/compact.py)
-WRITE_THREADS = 2  # partitions written at once (encoding and fsync release the GIL)
-# ... when the journal is drained (a writing command's start and clean stop: nothing of the
-# process competes for the interpreter then): 4,000 series in 6.2-6.5 s where 2 threads took
-# 7.0-8.4 s (the fsyncs of more files overlap the encoding); a background round keeps 2, so
-# that a live close still gets the interpreter lock quickly.
-DRAIN_THREADS = 4
+# Series merged at once (reading, merging and encoding release the GIL in part). Two, for a
+# drain too: the fsyncs and renames wait on threads of their own (`_commit`), so more merging
+# threads only contend for the interpreter on 2 cores (4,000 series: 7.1-10.6 s on 2, 7.9-12.9
+# s on 4; benchmarks/README.md, "compact.py"), and a background round leaves the live process
+# the interpreter lock.
+WRITE_THREADS = 2
 CHUNK_SERIES = 256  # series whose writes are queued at once (bounds a round's memory)
 LOCK_NAME = ".compact.lock"
 
@@ -272,7 +272,6 @@ def compact_all(
                 one = compact_round(
                     data_dir, kind, series_of, write,
                     max_files=max_files or ROUND_FILES, max_rows=max_rows,
-                    threads=WRITE_THREADS if max_files is not None else DRAIN_THREADS,
                 )  # fmt: skip
                 total.files += one.files
                 total.rows += one.rows
