@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from crash_helpers import (
@@ -25,12 +26,15 @@ from crash_helpers import (
     read_dataset,
     temp_files,
 )
+from okx_collector.errors import StorageError
 from okx_collector.fsutil import fsync_dirs
 from okx_collector.models import Candle, FundingRate
 from okx_collector.store import Store
+from okx_collector.store.arrow import BoolArray
 from okx_collector.store.atomic import deferred_dir_syncs, read_parquet, write_atomic
-from okx_collector.store.compact import compact_round, compaction_lock
+from okx_collector.store.compact import Staged, compact_round, compaction_lock
 from okx_collector.store.journal import KINDS
+from okx_collector.store.reader import Series
 from okx_collector.store.schema import candles_table
 from okx_collector.timeframes import Timeframe
 
@@ -81,8 +85,9 @@ def reference(journal: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-# The compaction as a writing command runs it, in its own process; `KILL_AFTER` partition writes
-# (if set) it kills itself, through the store's own seam for the partition writes.
+# The compaction as a writing command runs it, in its own process. Kill points, through the
+# store's own seam for the partition writes: after `KILL_STAGED` staged merges (temp files
+# written, not yet fsynced nor renamed, their series locked) or after `KILL_COMMITTED` renames.
 SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, threading
@@ -90,20 +95,34 @@ SCRIPT = textwrap.dedent(
     from okx_collector.store import Store
     from okx_collector.store.compact import compact_all
 
-    root, kill_after = Path(sys.argv[1]), int(sys.argv[2])
+    root, kill_staged, kill_committed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[4])
     store = Store(root)
     store.recover()
-    done = 0
+    counts = {"staged": 0, "committed": 0}
     lock = threading.Lock()
 
-    def write(series, rows, whole):
-        global done
-        written = store._io.merge_in(series, rows, whole)
+    def count(what, limit):
         with lock:
-            done += 1
-            if done == kill_after:
+            counts[what] += 1
+            if counts[what] == limit:
                 os.kill(os.getpid(), signal.SIGKILL)
-        return written
+
+    class Counted:
+        def __init__(self, staged):
+            self.staged = staged
+            self.temp = staged.temp
+
+        def commit(self):
+            self.staged.commit()
+            count("committed", kill_committed)
+
+        def abort(self):
+            self.staged.abort()
+
+    def write(series, rows, whole):
+        staged = Counted(store._io.stage_in(series, rows, whole))
+        count("staged", kill_staged)
+        return staged
 
     compact_all(root, store._series_for, write, max_files=int(sys.argv[3]))
     print("done")
@@ -111,9 +130,12 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run_compaction(root: Path, kill_after: int = 0, max_files: int = 40) -> subprocess.Popen[bytes]:
+def run_compaction(
+    root: Path, kill_after: int = 0, max_files: int = 40, kill_committed: int = 0
+) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-c", SCRIPT, str(root), str(kill_after), str(max_files)]
     return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(root), str(kill_after), str(max_files)],
+        [*argv, str(kill_committed)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(),
     )  # fmt: skip
 
@@ -147,7 +169,7 @@ def test_compacting_in_small_chunks_of_series_gives_the_same_dataset(
     with compaction_lock(root):
         for kind in KINDS.values():
             while compact_round(
-                root, kind, store._series_for, store._io.merge_in, chunk_series=7
+                root, kind, store._series_for, store._io.stage_in, chunk_series=7
             ).files:
                 pass
     assert store.journal_pending() == 0
@@ -168,12 +190,11 @@ def test_a_deferred_write_leaves_its_folder_to_the_caller(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("kill_after", [1, 7, 60, 61])
-def test_killed_after_n_partition_writes(
+def test_killed_after_n_staged_merges(
     journal: Path, reference: Path, tmp_path: Path, kill_after: int
 ) -> None:
-    """60: the first round (40 files, 60 series) has replaced every partition it touched and
-    dies before its folders' fsyncs and its journal files' deletes; 61: inside the second
-    round."""
+    """A round's chunk (60 series here) is staged, its temp files not yet fsynced nor renamed:
+    killed after 1, 7 or all 60 of them, or inside the second round (61)."""
     root = tmp_path / "data"
     shutil.copytree(journal, root)
     proc = run_compaction(root, kill_after)
@@ -181,17 +202,65 @@ def test_killed_after_n_partition_writes(
     read_dataset(root)  # every visible file readable
     finish(root)
     assert_same_dataset(root, reference)
+    assert not temp_files(root)
+
+
+@pytest.mark.parametrize("kill_committed", [1, 30, 60, 61])
+def test_killed_after_n_renames(
+    journal: Path, reference: Path, tmp_path: Path, kill_committed: int
+) -> None:
+    """The chunk's temp files fsynced, killed after some of their renames: 60, the first
+    round has replaced every partition it touched and dies before its folders' fsyncs and
+    its journal files' deletes; 61, inside the second round."""
+    root = tmp_path / "data"
+    shutil.copytree(journal, root)
+    proc = run_compaction(root, kill_committed=kill_committed)
+    assert proc.wait(60) == -9
+    read_dataset(root)
+    finish(root)
+    assert_same_dataset(root, reference)
+    assert not temp_files(root)
 
 
 def test_killed_at_random_instants_then_restarted(
     journal: Path, reference: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "data"
-    argv = [sys.executable, "-c", SCRIPT, str(root), "0", "10"]
+    argv = [sys.executable, "-c", SCRIPT, str(root), "0", "10", "0"]
     kills = kill_at_random_instants(
         argv, root, journal, rounds=6, seed=13, earliest=0.3, check=read_dataset
     )
     assert kills >= 1
     finish(root)
     assert not temp_files(root)
+    assert_same_dataset(root, reference)
+
+
+def test_a_failed_merge_leaves_no_lock_held_nor_temp_file(
+    journal: Path, reference: Path, tmp_path: Path
+) -> None:
+    """A merge that fails inside a chunk: the round raises and deletes no journal file; the
+    chunk's other staged merges are undone (temp files removed, locks released), so that the
+    next round, in the same process, finishes the job."""
+    root = tmp_path / "data"
+    shutil.copytree(journal, root)
+    store = Store(root)
+    staged: list[Path] = []
+
+    def failing(series: Series, rows: pa.Table, whole: BoolArray) -> Staged:
+        if series.directory.parent.name == "S031-USDT":
+            raise StorageError("no space left on device")
+        done = store._io.stage_in(series, rows, whole)
+        if done.temp is not None:
+            staged.append(done.temp)
+        return done
+
+    pending = store.journal_pending()
+    with pytest.raises(StorageError), compaction_lock(root):
+        compact_round(root, KINDS["candles"], store._series_for, failing, chunk_series=20)
+    assert staged  # (merges of the failed chunk and the one after it were staged)
+    assert not temp_files(root)
+    assert store.journal_pending() == pending
+    assert not any(lock.locked() for lock in store._io._locks.values())
+    store.compact()
     assert_same_dataset(root, reference)

@@ -20,7 +20,7 @@ import itertools
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -208,7 +208,12 @@ def deferred_dir_syncs(dirs: set[Path]) -> Iterator[None]:
 def write_atomic(path: Path, table: pa.Table, *, deferrable: bool = False) -> None:
     """Write `table` to `path` atomically: temp file, fsync, `os.replace`, fsync the folder
     (`deferrable`: unless a `deferred_dir_syncs` block collects the folder instead)."""
-    tmp = write_temp(path, table, sync=True)
+    replace_synced(write_temp(path, table, sync=True), path, deferrable=deferrable)
+
+
+def replace_synced(tmp: Path, path: Path, *, deferrable: bool = False) -> None:
+    """Rename an fsynced temp file (`write_temp`, or `sync_file` after it) over `path`, then
+    fsync the folder (`deferrable`: unless a `deferred_dir_syncs` block collects it)."""
     with _removed_on_failure(tmp, path):
         tmp.replace(path)
     pending = _DEFERRED.get() if deferrable else None
@@ -216,6 +221,24 @@ def write_atomic(path: Path, table: pa.Table, *, deferrable: bool = False) -> No
         fsync_dir(path.parent)
     else:
         pending.add(path.parent)  # (set.add is atomic under the GIL)
+
+
+def sync_file(path: Path) -> None:
+    """fsync a file written with `write_temp(..., sync=False)`; `StorageError` if it fails (its
+    data may not be on disk then: it must not be renamed into place).
+
+    A descriptor of its own: fsync flushes the inode's pages, whichever descriptor wrote them
+    (the writer's is closed, so that a chunk of staged files holds no descriptors meanwhile).
+    Run on many threads at once, the fsyncs share ext4's journal commits, where one after
+    another each waits for a commit of its own (benchmarks/README.md, "compact.py")."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise storage_error(path, "write", exc) from exc
 
 
 def _row_groups(meta: pq.FileMetaData, key: str, start: int | None, end: int | None) -> list[int]:
@@ -289,3 +312,74 @@ def move_aside(path: Path) -> Path | None:
         raise storage_error(path, "move aside unreadable file", exc) from exc
     fsync_dir(path.parent)
     return target
+
+
+class Staging:
+    """The one file of a staged merge (`SeriesIO.stage_in`) not yet fsynced nor renamed: each
+    write completes the one before it (fsync, rename) first."""
+
+    def __init__(self) -> None:
+        self.temp: Path | None = None
+        self.final: Path | None = None
+
+    def write(self, path: Path, table: pa.Table) -> None:
+        self.flush()
+        self.temp = write_temp(path, table, sync=False)
+        self.final = path
+
+    def flush(self) -> None:
+        """Complete the staged write (fsync, rename) before anything reads or lists the
+        series' files again."""
+        if self.temp is not None and self.final is not None:
+            temp, self.temp = self.temp, None
+            try:
+                sync_file(temp)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
+            replace_synced(temp, self.final, deferrable=True)
+
+    def discard(self) -> None:
+        if self.temp is not None:
+            with contextlib.suppress(OSError):
+                self.temp.unlink()
+            self.temp = None
+
+
+class StagedReplace:
+    """A staged merge (`SeriesIO.stage_in`) holding its series' lock: `temp` (if any) waits
+    for its fsync by the caller, then `commit()` renames it over `final` (the folder's fsync
+    deferrable, see `deferred_dir_syncs`); `abort()` removes it. Either releases the lock."""
+
+    def __init__(
+        self, rewritten: int, temp: Path | None, final: Path | None, release: Callable[[], None]
+    ) -> None:
+        self.rewritten = rewritten  # files written, this one included
+        self.temp = temp
+        self.final = final
+        self._release: Callable[[], None] | None = release
+
+    def commit(self) -> None:
+        """Rename the (fsynced) temp file into place; then release the lock."""
+        try:
+            if self.temp is not None and self.final is not None:
+                temp, self.temp = self.temp, None
+                replace_synced(temp, self.final, deferrable=True)
+        finally:
+            self._done()
+
+    def abort(self) -> None:
+        """Remove the temp file, leaving the old file in place; release the lock."""
+        try:
+            if self.temp is not None:
+                with contextlib.suppress(OSError):
+                    self.temp.unlink()
+                self.temp = None
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()

@@ -10,8 +10,9 @@ The precedence rule (one rule for compaction and for reads, DESIGN.md §4):
 
 A round takes the oldest journal files of a kind (a prefix in name order, bounded by files and
 rows so that its memory is bounded), merges each touched series into its partitions (each
-replaced atomically by `SeriesIO.merge_in`, its file fsynced before the rename), fsyncs the
-folders of all of them at once, and only then deletes those journal files. A crash at any
+replaced atomically: `SeriesIO.stage_in` writes the new file under a temp name, with the
+series locked; a chunk's temp files are then fsynced together, each before its own rename),
+fsyncs the folders of all of them at once, and only then deletes those journal files. A crash at any
 instant leaves the journal files in place, and the next round merges them again: harmless,
 because merging a row that is already in the partition changes nothing (the rule above), and
 because a round always takes a prefix, an older file is never merged over a newer one's rows.
@@ -25,15 +26,17 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 
-from okx_collector.fsutil import fsync_dir, fsync_dirs
+from okx_collector.fsutil import SYNC_THREADS, fsync_dir, fsync_dirs
 from okx_collector.store.arrow import BoolArray, int64s
 from okx_collector.store.atomic import (
     UnreadableFile,
@@ -41,6 +44,7 @@ from okx_collector.store.atomic import (
     make_dirs,
     read_parquet,
     storage_error,
+    sync_file,
 )
 from okx_collector.store.journal import (
     KINDS,
@@ -58,18 +62,32 @@ log = logging.getLogger(__name__)
 
 ROUND_FILES = 512  # journal files merged per round at most
 ROUND_ROWS = 400_000  # and rows read per round at most: bounded memory (see benchmarks/compact.py)
-WRITE_THREADS = 2  # partitions written at once (encoding and fsync release the GIL)
-# ... when the journal is drained (a writing command's start and clean stop: nothing of the
-# process competes for the interpreter then): 4,000 series in 6.2-6.5 s where 2 threads took
-# 7.0-8.4 s (the fsyncs of more files overlap the encoding); a background round keeps 2, so
-# that a live close still gets the interpreter lock quickly.
-DRAIN_THREADS = 4
+# Series merged at once (reading, merging and encoding release the GIL in part). Two, for a
+# drain too: the fsyncs and renames wait on threads of their own (`_commit`), so more merging
+# threads only contend for the interpreter on 2 cores (4,000 series: 7.1-10.6 s on 2, 7.9-12.9
+# s on 4; benchmarks/README.md, "compact.py"), and a background round leaves the live process
+# the interpreter lock.
+WRITE_THREADS = 2
 CHUNK_SERIES = 256  # series whose writes are queued at once (bounds a round's memory)
 LOCK_NAME = ".compact.lock"
 
-# What a round needs from the store: the partitions of a series, and their merge-write.
+
+class Staged(Protocol):
+    """A series merged but for its last file (`SeriesIO.stage_in`), its lock held: `temp`
+    waits for its fsync, then `commit()` renames it into place, or `abort()` removes it; both
+    release the lock."""
+
+    @property
+    def temp(self) -> Path | None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+# What a round needs from the store: the partitions of a series, and their staged merge.
 SeriesOf = Callable[[Kind, SeriesKey], Series]
-WritePartitions = Callable[[Series, pa.Table, BoolArray], int]
+WritePartitions = Callable[[Series, pa.Table, BoolArray], Staged]
 
 
 @dataclass
@@ -134,22 +152,33 @@ def compact_round(
     out, whole, spans = _collapsed(tables, kind)  # (empties `tables`)
     dirs: set[Path] = set()  # folders of the partitions replaced: fsynced at the end
 
-    def run(item: tuple[Series, pa.Table, BoolArray]) -> int:
+    def run(item: tuple[Series, pa.Table, BoolArray]) -> Staged:
         with deferred_dir_syncs(dirs):  # (set in the pool thread's own context)
             return write(*item)
 
-    with ThreadPoolExecutor(threads, thread_name_prefix="compact") as pool:
-        # In chunks: a round holds the slices and futures of one chunk of series, not of all
-        # of them (4,000 series at once held ~80 MB more; benchmarks/README.md, "compact.py").
-        for at in range(0, len(spans), chunk_series):
-            chunk = [
-                (series_of(kind, name), out.slice(lo, hi - lo), whole[lo:hi])
-                for name, lo, hi in spans[at : at + chunk_series]
-            ]
-            for _ in pool.map(run, chunk):
-                pass  # (re-raises the first failure: nothing is deleted then)
-    # Every partition's new file was fsynced before its rename; the renames are durable once
-    # their folders are, all fsynced here at once rather than one after each write.
+    with (
+        ThreadPoolExecutor(threads, thread_name_prefix="compact") as pool,
+        ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="fsync") as syncer,
+    ):
+        # In chunks: a round holds the slices, futures, locks and temp files of two chunks of
+        # series (one merged while the one before it is fsynced and renamed), not of all of
+        # them (4,000 series at once held ~80 MB more; benchmarks/README.md, "compact.py").
+        before: list[Future[Staged]] = []
+        try:
+            for at in range(0, len(spans), chunk_series):
+                chunk = [
+                    (series_of(kind, name), out.slice(lo, hi - lo), whole[lo:hi])
+                    for name, lo, hi in spans[at : at + chunk_series]
+                ]
+                merging = [pool.submit(run, item) for item in chunk]
+                done, before = before, merging
+                _commit(done, syncer, dirs)
+            done, before = before, []
+            _commit(done, syncer, dirs)
+        finally:
+            _abandon(before)  # (a failed chunk: the next one's locks and temp files)
+    # Every partition's new file was fsynced before its rename (`_commit`); the renames are
+    # durable once their folders are, all fsynced here at once rather than one after each.
     fsync_dirs(dirs)
     for path in taken:
         with contextlib.suppress(FileNotFoundError):
@@ -158,6 +187,44 @@ def compact_round(
     result.files = len(taken)
     result.series = len(spans)
     return result
+
+
+def _abandon(futures: list[Future[Staged]]) -> None:
+    """Wait for staged merges and abort every one that succeeded."""
+    for future in futures:
+        with contextlib.suppress(BaseException):
+            future.result().abort()
+
+
+def _commit(futures: list[Future[Staged]], syncer: ThreadPoolExecutor, dirs: set[Path]) -> None:
+    """Wait for a chunk's staged merges, then on `syncer`'s many threads fsync each temp file
+    and rename it into place, releasing its series (its folder added to `dirs`). If a merge
+    failed, nothing of the chunk is renamed: the temp files are removed, the locks released,
+    the failure raised."""
+    staged: list[Staged] = []
+    failure: BaseException | None = None
+    for future in futures:
+        try:
+            staged.append(future.result())
+        except BaseException as exc:  # (every future is waited for: each holds a lock)
+            failure = failure or exc
+    if failure is not None:
+        for one in staged:
+            one.abort()
+        raise failure
+
+    def finish(one: Staged) -> None:
+        try:
+            if one.temp is not None:
+                sync_file(one.temp)  # (before its rename: the name holds old or whole new)
+        except BaseException:
+            one.abort()
+            raise
+        with deferred_dir_syncs(dirs):  # (set in the pool thread's own context)
+            one.commit()
+
+    for _ in syncer.map(finish, staged):
+        pass  # (every one is run: each releases its lock, renamed or not)
 
 
 def _collapsed(
@@ -205,7 +272,6 @@ def compact_all(
                 one = compact_round(
                     data_dir, kind, series_of, write,
                     max_files=max_files or ROUND_FILES, max_rows=max_rows,
-                    threads=WRITE_THREADS if max_files is not None else DRAIN_THREADS,
                 )  # fmt: skip
                 total.files += one.files
                 total.rows += one.rows
@@ -266,8 +332,9 @@ class BackgroundCompactor:
             waited = waited + self._check_s if waiting else 0.0
             if waiting < self._min_files and (not waiting or waited < self._max_wait_s):
                 continue
+            started = time.perf_counter()
             try:
-                self._compact(ROUND_FILES)
+                done = self._compact(ROUND_FILES)
             except Exception as exc:  # a full disk: logged once, tried again next time
                 if self.failure is None or str(self.failure) != str(exc):
                     log.warning("background compaction failed (retried later): %s", exc)
@@ -276,3 +343,8 @@ class BackgroundCompactor:
             self.failure = None
             self.rounds += 1
             waited = 0.0
+            # (when it ran and for how long: a close's delay can be set against it)
+            log.info(
+                "background compaction: %d journal files, %d series in %.2f s",
+                done.files, done.series, time.perf_counter() - started,
+            )  # fmt: skip

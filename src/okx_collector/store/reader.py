@@ -7,7 +7,7 @@ import fcntl
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +90,19 @@ class SeriesReader:
         other's rows in a read-merge-write race. (`os.open`, not `Path.open`: a live close takes
         a thousand of these, and a buffered file object costs more than the lock itself.)
         """
-        with self._lock_for(series.directory):
+        release = self.hold(series)
+        try:
+            yield
+        finally:
+            release()
+
+    def hold(self, series: Series) -> Callable[[], None]:
+        """Take the lock of `locked` without a block: returns its release (callable once, from
+        any thread), for a compaction that keeps a chunk of series locked from their merge to
+        their renames."""
+        lock = self._lock_for(series.directory)
+        lock.acquire()
+        try:
             lock_path = series.lock_path
             flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
             try:
@@ -103,9 +115,20 @@ class SeriesReader:
                 raise storage_error(Path(lock_path), "open lock file", exc) from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
+            except BaseException:
+                os.close(fd)
+                raise
+        except BaseException:
+            lock.release()
+            raise
+
+        def release() -> None:
+            try:
                 os.close(fd)  # (closing the only descriptor releases the flock)
+            finally:
+                lock.release()
+
+        return release
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ partition files, and the start-up folding of files older versions left in other 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,14 @@ import pyarrow as pa
 
 from okx_collector.fsutil import fsync_dir
 from okx_collector.store.arrow import BoolArray, empty_table
-from okx_collector.store.atomic import FileSig, file_sig, storage_error, write_atomic
+from okx_collector.store.atomic import (
+    FileSig,
+    StagedReplace,
+    Staging,
+    file_sig,
+    storage_error,
+    write_atomic,
+)
 from okx_collector.store.layout import (
     Partition,
     Period,
@@ -57,53 +65,89 @@ class SeriesIO(SeriesReader):
         that is no longer the newest has its day files folded into its month file here, in the
         round that first sees the newer month, with the round's rows of that month merged in
         (one write: rows written to new day files before the fold would be left beside it)."""
+        with self.locked(series):
+            return self._merge(series, rows, whole, None)
+
+    def stage_in(self, series: Series, rows: pa.Table, whole: BoolArray) -> StagedReplace:
+        """`merge_in` in two steps, for a compaction round: the series' lock is taken and the
+        rows merged, except that the last file written waits as a temp file, not yet fsynced
+        nor renamed (`StagedReplace.temp`; in a live round that is the only file: the day's).
+        The caller fsyncs a chunk's temp files at once (`atomic.sync_files`: one journal
+        commit for many files, where each fsync in turn waited for one of its own), then
+        `commit()`s each (the rename; then the lock is released), or `abort()`s it. Until then
+        the old file is in place and the lock keeps every other writer of the series out."""
+        release = self.hold(series)
+        stage = Staging()
+        try:
+            rewritten = self._merge(series, rows, whole, stage)
+        except BaseException:
+            stage.discard()
+            release()
+            raise
+        return StagedReplace(rewritten, stage.temp, stage.final, release)
+
+    def _merge(
+        self, series: Series, rows: pa.Table, whole: BoolArray, stage: Staging | None
+    ) -> int:
+        """`merge_in`'s work, the caller holding the lock. With a `stage`, every write but the
+        last is completed (fsync, rename) before the next step reads or lists a file."""
         keys = key_array(rows, series.kind.key)
         rewritten = 0
-        with self.locked(series):
-            if series.kind.name == "candles" and keys.size:
-                self._note_first(series, int(keys[0]))
-            tiered: dict[Partition, list[Partition]] = {}  # month -> its day files
-            newest = None
-            if series.period is Period.MONTH:
-                newest, tiered = self._tiers(series, keys)
-            for part in _partitions(keys, series.period):
-                lo = int(np.searchsorted(keys, part.start, side="left"))
-                hi = int(np.searchsorted(keys, part.end, side="left"))
-                if part == newest:
-                    today = partition_of(self._newest[series.directory], Period.DAY)
-                    for day in _partitions(keys[lo:hi], Period.DAY):
-                        a = int(np.searchsorted(keys, day.start, side="left"))
-                        b = int(np.searchsorted(keys, day.end, side="left"))
-                        day_rows, day_whole = rows.slice(a, b - a), whole[a:b]
-                        if self._folded(series, part, day, today):
-                            # (rare: a revised candle of a folded day) into the month file, so
-                            # that no key is in two files and a glob of them stays exact
-                            rewritten += self._merge_part(series, part, day_rows, day_whole)
-                            continue
-                        rewritten += self._merge_day(series, part, day, day_rows, day_whole)
-                        tiered.setdefault(part, []).append(day)
-                elif part in tiered:  # a past month with day files: folded, the rows merged in
-                    days = tiered.pop(part)
-                    rewritten += fold_month(
-                        self, series, part, days, rows.slice(lo, hi - lo), whole[lo:hi]
-                    )
-                else:
-                    rewritten += self._merge_part(
-                        series, part, rows.slice(lo, hi - lo), whole[lo:hi]
-                    )
-            for month, days in sorted(tiered.items()):
-                if month != newest:  # (one series-month at a time: memory stays bounded)
-                    rewritten += fold_month(self, series, month, days)
-                else:
-                    rewritten += self._fold_finished(series, month, days)
+        flush = stage.flush if stage is not None else _nothing
+        if series.kind.name == "candles" and keys.size:
+            self._note_first(series, int(keys[0]))
+        tiered: dict[Partition, list[Partition]] = {}  # month -> its day files
+        newest = None
+        if series.period is Period.MONTH:
+            newest, tiered = self._tiers(series, keys)
+        for part in _partitions(keys, series.period):
+            flush()
+            lo = int(np.searchsorted(keys, part.start, side="left"))
+            hi = int(np.searchsorted(keys, part.end, side="left"))
+            if part == newest:
+                today = partition_of(self._newest[series.directory], Period.DAY)
+                for day in _partitions(keys[lo:hi], Period.DAY):
+                    flush()
+                    a = int(np.searchsorted(keys, day.start, side="left"))
+                    b = int(np.searchsorted(keys, day.end, side="left"))
+                    day_rows, day_whole = rows.slice(a, b - a), whole[a:b]
+                    if self._folded(series, part, day, today):
+                        # (rare: a revised candle of a folded day) into the month file, so
+                        # that no key is in two files and a glob of them stays exact
+                        rewritten += self._merge_part(series, part, day_rows, day_whole, stage)
+                        continue
+                    rewritten += self._merge_day(series, part, day, day_rows, day_whole, stage)
+                    tiered.setdefault(part, []).append(day)
+            elif part in tiered:  # a past month with day files: folded, the rows merged in
+                days = tiered.pop(part)
+                rewritten += fold_month(
+                    self, series, part, days, rows.slice(lo, hi - lo), whole[lo:hi]
+                )
+            else:
+                rewritten += self._merge_part(
+                    series, part, rows.slice(lo, hi - lo), whole[lo:hi], stage
+                )
+        for month, days in sorted(tiered.items()):
+            if month != newest:  # (one series-month at a time: memory stays bounded)
+                flush()
+                rewritten += fold_month(self, series, month, days)
+            else:
+                rewritten += self._fold_finished(series, month, days, flush)
         return rewritten
 
-    def _fold_finished(self, series: Series, month: Partition, days: list[Partition]) -> int:
+    def _fold_finished(
+        self,
+        series: Series,
+        month: Partition,
+        days: list[Partition],
+        flush: Callable[[], None] = lambda: None,
+    ) -> int:
         """Fold the newest month's finished days (before the newest key's day) into its month
         file once `FOLD_DAYS` of them wait: a read of the last year then opens the month file
         and at most `FOLD_DAYS` day files, not ~30 (~0.15 ms each), while the writer rewrites
         the month so far about 4 times a month per series (~+4 % of the bytes its rounds
-        write), not every round. The caller holds the lock."""
+        write), not every round. The caller holds the lock (and `flush`es a staged write
+        before the fold reads the day files)."""
         today = partition_of(self._newest[series.directory], Period.DAY)
         # (in listed order: a day before an older layout's hour files inside it, which win)
         finished = sorted(
@@ -111,20 +155,34 @@ class SeriesIO(SeriesReader):
         )
         if len(finished) < FOLD_DAYS:
             return 0
+        flush()
         return fold_month(self, series, month, finished)
 
-    def _merge_part(self, series: Series, part: Partition, rows: pa.Table, whole: BoolArray) -> int:
+    def _merge_part(
+        self,
+        series: Series,
+        part: Partition,
+        rows: pa.Table,
+        whole: BoolArray,
+        stage: Staging | None = None,
+    ) -> int:
         """Merge `rows` into the one file of `part`; returns the files rewritten (0 or 1)."""
         found = self.read_partition(series, part, locked=True)
         existing = empty_table(series.kind.schema) if found is None else found
         merged = merge_collapsed(existing, rows, whole, series.kind)
         if merged.num_rows == existing.num_rows and merged.equals(existing):
             return 0  # (merged before a crash: nothing to do)
-        write_atomic(series.path(part), merged.combine_chunks(), deferrable=True)
+        _write(series.path(part), merged.combine_chunks(), stage)
         return 1
 
     def _merge_day(
-        self, series: Series, month: Partition, day: Partition, rows: pa.Table, whole: BoolArray
+        self,
+        series: Series,
+        month: Partition,
+        day: Partition,
+        rows: pa.Table,
+        whole: BoolArray,
+        stage: Staging | None = None,
     ) -> int:
         """Merge `rows` into the day file `day` of a month kept in day files. The rows it is
         compared with are the day as read: the month file's rows of that day (a month file an
@@ -152,7 +210,7 @@ class SeriesIO(SeriesReader):
         merged = merge_collapsed(existing, rows, whole, series.kind)
         if merged.num_rows == existing.num_rows and merged.equals(existing):
             return 0  # (stored already, or merged before a crash: nothing to do)
-        write_atomic(series.path(day), merged.combine_chunks(), deferrable=True)
+        _write(series.path(day), merged.combine_chunks(), stage)
         return 1
 
     def _folded(self, series: Series, month: Partition, day: Partition, today: Partition) -> bool:
@@ -262,3 +320,15 @@ def _partitions(keys: npt.NDArray[np.int64], period: Period) -> list[Partition]:
         out.append(part)
         lo = int(np.searchsorted(keys, part.end, side="left"))
     return out
+
+
+def _nothing() -> None:
+    pass
+
+
+def _write(path: Path, table: pa.Table, stage: Staging | None) -> None:
+    """A partition's new content: replaced now (its folder's fsync deferrable), or staged."""
+    if stage is None:
+        write_atomic(path, table, deferrable=True)
+    else:
+        stage.write(path, table)

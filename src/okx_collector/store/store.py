@@ -179,7 +179,7 @@ class Store(DerivedStore):
         `max_files` files per kind); see `compact` for the precedence rule. A writing command
         runs it at start (finishing a crashed one), in the background and at a clean stop."""
         result = compact_all(
-            self.data_dir, self._series_for, self._io.merge_in, max_files=max_files
+            self.data_dir, self._series_for, self._io.stage_in, max_files=max_files
         )
         for path, reason in result.unreadable:
             self._io.note(RecoveryNote(path, "unreadable", reason))
