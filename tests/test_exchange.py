@@ -65,6 +65,9 @@ async def test_markets_keep_the_raw_fields_read_back(sim: Simulator) -> None:
         assert markets and all(set(m["info"]) <= set(MARKET_INFO_KEYS) for m in markets.values())
         # ... and the ones read back: ccxt's index candles and the index of a perpetual need its
         # instFamily; an instrument its listing time and state.
+        # One dict per market, found by symbol and by id.
+        assert ex.client.markets_by_id["BTC-USDT-SWAP"] == [markets["BTC/USDT:USDT"]]
+        assert ex.client.markets_by_id["BTC-USDT-SWAP"][0] is markets["BTC/USDT:USDT"]
         swap = markets["BTC/USDT:USDT"]["info"]
         assert swap["instFamily"] == "BTC-USDT" and swap["instId"] == "BTC-USDT-SWAP"
         inst = ex.resolve(["BTC/USDT:USDT"]).instruments[0]

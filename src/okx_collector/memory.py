@@ -8,9 +8,10 @@ how freed memory is kept (1,000 series, `benchmarks/live.py`; benchmarks/README.
   resident once freed; a fixed threshold maps them and unmaps them on free;
 - glibc gives each thread that meets a busy arena one of its own (up to 8 per core), each
   keeping its freed pages: the start-up reads, the compaction threads and the folder fsyncs left
-  several MB of free memory in arenas of threads that rarely run again. Two arenas: the event
-  loop's, and one that the worker threads share (their work is mostly done outside the
-  interpreter lock, so they need not wait on the loop's);
+  several MB of free memory in arenas of threads that rarely run again. One arena for all: the
+  start-up's reads of 1,000 series then leave 178 MB every time, where with two they left 178
+  or 182 MB depending on the thread that ran them (most of a thread's work happens under the
+  interpreter lock anyway, so the arena's lock adds little waiting);
 - Arrow's default pool (mimalloc) keeps freed pages of its own; with glibc's allocator Arrow's
   freed buffers are returned like the rest (the collector's Arrow buffers are small and short-
   lived: one close, one partition).
@@ -21,7 +22,6 @@ Each of these is a few MB; together they are what kept the collector above 200 M
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 import pyarrow as pa
@@ -34,14 +34,15 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, kept fixed
 TRIM_THRESHOLD = 128 * 1024  # free memory at the top of the heap beyond this is returned
-ARENA_MAX = 2
+ARENA_MAX = 1
 
 
 def _libc() -> ctypes.CDLL | None:
-    """glibc, or None elsewhere (musl, macOS): then the settings are skipped."""
-    name = ctypes.util.find_library("c")
+    """glibc, or None elsewhere (musl, macOS): then the settings are skipped. (The symbols the
+    process already has, not `ctypes.util.find_library`, which runs `ldconfig` in a child: a
+    fork of the whole collector.)"""
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
