@@ -68,6 +68,8 @@ async def test_markets_keep_the_raw_fields_read_back(sim: Simulator) -> None:
         # One dict per market, found by symbol and by id.
         assert ex.client.markets_by_id["BTC-USDT-SWAP"] == [markets["BTC/USDT:USDT"]]
         assert ex.client.markets_by_id["BTC-USDT-SWAP"][0] is markets["BTC/USDT:USDT"]
+        assert ex.client.baseCurrencies["BTC"] is ex.client.currencies["BTC"]
+        assert ex.client.quoteCurrencies["USDT"] is ex.client.currencies["USDT"]
         swap = markets["BTC/USDT:USDT"]["info"]
         assert swap["instFamily"] == "BTC-USDT" and swap["instId"] == "BTC-USDT-SWAP"
         inst = ex.resolve(["BTC/USDT:USDT"]).instruments[0]
