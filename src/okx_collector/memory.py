@@ -1,11 +1,8 @@
 """Allocator settings of a long-running command (`collect`), and giving freed pages back.
 
 A collector holds little data, yet its resident memory grew well past what it holds because of
-how freed memory is kept (1,000 series, `benchmarks/live.py`; benchmarks/README.md, "memory"):
+how freed memory is kept (1,000 series, `benchmarks/live.py`; benchmarks/README.md, "Memory"):
 
-- glibc raises its mmap threshold to the size of any large block freed (Parquet and Thrift
-  buffers of a few hundred KB), after which such buffers come from the heap and their pages stay
-  resident once freed; a fixed threshold maps them and unmaps them on free;
 - glibc gives each thread that meets a busy arena one of its own (up to 8 per core), each
   keeping its freed pages: the start-up reads, the compaction threads and the folder fsyncs left
   several MB of free memory in arenas of threads that rarely run again. One arena for all: the
@@ -14,9 +11,12 @@ how freed memory is kept (1,000 series, `benchmarks/live.py`; benchmarks/README.
   interpreter lock anyway, so the arena's lock adds little waiting);
 - Arrow's default pool (mimalloc) keeps freed pages of its own; with glibc's allocator Arrow's
   freed buffers are returned like the rest (the collector's Arrow buffers are small and short-
-  lived: one close, one partition).
+  lived: one close, one partition);
+- what the start-up freed stays resident until `malloc_trim` returns it.
 
-Each of these is a few MB; together they are what kept the collector above 200 MB.
+Each of these is a few MB. (Fixed mmap and trim thresholds were tried too: no less memory at
+4,000 series, and a close's p99 0.57-0.59 s where it was 0.26-0.31 s: each large buffer then
+costs an mmap, its page faults and an munmap.)
 """
 
 from __future__ import annotations
@@ -28,12 +28,7 @@ import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-# mallopt(3) parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, kept fixed
-TRIM_THRESHOLD = 128 * 1024  # free memory at the top of the heap beyond this is returned
+_M_ARENA_MAX = -8  # mallopt(3) parameter (malloc.h)
 ARENA_MAX = 1
 
 
@@ -52,14 +47,8 @@ def tune_for_long_run() -> None:
     """Set the allocators for a long-running command. Call before its first thread starts
     (an arena limit applies to threads created after it)."""
     libc = _libc()
-    if libc is not None:
-        for param, value in (
-            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-            (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-            (_M_ARENA_MAX, ARENA_MAX),
-        ):
-            if not libc.mallopt(param, value):
-                log.debug("mallopt(%d, %d) refused", param, value)
+    if libc is not None and not libc.mallopt(_M_ARENA_MAX, ARENA_MAX):
+        log.debug("mallopt(M_ARENA_MAX, %d) refused", ARENA_MAX)
     pa.set_memory_pool(pa.system_memory_pool())
 
 
