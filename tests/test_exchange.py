@@ -18,6 +18,7 @@ from okx_collector.exchange import OkxExchange
 from okx_collector.instruments import Instrument
 from okx_collector.models import Candle, FundingObservation, RawCandle
 from okx_collector.okx_answers import classify
+from okx_collector.okx_ws import MARKET_INFO_KEYS
 from okx_collector.simulator import Simulator
 from okx_collector.timeframes import DAY_MS, Timeframe
 
@@ -53,6 +54,28 @@ async def test_resolve_symbols_and_funding_targets(sim: Simulator) -> None:
         assert resolution.gone == ["GONE-USDT", "GONE-USDT-SWAP"]
         with pytest.raises(BadInput, match=r"none of the configured symbols"):
             ex.resolve(["GONE/USDT"], {"GONE-USDT"})
+    finally:
+        await ex.close()
+
+
+async def test_markets_keep_the_raw_fields_read_back(sim: Simulator) -> None:
+    ex = await connected(sim)
+    try:
+        markets = ex.client.markets
+        assert markets and all(set(m["info"]) <= set(MARKET_INFO_KEYS) for m in markets.values())
+        # ... and the ones read back: ccxt's index candles and the index of a perpetual need its
+        # instFamily; an instrument its listing time and state.
+        # One dict per market, found by symbol and by id.
+        assert ex.client.markets_by_id["BTC-USDT-SWAP"] == [markets["BTC/USDT:USDT"]]
+        assert ex.client.markets_by_id["BTC-USDT-SWAP"][0] is markets["BTC/USDT:USDT"]
+        assert ex.client.baseCurrencies["BTC"] is ex.client.currencies["BTC"]
+        assert ex.client.quoteCurrencies["USDT"] is ex.client.currencies["USDT"]
+        swap = markets["BTC/USDT:USDT"]["info"]
+        assert swap["instFamily"] == "BTC-USDT" and swap["instId"] == "BTC-USDT-SWAP"
+        inst = ex.resolve(["BTC/USDT:USDT"]).instruments[0]
+        listed = sim.market.instrument("BTC-USDT-SWAP").list_time
+        assert listed and inst.list_time == listed and inst.live
+        assert await ex.client.fetch_ohlcv("BTC/USDT:USDT", "1m", params={"price": "index"})
     finally:
         await ex.close()
 

@@ -4,8 +4,15 @@ Importing the CLI (ccxt, pyarrow) takes about a second; a Ctrl-C in that window 
 with one line, not a traceback, so the import itself sits inside the guard.
 """
 
+import os
 import signal
 import sys
+
+# Read by Arrow's bundled mimalloc when pyarrow loads (the CLI import below), so set here: its
+# arena otherwise commits 4 MB up front, resident in every command for the process's life,
+# although the collector allocates its Arrow buffers elsewhere (okx_collector.memory). Memory is
+# then committed as it is used. The environment still wins.
+os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
 
 
 def _stop_before_start(signum: int, frame: object) -> None:

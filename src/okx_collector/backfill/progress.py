@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import (
-    Progress as RichProgress,
-)
+if TYPE_CHECKING:
+    # rich is imported where bars are drawn, not here: `collect` imports this module (for its
+    # log lines) and never draws bars, and rich's modules are 2.3 MB of a live job's memory.
+    from rich.console import Console
+    from rich.progress import TaskID
 
 log = logging.getLogger("okx_collector.backfill")
 
@@ -82,6 +76,10 @@ class BarsProgress:
     """Rich progress bars: one per series and a total, with candles/s and ETA."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
         self._bars = RichProgress(
             TextColumn("{task.description:<24}"),
             BarColumn(),
@@ -118,5 +116,7 @@ class BarsProgress:
 
 def make_progress(console: Console | None = None) -> Progress:
     """Bars when stderr is a terminal, log lines otherwise."""
+    from rich.console import Console
+
     console = console or Console(stderr=True)
     return BarsProgress(console) if console.is_terminal else LogProgress()

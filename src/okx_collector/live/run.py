@@ -19,6 +19,7 @@ from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.derived import DerivedLive
 from okx_collector.live.lifecycle import REFRESH_SECONDS
 from okx_collector.localclock import REAL_CLOCK, LocalClock
+from okx_collector.memory import give_back, tune_for_long_run
 from okx_collector.ops import Ops
 from okx_collector.ops.notify import Notifier
 from okx_collector.retry import BackoffFactory, backoff_delays
@@ -144,6 +145,9 @@ async def _collect(
             # 2,000 instruments, a stall that lands on the candle-close write burst.
             gc.collect()
             gc.freeze()
+            # The start-up's reads of every series and the instrument list freed more than
+            # they keep (memory.py).
+            give_back()
             log.info(
                 "collecting %d series and %d funding streams in %s mode into %s",
                 len(series), len(session.funding), mode, settings.data_dir,
@@ -242,6 +246,7 @@ async def _main(settings: Settings) -> None:
 
 
 def run_collect(settings: Settings) -> None:
+    tune_for_long_run()  # before any thread starts
     with data_dir_lock(settings.data_dir):
         try:
             asyncio.run(_main(settings))
