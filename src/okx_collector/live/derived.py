@@ -65,6 +65,9 @@ OI_SETTLE_REAL_S = 0.5
 OI_PUSHES_KEPT = 256  # recent pushes per perpetual: 12 min of 3 s steps, enough for every close
 POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over REST
 TICK_S = 0.01  # real seconds between checks: a close is seen (and OI asked) within a 3 s step
+# Without open interest nothing is due at a close: the loop only polls and joins new series, and
+# checking 100 times a second cost 3.5% of a core at 1,000 perpetuals.
+IDLE_TICK_S = 0.2
 
 PriceSeries = tuple[PriceKind, Instrument, str, Timeframe]  # (kind, instrument, series id, tf)
 
@@ -299,7 +302,7 @@ class DerivedLive(OpenInterestCloses):
             if self.local.monotonic() - last_poll >= self.poll_interval:
                 last_poll = self.local.monotonic()
                 await self._poll(now, stop)
-            await self.local.sleep(TICK_S)
+            await self.local.sleep(TICK_S if self.oi_perps else IDLE_TICK_S)
 
     def _stored(self, key: tuple[str, str, str], ts: int) -> None:
         last = self.last.get(key)
