@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -192,3 +193,43 @@ def test_a_burst_arriving_over_the_gather_window_is_one_batch(tmp_path: Path) ->
 
     asyncio.run(run())
     assert len(list_journal(tmp_path, "candles")) == 1
+
+
+class MeetingStore(Store):
+    """A store whose trade and mark writes each wait until the other has begun: it finishes
+    only when the writer writes a batch's kinds side by side."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.candles_began = threading.Event()
+        self.marks_began = threading.Event()
+
+    def write_candles_many(self, items):  # type: ignore[no-untyped-def]
+        self.candles_began.set()
+        assert self.marks_began.wait(10), "the mark write did not start beside the trade write"
+        return super().write_candles_many(items)
+
+    def write_price_candles_many(self, price, items):  # type: ignore[no-untyped-def]
+        self.marks_began.set()
+        assert self.candles_began.wait(10), "the trade write did not start beside the mark write"
+        return super().write_price_candles_many(price, items)
+
+
+def test_a_batch_writes_its_kinds_side_by_side(tmp_path: Path) -> None:
+    """A close of trade and mark candles waits for one fsync, not one per kind."""
+    store = MeetingStore(tmp_path)
+
+    async def run() -> Writer:
+        writer = Writer(store, now=lambda: T0 + 2 * M1.ms)
+        task = asyncio.create_task(writer.run())
+        assert writer.offer(Item("candles", "BTC-USDT-SWAP", M1, [candle(T0 + M1.ms, 1.0)]))
+        assert writer.offer(Item("mark_candles", "BTC-USDT-SWAP", M1, [price(T0 + M1.ms, 2.0)]))
+        await writer.stop()
+        await task
+        return writer
+
+    writer = asyncio.run(run())
+    assert writer.stats.writes == 2 and writer.failure is None
+    marks = store.read_price_candles("mark", "BTC-USDT-SWAP", M1)
+    assert marks.column("close").to_pylist() == [2.0]
+    assert store.last_candle_ts("BTC-USDT-SWAP", M1) == T0 + M1.ms
