@@ -297,16 +297,6 @@ class JournalReader:
                     self._held -= old.nbytes
         return series
 
-    def forget(self, paths: list[Path]) -> None:
-        """Drop deleted files from the cache and the index (a compaction merged them)."""
-        with self._lock:
-            for path in paths:
-                for index in self._index.values():
-                    index.drop(path)
-                old = self._cache.pop(path, None)
-                if old is not None:
-                    self._held -= old.nbytes
-
     def _indexed(self, kind: Kind, files: list[Path]) -> tuple[_KindIndex, bool]:
         """The index of `kind` covering `files` (decoding those not seen yet), and whether one
         of them is gone (a compaction merged it)."""
