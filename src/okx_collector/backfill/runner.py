@@ -28,7 +28,8 @@ from okx_collector.backfill.progress import Progress
 from okx_collector.errors import InstrumentGone
 from okx_collector.instruments import Instrument
 from okx_collector.localclock import REAL_CLOCK, LocalClock
-from okx_collector.models import Candle, FundingRate, RawCandle, Source, closed_candles
+from okx_collector.models import Candle, FundingRate, closed_candles
+from okx_collector.ports import CandleHistory, FundingHistory
 from okx_collector.retry import BackoffFactory, backoff_delays, with_retries
 from okx_collector.store.lifecycle import record_delisted
 from okx_collector.timeframes import Timeframe
@@ -46,28 +47,13 @@ FLUSH_ROWS = 20_000  # write a series' batch once it holds this many candles...
 FLUSH_SECONDS = 2.0  # ...or once it is this old
 
 
-class BackfillExchange(Protocol):
+class BackfillExchange(CandleHistory, FundingHistory, Protocol):
     """The exchange calls a backfill makes (`exchange.OkxExchange` has them)."""
 
     @property
     def requests(self) -> int: ...  # REST requests sent so far, for the report
 
-    async def fetch_candles(
-        self,
-        inst: Instrument,
-        tf: Timeframe,
-        start: int,
-        end: int,
-        *,
-        recent: bool,
-        source: Source,
-    ) -> list[RawCandle]: ...
-
     async def newest_open_before(self, inst: Instrument, tf: Timeframe, ts: int) -> int | None: ...
-
-    async def fetch_funding_history(
-        self, inst: Instrument, start: int, end: int, source: Source = "backfill"
-    ) -> list[FundingRate]: ...
 
 
 class BackfillStore(Protocol):

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from okx_collector.instruments import Instrument
-from okx_collector.models import Candle, FundingObservation, FundingRate, RawCandle, Source
+from okx_collector.models import Candle, FundingObservation, Source
+from okx_collector.ports import CandleHistory, FundingHistory
 from okx_collector.timeframes import Timeframe
 
 # The exchange layer's websocket sinks (called on the event loop by its message handler).
@@ -26,7 +27,7 @@ class RowCounter(Protocol):
     count: int
 
 
-class FundingExchange(Protocol):
+class FundingExchange(FundingHistory, Protocol):
     """The calls `live.funding.FundingTracker` makes."""
 
     async def watch_funding(self, insts: Sequence[Instrument]) -> None: ...
@@ -37,12 +38,8 @@ class FundingExchange(Protocol):
         self, inst: Instrument, source: Source = "poll"
     ) -> FundingObservation: ...
 
-    async def fetch_funding_history(
-        self, inst: Instrument, start: int, end: int, source: Source = "backfill"
-    ) -> list[FundingRate]: ...
 
-
-class LiveExchange(FundingExchange, Protocol):
+class LiveExchange(FundingExchange, CandleHistory, Protocol):
     """The calls `live.collector.Collector` (and its membership mixin) makes."""
 
     @property
@@ -69,14 +66,3 @@ class LiveExchange(FundingExchange, Protocol):
     ) -> None: ...
 
     def candle_connection(self) -> object | None: ...
-
-    async def fetch_candles(
-        self,
-        inst: Instrument,
-        tf: Timeframe,
-        start: int,
-        end: int,
-        *,
-        recent: bool,
-        source: Source,
-    ) -> list[RawCandle]: ...
