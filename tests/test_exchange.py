@@ -174,6 +174,49 @@ async def test_websocket_confirm_flag_is_recovered() -> None:
         assert funding[0][0] == "BTC-USDT-SWAP"
 
 
+async def test_ccxt_parses_only_the_pushes_a_watch_waits_for() -> None:
+    """Every push reaches the sink; ccxt's own parse (and cache) only sees the pushes of a series
+    a watch call waits for: after the batch's first watch, the one series watched."""
+    async with Simulator(seed=3, speed=60.0, rate_limit_scale=0, push_interval=0.05) as sim:
+        ex = await connected(sim)
+        seen: dict[str, set[int]] = {"BTC-USDT": set(), "ETH-USDT": set()}
+        ex.attach_sinks(
+            lambda i, t, ts, final: seen[i].add(ts),
+            lambda i, o: None,
+            lambda channel, i, msg: None,
+            lambda i, t, raw: None,
+        )
+        btc, eth = ex.resolve(["BTC/USDT", "ETH/USDT"]).instruments
+        tf = Timeframe.parse("1m")
+        returns = 0
+
+        async def watch() -> None:
+            nonlocal returns
+            await ex.watch_candles([(btc, tf), (eth, tf)])  # subscribes both
+            while True:
+                await ex.watch_candles([(btc, tf)])
+                returns += 1
+
+        task = asyncio.create_task(watch())
+        try:
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if len(seen["ETH-USDT"]) >= 5 and returns >= 4:
+                    break
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await ex.close()
+        assert returns >= 4  # the watched series' watch keeps returning
+        assert len(seen["ETH-USDT"]) >= 5  # the other series' candles all reach the sink
+        cached = ex._ws.ohlcvs
+        # ccxt follows the watched series (a push between two watch calls may pass it by) ...
+        assert cached["BTC/USDT"]["1m"][-1][0] >= sorted(seen["BTC-USDT"])[-2]
+        # ... and saw the other's pushes only until the batch's first watch returned.
+        eth = cached.get("ETH/USDT", {}).get("1m")
+        assert eth is None or eth[-1][0] <= sorted(seen["ETH-USDT"])[1]
+
+
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [

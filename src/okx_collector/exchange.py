@@ -393,7 +393,6 @@ class OkxExchange:
             self._forget_subscriptions(channel, inst_id)
             on_refused(channel, inst_id, message)
 
-        ws.fed = {}
         ws.candle_sink = candle_frame
         ws.funding_sink = funding_frame
         ws.refusal_sink = refused

@@ -23,7 +23,6 @@ reload of the instrument list.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -37,7 +36,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ccxt_pro = None
     WS_IMPORT_ERROR = str(exc)
 
-FEED_EVERY_S = 1.0  # ccxt parses an in-progress push of a series at most this often
 # OKX error codes whose message names the refused channel and instrument (OKX.md §7).
 REFUSAL_CODES = frozenset({"60018"})
 _REFUSED = re.compile(r"channel:\s*([\w-]+)\s*,\s*instId:\s*([\w-]+)")
@@ -68,6 +66,27 @@ def _is_candle_data(message: object) -> bool:
     arg = message.get("arg")
     channel = arg.get("channel") if isinstance(arg, dict) else None
     return isinstance(channel, str) and channel.startswith("candle")
+
+
+def awaited(client: Any, markets_by_id: dict[str, Any] | None, message: dict[str, Any]) -> bool:
+    """Whether a watch call waits for this candle push (only then must ccxt parse it). The sink
+    has the row; ccxt's parse and cache of it serve only to resolve watch calls, which the
+    collector makes to see connection changes: once a batch is subscribed, it watches one series
+    of it. So ccxt parses the pushes of about one series in a hundred, not every push: at a
+    candle close, when thousands of confirmed rows arrive together, the interpreter is left to
+    them and to the writer. The keys are ccxt's message hashes (ccxt.pro okx `handle_ohlcv`:
+    `channel:instId` for `watch_ohlcv`, `multi:channel:symbol` for `watch_ohlcv_for_symbols`)."""
+    futures = client.futures
+    if not futures:
+        return False
+    arg = message.get("arg") or {}
+    channel, inst_id = str(arg.get("channel")), str(arg.get("instId"))
+    if f"{channel}:{inst_id}" in futures:
+        return True
+    listed = markets_by_id.get(inst_id) if markets_by_id else None
+    if not listed:
+        return False
+    return f"multi:{channel}:{listed[0]['symbol']}" in futures
 
 
 class RestObserver(Protocol):
@@ -202,7 +221,6 @@ def make_ws_class() -> Any:
         funding_sink: Callable[[dict[str, Any]], None] | None = None
         refusal_sink: RefusalSink | None = None
         derived_sink: Callable[[dict[str, Any]], None] | None = None
-        fed: dict[tuple[str, str], float]  # (channel, instId) -> last fed to ccxt; attach_sinks
 
         def handle_message(self, client: Any, message: Any) -> Any:
             if _is_candle_data(message):
@@ -225,24 +243,9 @@ def make_ws_class() -> Any:
         def handle_ohlcv(self, client: Any, message: dict[str, Any]) -> Any:
             if self.candle_sink is not None:
                 self.candle_sink(message)
-                if not self._feed_ccxt(message):
+                if not awaited(client, self.markets_by_id, message):
                     return None
             return super().handle_ohlcv(client, message)
-
-        def _feed_ccxt(self, message: dict[str, Any]) -> bool:
-            """Whether ccxt should parse this push too. The sink has the row; ccxt's parse and
-            cache of it are work nobody reads, needed only to resolve the watch calls (which
-            surface connection changes). So ccxt gets a push at most every FEED_EVERY_S per
-            series: at OKX's cadence of 2-8 pushes a second this halves to eighths ccxt's share
-            of the collector's CPU, and at a candle close, when a thousand confirmed rows arrive
-            together, ccxt does not parse them while the writer needs the interpreter."""
-            arg = message.get("arg") or {}
-            key = (str(arg.get("channel")), str(arg.get("instId")))
-            now = time.monotonic()
-            if now - self.fed.get(key, -FEED_EVERY_S) < FEED_EVERY_S:
-                return False
-            self.fed[key] = now
-            return True
 
         def handle_funding_rate(self, client: Any, message: dict[str, Any]) -> Any:
             if self.funding_sink is not None:
