@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
+from okx_collector.ccxt_lean import WS_IMPORT_ERROR
 from okx_collector.errors import (
     EnvironmentProblem,
     ExchangeUnavailable,
@@ -37,7 +38,6 @@ from okx_collector.models import (
 )
 from okx_collector.okx_answers import BadRows, classified, okx_data
 from okx_collector.okx_ws import (
-    WS_IMPORT_ERROR,
     OkxRest,
     RefusalSink,
     RestObserver,

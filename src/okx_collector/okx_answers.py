@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import ccxt.async_support as ccxt_async
-
+from okx_collector.ccxt_lean import ccxt_async
 from okx_collector.errors import (
     ExchangeError,
     ExchangeMaintenance,

@@ -26,15 +26,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import ccxt.async_support as ccxt_async
-
-try:  # ccxt.pro ships with ccxt >= 4, but a trimmed install may lack it (or its websocket deps).
-    import ccxt.pro as ccxt_pro
-
-    WS_IMPORT_ERROR: str | None = None
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    ccxt_pro = None
-    WS_IMPORT_ERROR = str(exc)
+from okx_collector.ccxt_lean import ccxt_async, ccxt_pro
 
 # OKX error codes whose message names the refused channel and instrument (OKX.md §7).
 REFUSAL_CODES = frozenset({"60018"})
