@@ -2,9 +2,9 @@
 
 Producers (websocket sinks, REST catch-ups, funding, mark/index candles, open interest) never
 touch files. The writer takes whatever is queued (after letting a close's burst finish arriving)
-and stores it with one store call per kind, on one thread of its own: every candle of the batch,
-all series, goes into one fsynced journal file (a few ms for a thousand series), so a closed
-candle is on disk milliseconds after it is known closed. Batches are written one at a time, in
+and stores it with one store call per kind, the kinds side by side on the writer's threads: every
+candle of the batch, all series, goes into one fsynced journal file (a few ms for a thousand
+series), so a closed candle is on disk milliseconds after it is known closed. Batches are written one at a time, in
 queue order, so that a later value of a candle is journaled after the earlier one (the store's
 precedence rule: the newer journal file wins).
 Compaction into the per-series partitions runs elsewhere (`store.compact`), off this path.
@@ -13,7 +13,6 @@ Compaction into the per-series partitions runs elsewhere (`store.compact`), off 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import defaultdict
@@ -198,41 +197,37 @@ class Writer:
         by_kind: dict[Kind, list[tuple[str, Timeframe | None, list[Any]]]] = defaultdict(list)
         for (kind, inst_id, _), items in groups.items():
             by_kind[kind].append((inst_id, items[0].tf, [row for i in items for row in i.rows]))
-        try:
-            async with asyncio.TaskGroup() as group:
-                for kind in KIND_ORDER:
-                    series = by_kind.get(kind)
-                    if series:
-                        group.create_task(self._write_kind(kind, series))
-        except ExceptionGroup as failed:  # the store's own error (a full disk), as one write's
-            raise failed.exceptions[0] from None
+        # Every kind's write is handed to its thread here, in one go: a task per kind would need
+        # a turn of the loop each to start, and the loop waits for the interpreter lock while
+        # the first kind's thread builds its table.
+        loop = asyncio.get_running_loop()
+        kinds = [kind for kind in KIND_ORDER if kind in by_kind]
+        writes = [
+            loop.run_in_executor(self._pool, self._store_kind, kind, by_kind[kind])
+            for kind in kinds
+        ]
+        results = await asyncio.gather(*writes, return_exceptions=True)  # all end, then raise
+        for kind, result in zip(kinds, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result  # the store's own error (a full disk), as one write's
+            self._record(result)
+            if kind == "candles":  # each delay measured once it is durable
+                for _, tf, candle_rows in by_kind[kind]:
+                    self._record_delays(candle_rows, _tf(tf))
 
-    async def _write_kind(
-        self, kind: Kind, series: list[tuple[str, Timeframe | None, list[Any]]]
-    ) -> None:
-        """One kind's rows of a batch, as one journal file."""
+    def _store_kind(self, kind: Kind, series: list[tuple[str, Timeframe | None, list[Any]]]) -> int:
+        """One kind's rows of a batch as one journal file, on that kind's thread."""
+        store = self.store
         if kind == "candles":
-            candles = [(i, _tf(tf), rows) for i, tf, rows in series]
-            self._record(await self._on(self.store.write_candles_many, candles))
-            for _, tf, candle_rows in candles:  # each delay measured once it is durable
-                self._record_delays(candle_rows, tf)
-        elif kind == "funding":
-            funding = [(i, rows) for i, _, rows in series]
-            self._record(await self._on(self.store.write_funding_many, funding))
-        elif kind == "funding_live":
-            live = [(i, rows) for i, _, rows in series]
-            self._record(await self._on(self.store.write_funding_live_many, live))
-        elif kind == "open_interest":
-            oi = [(i, _tf(tf), rows) for i, tf, rows in series]
-            self._record(await self._on(self.store.write_open_interest_many, oi))
-        else:
-            prices = [(i, _tf(tf), rows) for i, tf, rows in series]
-            write = functools.partial(self.store.write_price_candles_many, _PRICE[kind])
-            self._record(await self._on(write, prices))
-
-    async def _on(self, fn: Callable[[list[Any]], int], items: list[Any]) -> int:
-        """`fn(items)` on the writer's own thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, items)
+            return store.write_candles_many([(i, _tf(tf), rows) for i, tf, rows in series])
+        if kind == "funding":
+            return store.write_funding_many([(i, rows) for i, _, rows in series])
+        if kind == "funding_live":
+            return store.write_funding_live_many([(i, rows) for i, _, rows in series])
+        if kind == "open_interest":
+            return store.write_open_interest_many([(i, _tf(tf), rows) for i, tf, rows in series])
+        prices = [(i, _tf(tf), rows) for i, tf, rows in series]
+        return store.write_price_candles_many(_PRICE[kind], prices)
 
     def _record(self, written: int) -> None:
         self.stats.rows_written += written
