@@ -74,6 +74,7 @@ from okx_collector.models import Candle, OpenInterest, PriceCandle
 from okx_collector.simulator import DerivedMarket, Market
 from okx_collector.store import Store
 from okx_collector.store.layout import Period, partition_of
+from okx_collector.store.meta import record_first
 from okx_collector.store.schema import (
     INDEX_CANDLES,
     MARK_CANDLES,
@@ -288,6 +289,7 @@ class Seed:
             for directory, table in self._tables(store, i, first, end):
                 directory.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, directory / day.filename)
+                record_first(directory, table.column("ts")[0].as_py())  # as a compaction does
 
     def _tables(self, store: Store, i: int, first: int, end: int) -> list[tuple[Path, pa.Table]]:
         """(folder, rows) of series number `i`'s kinds, candles opening in [first, end)."""
