@@ -75,6 +75,36 @@ def point_noise(row_salts: U64, t: I64, octave: int) -> F64:
     return left + (right - left) * blend[None, :]
 
 
+def _factor(kind: PriceKind, dev_salts: U64, t: I64, scattered: bool = False) -> F64:
+    """exp(deviation) of each row (salt) at minutes `t` (contiguous, or `scattered` points)."""
+    amp = _DEVIATION[kind]
+    fn = point_noise if scattered else value_noise
+    dev = fn(sub_salts(dev_salts, 0), t, 2) * amp
+    dev += fn(sub_salts(dev_salts, 1), t, 7) * (0.6 * amp)
+    factor: F64 = np.exp(dev)
+    return factor
+
+
+def _price_minutes(
+    kind: PriceKind, params: PathParams, dev_salts: U64, first_minute: int, count: int
+) -> I64:
+    """1m candles of each row from minute `first_minute` on: shape (rows, 4, count), o, h, l, c
+    (ticks). Element-wise throughout, so a row's values do not depend on the other rows."""
+    m = minute_bars(params, first_minute, count)
+    t = np.arange(first_minute, first_minute + count + 1, dtype=np.int64)
+    factor = _factor(kind, dev_salts, t)
+    # The path's close of minute i is its open of minute i + 1, and both take factor[i + 1]:
+    # closes chain into opens as for trade candles.
+    o = np.rint(m.open * factor[:, :-1]).astype(np.int64)
+    c = np.rint(m.close * factor[:, 1:]).astype(np.int64)
+    up = m.high - np.maximum(m.open, m.close)
+    down = np.minimum(m.open, m.close) - m.low
+    wick = _WICK[kind]
+    h = np.maximum(o, c) + np.rint(up * wick).astype(np.int64)
+    low = np.maximum(np.minimum(o, c) - np.rint(down * wick).astype(np.int64), 1)
+    return np.stack([o, h, low, c], axis=1)
+
+
 class PriceModel:
     """Mark-price candles of one perpetual, or index candles of one index."""
 
@@ -84,39 +114,20 @@ class PriceModel:
         self._dev = salts([derive_salt(seed, kind, "deviation", key)])
         self._live: OrderedDict[tuple[str, int], PriceLive] = OrderedDict()
 
-    def _factor(self, t: I64, scattered: bool = False) -> F64:
-        """exp(deviation) at minutes `t` (contiguous, or `scattered` points)."""
-        amp = _DEVIATION[self.kind]
-        fn = point_noise if scattered else value_noise
-        dev = fn(sub_salts(self._dev, 0), t, 2) * amp
-        dev += fn(sub_salts(self._dev, 1), t, 7) * (0.6 * amp)
-        factor: F64 = np.exp(dev[0])
-        return factor
-
     def opens(self, minutes: Sequence[int]) -> list[int]:
         """The open in ticks of each 1m candle (= the price at that minute's first instant)."""
         t = np.asarray(minutes, dtype=np.int64)
         if len(t) == 0:
             return []
         path = price_ticks(self._params, t)[0]
-        out: list[int] = np.rint(path * self._factor(t, scattered=True)).astype(np.int64).tolist()
+        factor = _factor(self.kind, self._dev, t, scattered=True)[0]
+        out: list[int] = np.rint(path * factor).astype(np.int64).tolist()
         return out
 
     def minutes(self, first_minute: int, count: int) -> I64:
         """1m candles from minute `first_minute` on: shape (4, count), rows o, h, l, c (ticks)."""
-        m = minute_bars(self._params, first_minute, count)
-        t = np.arange(first_minute, first_minute + count + 1, dtype=np.int64)
-        factor = self._factor(t)
-        # The path's close of minute i is its open of minute i + 1, and both take factor[i + 1]:
-        # closes chain into opens as for trade candles.
-        o = np.rint(m.open[0] * factor[:-1]).astype(np.int64)
-        c = np.rint(m.close[0] * factor[1:]).astype(np.int64)
-        up = m.high[0] - np.maximum(m.open[0], m.close[0])
-        down = np.minimum(m.open[0], m.close[0]) - m.low[0]
-        wick = _WICK[self.kind]
-        h = np.maximum(o, c) + np.rint(up * wick).astype(np.int64)
-        low = np.maximum(np.minimum(o, c) - np.rint(down * wick).astype(np.int64), 1)
-        return np.stack([o, h, low, c])
+        one: I64 = _price_minutes(self.kind, self._params, self._dev, first_minute, count)[0]
+        return one
 
     def closed_raw(self, bar: Bar, first_open: int, count: int) -> list[RawPrice]:
         """`count` consecutive candles from `first_open` (a bar boundary), ascending."""
@@ -141,16 +152,18 @@ class PriceModel:
 
     def live(self, bar: Bar, open_ts: int) -> PriceLive:
         """The candle of `bar` opening at `open_ts`, at any instant of its period."""
-        key = (bar.name, open_ts)
+        return price_lives([(self, bar, open_ts)])[0]
+
+    def _cached(self, key: tuple[str, int]) -> PriceLive | None:
         found = self._live.get(key)
-        if found is None:
-            found = PriceLive(open_ts, self.minutes(open_ts // MINUTE_MS, bar.minutes))
-            self._live[key] = found
-            while len(self._live) > _LIVE_CACHE:
-                self._live.popitem(last=False)
-        else:
+        if found is not None:
             self._live.move_to_end(key)
         return found
+
+    def _keep(self, key: tuple[str, int], live: PriceLive) -> None:
+        self._live[key] = live
+        while len(self._live) > _LIVE_CACHE:
+            self._live.popitem(last=False)
 
     def price_at(self, ts: int) -> int:
         """The price in ticks at instant `ts` (the in-progress 1m candle's close)."""
@@ -168,12 +181,14 @@ class PriceLive:
 
     __slots__ = ("_high", "_low", "_m", "close_ts", "open_ts")
 
-    def __init__(self, open_ts: int, minutes: I64) -> None:
+    def __init__(self, open_ts: int, minutes: I64, high: I64, low: I64) -> None:
+        """`minutes`: shape (4, n), o, h, l, c of the candle's n 1m bars; `high`, `low` the
+        running maximum of their highs and minimum of their lows."""
         self.open_ts = open_ts
         self.close_ts: int = open_ts + minutes.shape[1] * MINUTE_MS
         self._m = minutes
-        self._high = np.maximum.accumulate(minutes[1])
-        self._low = np.minimum.accumulate(minutes[2])
+        self._high = high
+        self._low = low
 
     def final(self) -> tuple[int, int, int, int]:
         m = self._m
@@ -194,6 +209,48 @@ class PriceLive:
         if k:
             high, low = max(high, int(self._high[k - 1])), min(low, int(self._low[k - 1]))
         return int(self._m[0, 0]), high, low, close
+
+
+def price_lives(keys: Sequence[tuple[PriceModel, Bar, int]]) -> list[PriceLive]:
+    """The candle of each (model, bar, open time), as `PriceModel.live`: from the model's cache,
+    or computed in one vectorised batch per (kind, bar, open time). One model at a time costs
+    ~1 ms of numpy overhead for a few numbers, so thousands of series moving to their next
+    candle at a close would stall the websocket pushes for seconds."""
+    got: dict[tuple[int, str, int], PriceLive] = {}
+    missing: dict[tuple[PriceKind, str, int], dict[int, PriceModel]] = {}
+    bars: dict[str, Bar] = {}
+    for model, bar, open_ts in keys:
+        found = model._cached((bar.name, open_ts))
+        if found is not None:
+            got[(id(model), bar.name, open_ts)] = found
+        else:
+            missing.setdefault((model.kind, bar.name, open_ts), {})[id(model)] = model
+            bars[bar.name] = bar
+    for (kind, bar_name, open_ts), models in missing.items():
+        batch = list(models.values())
+        for model, live in zip(batch, _compute(kind, batch, bars[bar_name], open_ts), strict=True):
+            model._keep((bar_name, open_ts), live)
+            got[(id(model), bar_name, open_ts)] = live
+    return [got[(id(model), bar.name, open_ts)] for model, bar, open_ts in keys]
+
+
+def _compute(kind: PriceKind, models: list[PriceModel], bar: Bar, open_ts: int) -> list[PriceLive]:
+    """The candles of `bar` opening at `open_ts` of these models (all of `kind`)."""
+    out: list[PriceLive] = []
+    per_batch = max(1, _MAX_MINUTES // bar.minutes)
+    for start in range(0, len(models), per_batch):
+        chunk = models[start : start + per_batch]
+        params = PathParams.stack([m._params for m in chunk])
+        dev = np.concatenate([m._dev for m in chunk])
+        m = _price_minutes(kind, params, dev, open_ts // MINUTE_MS, bar.minutes)
+        high = np.maximum.accumulate(m[:, 1], axis=1)
+        low = np.minimum.accumulate(m[:, 2], axis=1)
+        # copies: a cached candle must not keep its whole batch alive (the caches' bound)
+        out.extend(
+            PriceLive(open_ts, m[row].copy(), high[row].copy(), low[row].copy())
+            for row in range(len(chunk))
+        )
+    return out
 
 
 class OpenInterestModel:

@@ -75,6 +75,19 @@ class PathParams:
             lots_per_min=col([i.base_volume_per_min / float(i.base_step) for i in instruments]),
         )
 
+    @classmethod
+    def stack(cls, parts: Sequence[PathParams]) -> PathParams:
+        """The rows of several parameter sets, in order (for one vectorised computation)."""
+        return cls(
+            np.concatenate([p.path for p in parts]),
+            np.concatenate([p.basis for p in parts]),
+            np.concatenate([p.minute for p in parts]),
+            np.concatenate([p.level for p in parts]),
+            np.concatenate([p.sigma for p in parts]),
+            np.concatenate([p.basis_amp for p in parts]),
+            np.concatenate([p.lots_per_min for p in parts]),
+        )
+
     def rows(self, idx: Sequence[int]) -> PathParams:
         """The parameters of a subset of instruments."""
         sel = np.asarray(idx, dtype=np.intp)

@@ -32,7 +32,7 @@ from typing import cast
 
 from okx_collector.simulator.bars import Bar
 from okx_collector.simulator.clock import SimClock
-from okx_collector.simulator.derived import OI_STEP_MS, PriceLive
+from okx_collector.simulator.derived import OI_STEP_MS, PriceLive, price_lives
 from okx_collector.simulator.derived_pushes import OpenInterestSub, PriceCandleSub
 from okx_collector.simulator.emptyfields import blank_field
 from okx_collector.simulator.faults import Faults
@@ -206,6 +206,10 @@ class PushScheduler:
             (s.inst.inst_id, s.bar, s.bar.floor(now_ms)) for s in subs if isinstance(s, CandleSub)
         ]
         fresh = iter(self.market.live(trade))  # one vectorised batch for the trade candles
+        prices = [
+            (s.model, s.bar, s.bar.floor(now_ms)) for s in subs if isinstance(s, PriceCandleSub)
+        ]
+        fresh_prices = iter(price_lives(prices))  # and one per kind for mark and index candles
         frames: list[str] = []
         for sub in subs:
             live: Live
@@ -215,7 +219,7 @@ class PushScheduler:
                     self._closed_frames(sub, sub.live, live.open_ts, frames, confirmed)
                 sub.live = trade_live
             else:
-                live = price_live = sub.model.live(sub.bar, sub.bar.floor(now_ms))
+                live = price_live = next(fresh_prices)
                 if sub.live is not None:
                     self._closed_frames(sub, sub.live, live.open_ts, frames, confirmed)
                 sub.live = price_live
