@@ -4,9 +4,9 @@ Producers (websocket sinks, REST catch-ups, funding, mark/index candles, open in
 touch files. The writer takes whatever is queued (after letting a close's burst finish arriving)
 and stores it with one store call per kind, the kinds side by side on the writer's threads: every
 candle of the batch, all series, goes into one fsynced journal file (a few ms for a thousand
-series), so a closed candle is on disk milliseconds after it is known closed. Batches are written one at a time, in
-queue order, so that a later value of a candle is journaled after the earlier one (the store's
-precedence rule: the newer journal file wins).
+series), so a closed candle is on disk milliseconds after it is known closed. Batches are written
+one at a time, in queue order, so that a later value of a candle is journaled after the earlier
+one (the store's precedence rule: the newer journal file wins).
 Compaction into the per-series partitions runs elsewhere (`store.compact`), off this path.
 """
 
