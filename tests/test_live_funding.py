@@ -6,11 +6,13 @@ the simulator in test_collect.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 from okx_collector.errors import ExchangeRejected
 from okx_collector.instruments import Instrument
+from okx_collector.live.batch_refusal import REFUSED_BATCH_PAUSE_S
 from okx_collector.live.collector import CollectorOptions
 from okx_collector.live.funding import (
     HOLD_SECONDS,
@@ -35,12 +37,18 @@ class FundingCalls:
         self.current_calls = 0
         self.settled = False  # False: OKX still "processing" the settlement (no row yet)
         self.refuse = False
+        self.refuse_watch = False  # a watch fails with a refusal that names no instrument
+        self.watches = 0
+        self.forgotten: list[list[str]] = []  # instIds of each forget_funding_subscriptions
 
     async def watch_funding(self, insts: Sequence[Instrument]) -> None:
+        self.watches += 1
+        if self.refuse_watch:
+            raise ExchangeRejected("refused (test)")
         await asyncio.Event().wait()  # pushes are fed to the tracker by the test
 
     def forget_funding_subscriptions(self, insts: Sequence[Instrument]) -> None:
-        pass
+        self.forgotten.append([inst.inst_id for inst in insts])
 
     async def fetch_funding_current(
         self, inst: Instrument, source: Source = "poll"
@@ -149,3 +157,25 @@ async def test_a_refused_poll_holds_the_instrument_for_a_while() -> None:
         calls.refuse = False
         await clock.advance(60.0)
         assert calls.current_calls == 2
+
+
+async def test_a_stream_refusal_naming_no_instrument_holds_the_batch_off() -> None:
+    """ccxt rejected the funding watch with a refusal it could not attribute: the batch's
+    subscriptions are forgotten (so that they are sent again), and it is not watched again
+    before REFUSED_BATCH_PAUSE_S of the tracker's clock (it is polled meanwhile)."""
+    async with tracking() as (tracker, calls, clock):
+        calls.refuse_watch = True
+        stop = asyncio.Event()
+        streaming = asyncio.create_task(tracker.stream([SWAP], stop, no_delays))
+        try:
+            await settle()
+            assert calls.watches == 1 and calls.forgotten == [[SWAP.inst_id]]
+            calls.refuse_watch = False
+            await clock.advance(REFUSED_BATCH_PAUSE_S - 0.01)
+            assert calls.watches == 1
+            await clock.advance(0.01)
+            assert calls.watches == 2
+        finally:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await streaming

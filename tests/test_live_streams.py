@@ -8,7 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 
+from okx_collector.errors import ExchangeRejected
 from okx_collector.instruments import Instrument
+from okx_collector.live.batch_refusal import REFUSED_BATCH_PAUSE_S
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS
 from okx_collector.live.ports import BadPushSink, CandleSink, FundingSink, RefusalSink
@@ -34,6 +36,8 @@ class Exchange:
         self.listed = {BTC.inst_id, DOT.inst_id}  # OKX's instrument list, as the test sets it
         self._connection = object()  # one healthy websocket connection
         self.quiet = False  # no push comes: a watch of one series waits until it is cancelled
+        self.refusing = False  # every watch fails with a refusal that names no instrument
+        self.forgotten: list[list[str]] = []  # instIds of each forget_candle_subscriptions
 
     async def fetch_time(self) -> int:
         return NOW
@@ -52,11 +56,13 @@ class Exchange:
 
     async def watch_candles(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
         self.watched.append([inst.inst_id for inst, _ in series])
+        if self.refusing:
+            raise ExchangeRejected("refused (test)")
         if self.quiet and len(series) == 1:
             await asyncio.Event().wait()
 
     def forget_candle_subscriptions(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
-        pass
+        self.forgotten.append([inst.inst_id for inst, _ in series])
 
     def candle_connection(self) -> object | None:
         return self._connection
@@ -164,6 +170,23 @@ async def test_a_quiet_keepalive_watch_is_renewed_on_the_local_clock() -> None:
         await clock.advance(10 * (KEEPALIVE_WATCH_S + WATCH_PAUSE))
         assert len(exchange.watched) == count + 11
         assert all(names == ["DOT-USDT"] for names in exchange.watched[count:])
+
+
+async def test_a_refusal_naming_no_instrument_holds_the_whole_batch_off() -> None:
+    """ccxt rejected the watch with a refusal it could not attribute: the whole batch's
+    subscriptions are forgotten (so that they are sent again), and the batch is not watched
+    again before REFUSED_BATCH_PAUSE_S of the collector's clock."""
+    async with collecting() as (_, exchange, clock):
+        await clock.advance(WATCH_PAUSE)
+        exchange.refusing = True
+        await clock.advance(WATCH_PAUSE)
+        assert exchange.forgotten == [["DOT-USDT", "BTC-USDT"]]
+        exchange.refusing = False
+        count = len(exchange.watched)
+        await clock.advance(REFUSED_BATCH_PAUSE_S - 0.01)
+        assert len(exchange.watched) == count
+        await clock.advance(0.01)
+        assert len(exchange.watched) == count + 1
 
 
 async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_each_reload() -> None:

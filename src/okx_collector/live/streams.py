@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
 from okx_collector.instruments import Instrument
+from okx_collector.live.batch_refusal import pause_refused_batch
 from okx_collector.live.funding import FundingTracker
 from okx_collector.live.ports import LiveExchange
 from okx_collector.live.series import SeriesState
@@ -118,16 +119,12 @@ class Streams:
                 await self.local.sleep(next(delays))
                 continue
             except ExchangeRejected as exc:
-                # A refusal that names no instrument: ccxt rejected every watch on the
-                # connection. The batch is served over REST meanwhile, then subscribed again.
-                pause = max(next(refusals), 30.0)
-                log.warning(
-                    "OKX refused a candle subscription of a batch of %d series (%s); REST "
-                    "catch-ups serve them, subscribing again in %.0fs",
-                    len(pairs), exc, pause,
+                # A refusal that names no instrument: the batch is served over REST meanwhile.
+                await pause_refused_batch(
+                    exc, pairs, forget=self.exchange.forget_candle_subscriptions,
+                    waits=refusals, local=self.local, kind="candle", unit="series",
+                    served="REST catch-ups serve them",
                 )  # fmt: skip
-                self.exchange.forget_candle_subscriptions(pairs)
-                await self.local.sleep(pause)
                 continue
             refusals = self.options.delays()
             armed = idents
