@@ -23,6 +23,7 @@ from okx_collector.live.funding import (
 from okx_collector.live.writer import Writer
 from okx_collector.localclock import SteppedClock, settle
 from okx_collector.models import FundingObservation, FundingRate, Source
+from tests.clock_helpers import stepped_run
 
 SWAP = Instrument("BTC/USDT:USDT", "BTC-USDT-SWAP", False, quote="USDT")
 FUNDING_TIME = 1_790_000_000_000 - 1_790_000_000_000 % 28_800_000  # an 8-hourly settlement
@@ -98,18 +99,8 @@ async def tracking(
     tracker = FundingTracker(calls, writer, [SWAP], {SWAP.inst_id: FUNDING_TIME - 28_800_000},
                              lambda: NOW, local=clock)  # fmt: skip
     options = CollectorOptions(mode=mode, poll_interval=60.0, delays=no_delays)
-    stop = asyncio.Event()
-    writing = asyncio.create_task(writer.run())
-    task = asyncio.create_task(tracker.run(stop, options))
-    try:
-        await settle()
+    async with stepped_run(clock, lambda stop: tracker.run(stop, options), writer=writer):
         yield tracker, calls, clock
-    finally:
-        stop.set()
-        await clock.advance(1.0)
-        await asyncio.wait_for(task, 1.0)
-        await writer.stop()
-        await asyncio.wait_for(writing, 5.0)
 
 
 async def test_a_settlement_still_processing_is_asked_for_every_few_seconds() -> None:

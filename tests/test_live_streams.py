@@ -15,10 +15,11 @@ from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS
 from okx_collector.live.ports import BadPushSink, CandleSink, FundingSink, RefusalSink
 from okx_collector.live.streams import KEEPALIVE_WATCH_S, WATCH_PAUSE
-from okx_collector.localclock import SteppedClock, settle
+from okx_collector.localclock import SteppedClock
 from okx_collector.models import FundingObservation, FundingRate, RawCandle, Source
 from okx_collector.okx_answers import BadRows
 from okx_collector.timeframes import MINUTE_MS, Timeframe
+from tests.clock_helpers import stepped_run
 from tests.test_live_funding import NoStore
 
 TF1 = Timeframe.parse("1m")
@@ -103,15 +104,8 @@ async def collecting() -> AsyncIterator[tuple[Collector, Exchange, SteppedClock]
         exchange, NoStore(), [(DOT, TF1, last), (BTC, TF1, last)], [], {},
         CollectorOptions(mode="ws", delays=no_delays), local=clock,
     )  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop))
-    try:
-        await settle()
+    async with stepped_run(clock, collector.run):
         yield collector, exchange, clock
-    finally:
-        stop.set()
-        await clock.advance(1.0)
-        await asyncio.wait_for(task, 5.0)
 
 
 async def test_a_series_the_instrument_list_lacks_leaves_the_watch_until_it_is_back() -> None:
@@ -203,10 +197,7 @@ async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_eac
         exchange, NoStore(), [], [], {}, CollectorOptions(mode="ws", delays=no_delays),
         expand=expand, local=clock, members=[BTC, DOT],
     )  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop))
-    try:
-        await settle()
+    async with stepped_run(clock, collector.run):
         for _ in range(3):
             collector.watch.check_soon()
             await clock.advance(MIN_CHECK_GAP_SECONDS)
@@ -219,7 +210,3 @@ async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_eac
             collector.watch.check_soon()
             await clock.advance(MIN_CHECK_GAP_SECONDS)
         assert collector.counters.listed == 1 and "ADA-USDT" in collector.members
-    finally:
-        stop.set()
-        await clock.advance(1.0)
-        await asyncio.wait_for(task, 5.0)
