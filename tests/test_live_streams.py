@@ -167,9 +167,10 @@ async def test_a_quiet_keepalive_watch_is_renewed_on_the_local_clock() -> None:
 
 
 async def test_a_refusal_naming_no_instrument_holds_the_whole_batch_off() -> None:
-    """ccxt rejected the watch with a refusal it could not attribute: the whole batch's
-    subscriptions are forgotten (so that they are sent again), and the batch is not watched
-    again before REFUSED_BATCH_PAUSE_S of the collector's clock."""
+    """ccxt rejected the watch with a refusal it could not attribute (here a keepalive's): the
+    whole batch's subscriptions are forgotten, the batch is not watched again before
+    REFUSED_BATCH_PAUSE_S of the collector's clock, and then the watch names all of it (the
+    subscriptions are sent again), not the one series of a keepalive."""
     async with collecting() as (_, exchange, clock):
         await clock.advance(WATCH_PAUSE)
         exchange.refusing = True
@@ -180,7 +181,7 @@ async def test_a_refusal_naming_no_instrument_holds_the_whole_batch_off() -> Non
         await clock.advance(REFUSED_BATCH_PAUSE_S - 0.01)
         assert len(exchange.watched) == count
         await clock.advance(0.01)
-        assert len(exchange.watched) == count + 1
+        assert exchange.watched[count:] == [["DOT-USDT", "BTC-USDT"]]
 
 
 async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_each_reload() -> None:

@@ -101,6 +101,9 @@ class Streams(CollectorParts):
                 continue
             except ExchangeRejected as exc:
                 # A refusal that names no instrument: the batch is served over REST meanwhile.
+                # Its subscriptions are forgotten, so the next watch names the whole batch (a
+                # keepalive of one series would subscribe that one alone).
+                armed = []
                 await pause_refused_batch(
                     exc, pairs, forget=self.exchange.forget_candle_subscriptions,
                     waits=refusals, local=self.local, kind="candle", unit="series",
