@@ -1,17 +1,18 @@
-"""Helpers for tests that run the collector against a simulator on a stepped local clock: the
-clock itself, waits on conditions instead of fixed sleeps (of the store's content too), and a
-log-record condition."""
+"""Helpers for tests that run the collector (or one of its loops) on a stepped local clock: the
+clock itself, a loop started and stopped on it, waits on conditions instead of fixed sleeps (of
+the store's content too), and a log-record condition."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from okx_collector.localclock import SteppedClock
+from okx_collector.live.writer import Writer
+from okx_collector.localclock import SteppedClock, settle
 
 
 @asynccontextmanager
@@ -37,6 +38,36 @@ async def local_time() -> AsyncIterator[SteppedClock]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@asynccontextmanager
+async def stepped_run(
+    clock: SteppedClock,
+    run: Callable[[asyncio.Event], Awaitable[None]],
+    *,
+    writer: Writer | None = None,
+    wake: Callable[[], object] = lambda: None,
+    step: float = 1.0,
+    within: float = 5.0,
+) -> AsyncIterator[None]:
+    """Run `run(stop)` as a task (beside `writer.run()`, if given) and let it take its first
+    steps (no time passing) before the body. At exit, `stop` is set, `wake()` called and `clock`
+    stepped `step` s, so that the loop's next wake-up sees `stop`; the task must end within
+    `within` real seconds, then the writer is stopped (what it holds is written)."""
+    stop = asyncio.Event()
+    writing = None if writer is None else asyncio.create_task(writer.run())
+    task = asyncio.create_task(run(stop))
+    try:
+        await settle()
+        yield
+    finally:
+        stop.set()
+        wake()
+        await clock.advance(step)
+        await asyncio.wait_for(task, within)
+        if writer is not None and writing is not None:
+            await writer.stop()
+            await asyncio.wait_for(writing, within)
 
 
 async def until(

@@ -26,7 +26,7 @@ from okx_collector.status import collect_status
 from okx_collector.store import Store
 from okx_collector.store.lifecycle import read_delisted
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.clock_helpers import local_time, logged, until, until_holds
+from tests.clock_helpers import local_time, logged, stepped_run, until, until_holds
 from tests.collect_helpers import assert_exact, iso, stored_rows
 from tests.test_collect_faults import run_with
 
@@ -122,16 +122,11 @@ async def watching(
     clock, reloads = SteppedClock(), Reloads()
     watch = InstrumentWatch(reloads.reload, reloads.on_list, refresh_seconds=refresh_seconds,
                             delays=no_delays, local=clock)  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(watch.run(stop))
-    try:
-        await settle()
+    # `check_soon` wakes it to see `stop`
+    async with stepped_run(
+        clock, watch.run, wake=watch.check_soon, step=MIN_CHECK_GAP_SECONDS, within=1.0
+    ):
         yield watch, reloads, clock
-    finally:
-        stop.set()
-        watch.check_soon()  # wakes it to see `stop`
-        await clock.advance(MIN_CHECK_GAP_SECONDS)
-        await asyncio.wait_for(task, 1.0)
 
 
 async def test_the_instrument_list_is_reloaded_every_refresh_period() -> None:

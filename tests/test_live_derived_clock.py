@@ -14,7 +14,7 @@ from okx_collector.localclock import SteppedClock
 from okx_collector.session import open_session, open_store
 from okx_collector.simulator import Simulator
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.clock_helpers import until
+from tests.clock_helpers import stepped_run, until
 from tests.collect_helpers import iso
 from tests.conftest import fast_delays
 
@@ -38,29 +38,25 @@ async def test_open_interest_settles_on_the_local_clock(make_settings: MakeSetti
             session.exchange, store, writer, ["oi"], session.instruments, session.timeframes,
             sim.now_ms, mode="ws", poll_interval=3600.0, delays=fast_delays, local=local,
         )  # fmt: skip
-        stop = asyncio.Event()
-        writing = asyncio.create_task(writer.run())
-        running = asyncio.create_task(derived.run(stop, sim.now_ms() - MINUTE_MS))
+        since = sim.now_ms() - MINUTE_MS
         try:
-            await until(lambda: bool(derived.pushes.get(PERP)), "open-interest pushes")
-            # The loop has run its first tick (it stands until the local clock moves): the
-            # close it takes next is the first one OI_SETTLE_MS after that tick, and one after
-            # the first push (the value in force at an earlier close is not known).
-            first = derived.pushes[PERP][0].ts
-            close = max(TF1.floor(sim.now_ms() - OI_SETTLE_MS), TF1.floor(first)) + TF1.ms
-            await until(lambda: sim.now_ms() >= close + OI_SETTLE_MS, "the close settles")
-            assert derived.sources.get("ws", 0) == 0
-            await local.advance(TICK_S)  # the tick that sees the close settled
-            await local.advance(OI_SETTLE_REAL_S - TICK_S)
-            assert derived.sources.get("ws", 0) == 0, "taken before OI_SETTLE_REAL_S"
-            await local.advance(2 * TICK_S)
-            assert derived.sources.get("ws", 0) == 1
+            async with stepped_run(
+                local, lambda stop: derived.run(stop, since), writer=writer, within=10.0
+            ):
+                await until(lambda: bool(derived.pushes.get(PERP)), "open-interest pushes")
+                # The loop has run its first tick (it stands until the local clock moves): the
+                # close it takes next is the first one OI_SETTLE_MS after that tick, and one
+                # after the first push (the value in force at an earlier close is not known).
+                first = derived.pushes[PERP][0].ts
+                close = max(TF1.floor(sim.now_ms() - OI_SETTLE_MS), TF1.floor(first)) + TF1.ms
+                await until(lambda: sim.now_ms() >= close + OI_SETTLE_MS, "the close settles")
+                assert derived.sources.get("ws", 0) == 0
+                await local.advance(TICK_S)  # the tick that sees the close settled
+                await local.advance(OI_SETTLE_REAL_S - TICK_S)
+                assert derived.sources.get("ws", 0) == 0, "taken before OI_SETTLE_REAL_S"
+                await local.advance(2 * TICK_S)
+                assert derived.sources.get("ws", 0) == 1
         finally:
-            stop.set()
-            await local.advance(1.0)
-            await asyncio.wait_for(running, 10)
-            await writer.stop()
-            await asyncio.wait_for(writing, 10)
             await session.exchange.close()
         table = store.read_open_interest(PERP, TF1)
         columns = ("ts", "oi_contracts", "oi_coin", "source")

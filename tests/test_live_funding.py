@@ -6,11 +6,13 @@ the simulator in test_collect.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 from okx_collector.errors import ExchangeRejected
 from okx_collector.instruments import Instrument
+from okx_collector.live.batch_refusal import REFUSED_BATCH_PAUSE_S
 from okx_collector.live.collector import CollectorOptions
 from okx_collector.live.funding import (
     HOLD_SECONDS,
@@ -21,6 +23,7 @@ from okx_collector.live.funding import (
 from okx_collector.live.writer import Writer
 from okx_collector.localclock import SteppedClock, settle
 from okx_collector.models import FundingObservation, FundingRate, Source
+from tests.clock_helpers import stepped_run
 
 SWAP = Instrument("BTC/USDT:USDT", "BTC-USDT-SWAP", False, quote="USDT")
 FUNDING_TIME = 1_790_000_000_000 - 1_790_000_000_000 % 28_800_000  # an 8-hourly settlement
@@ -35,12 +38,18 @@ class FundingCalls:
         self.current_calls = 0
         self.settled = False  # False: OKX still "processing" the settlement (no row yet)
         self.refuse = False
+        self.refuse_watch = False  # a watch fails with a refusal that names no instrument
+        self.watches = 0
+        self.forgotten: list[list[str]] = []  # instIds of each forget_funding_subscriptions
 
     async def watch_funding(self, insts: Sequence[Instrument]) -> None:
+        self.watches += 1
+        if self.refuse_watch:
+            raise ExchangeRejected("refused (test)")
         await asyncio.Event().wait()  # pushes are fed to the tracker by the test
 
     def forget_funding_subscriptions(self, insts: Sequence[Instrument]) -> None:
-        pass
+        self.forgotten.append([inst.inst_id for inst in insts])
 
     async def fetch_funding_current(
         self, inst: Instrument, source: Source = "poll"
@@ -90,18 +99,8 @@ async def tracking(
     tracker = FundingTracker(calls, writer, [SWAP], {SWAP.inst_id: FUNDING_TIME - 28_800_000},
                              lambda: NOW, local=clock)  # fmt: skip
     options = CollectorOptions(mode=mode, poll_interval=60.0, delays=no_delays)
-    stop = asyncio.Event()
-    writing = asyncio.create_task(writer.run())
-    task = asyncio.create_task(tracker.run(stop, options))
-    try:
-        await settle()
+    async with stepped_run(clock, lambda stop: tracker.run(stop, options), writer=writer):
         yield tracker, calls, clock
-    finally:
-        stop.set()
-        await clock.advance(1.0)
-        await asyncio.wait_for(task, 1.0)
-        await writer.stop()
-        await asyncio.wait_for(writing, 5.0)
 
 
 async def test_a_settlement_still_processing_is_asked_for_every_few_seconds() -> None:
@@ -149,3 +148,25 @@ async def test_a_refused_poll_holds_the_instrument_for_a_while() -> None:
         calls.refuse = False
         await clock.advance(60.0)
         assert calls.current_calls == 2
+
+
+async def test_a_stream_refusal_naming_no_instrument_holds_the_batch_off() -> None:
+    """ccxt rejected the funding watch with a refusal it could not attribute: the batch's
+    subscriptions are forgotten (so that they are sent again), and it is not watched again
+    before REFUSED_BATCH_PAUSE_S of the tracker's clock (it is polled meanwhile)."""
+    async with tracking() as (tracker, calls, clock):
+        calls.refuse_watch = True
+        stop = asyncio.Event()
+        streaming = asyncio.create_task(tracker.stream([SWAP], stop, no_delays))
+        try:
+            await settle()
+            assert calls.watches == 1 and calls.forgotten == [[SWAP.inst_id]]
+            calls.refuse_watch = False
+            await clock.advance(REFUSED_BATCH_PAUSE_S - 0.01)
+            assert calls.watches == 1
+            await clock.advance(0.01)
+            assert calls.watches == 2
+        finally:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await streaming

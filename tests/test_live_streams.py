@@ -8,15 +8,18 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 
+from okx_collector.errors import ExchangeRejected
 from okx_collector.instruments import Instrument
+from okx_collector.live.batch_refusal import REFUSED_BATCH_PAUSE_S
 from okx_collector.live.collector import Collector, CollectorOptions
 from okx_collector.live.lifecycle import MIN_CHECK_GAP_SECONDS
 from okx_collector.live.ports import BadPushSink, CandleSink, FundingSink, RefusalSink
 from okx_collector.live.streams import KEEPALIVE_WATCH_S, WATCH_PAUSE
-from okx_collector.localclock import SteppedClock, settle
+from okx_collector.localclock import SteppedClock
 from okx_collector.models import FundingObservation, FundingRate, RawCandle, Source
 from okx_collector.okx_answers import BadRows
 from okx_collector.timeframes import MINUTE_MS, Timeframe
+from tests.clock_helpers import stepped_run
 from tests.test_live_funding import NoStore
 
 TF1 = Timeframe.parse("1m")
@@ -34,6 +37,8 @@ class Exchange:
         self.listed = {BTC.inst_id, DOT.inst_id}  # OKX's instrument list, as the test sets it
         self._connection = object()  # one healthy websocket connection
         self.quiet = False  # no push comes: a watch of one series waits until it is cancelled
+        self.refusing = False  # every watch fails with a refusal that names no instrument
+        self.forgotten: list[list[str]] = []  # instIds of each forget_candle_subscriptions
 
     async def fetch_time(self) -> int:
         return NOW
@@ -52,11 +57,13 @@ class Exchange:
 
     async def watch_candles(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
         self.watched.append([inst.inst_id for inst, _ in series])
+        if self.refusing:
+            raise ExchangeRejected("refused (test)")
         if self.quiet and len(series) == 1:
             await asyncio.Event().wait()
 
     def forget_candle_subscriptions(self, series: Sequence[tuple[Instrument, Timeframe]]) -> None:
-        pass
+        self.forgotten.append([inst.inst_id for inst, _ in series])
 
     def candle_connection(self) -> object | None:
         return self._connection
@@ -97,15 +104,8 @@ async def collecting() -> AsyncIterator[tuple[Collector, Exchange, SteppedClock]
         exchange, NoStore(), [(DOT, TF1, last), (BTC, TF1, last)], [], {},
         CollectorOptions(mode="ws", delays=no_delays), local=clock,
     )  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop))
-    try:
-        await settle()
+    async with stepped_run(clock, collector.run):
         yield collector, exchange, clock
-    finally:
-        stop.set()
-        await clock.advance(1.0)
-        await asyncio.wait_for(task, 5.0)
 
 
 async def test_a_series_the_instrument_list_lacks_leaves_the_watch_until_it_is_back() -> None:
@@ -166,6 +166,24 @@ async def test_a_quiet_keepalive_watch_is_renewed_on_the_local_clock() -> None:
         assert all(names == ["DOT-USDT"] for names in exchange.watched[count:])
 
 
+async def test_a_refusal_naming_no_instrument_holds_the_whole_batch_off() -> None:
+    """ccxt rejected the watch with a refusal it could not attribute (here a keepalive's): the
+    whole batch's subscriptions are forgotten, the batch is not watched again before
+    REFUSED_BATCH_PAUSE_S of the collector's clock, and then the watch names all of it (the
+    subscriptions are sent again), not the one series of a keepalive."""
+    async with collecting() as (_, exchange, clock):
+        await clock.advance(WATCH_PAUSE)
+        exchange.refusing = True
+        await clock.advance(WATCH_PAUSE)
+        assert exchange.forgotten == [["DOT-USDT", "BTC-USDT"]]
+        exchange.refusing = False
+        count = len(exchange.watched)
+        await clock.advance(REFUSED_BATCH_PAUSE_S - 0.01)
+        assert len(exchange.watched) == count
+        await clock.advance(0.01)
+        assert exchange.watched[count:] == [["DOT-USDT", "BTC-USDT"]]
+
+
 async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_each_reload() -> None:
     """`--series mark,index` with a selector: the collector has no trade series, yet the
     instruments the selection named at start are members; a reload that names them again adds
@@ -180,10 +198,7 @@ async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_eac
         exchange, NoStore(), [], [], {}, CollectorOptions(mode="ws", delays=no_delays),
         expand=expand, local=clock, members=[BTC, DOT],
     )  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop))
-    try:
-        await settle()
+    async with stepped_run(clock, collector.run):
         for _ in range(3):
             collector.watch.check_soon()
             await clock.advance(MIN_CHECK_GAP_SECONDS)
@@ -196,7 +211,3 @@ async def test_a_run_without_trade_series_does_not_re_add_its_instruments_at_eac
             collector.watch.check_soon()
             await clock.advance(MIN_CHECK_GAP_SECONDS)
         assert collector.counters.listed == 1 and "ADA-USDT" in collector.members
-    finally:
-        stop.set()
-        await clock.advance(1.0)
-        await asyncio.wait_for(task, 5.0)

@@ -1,32 +1,27 @@
 """The collector's supervisor: each tick, a series switches between streaming and polling, and a
 REST catch-up fetches whatever closed that is not stored (polls, gaps, reconnects, refusals).
 
-A mixin of `Collector`, kept apart because it is one job; the attributes are the collector's.
+A mixin of `Collector`, kept apart because it is one job; the attributes it uses are the
+collector's, declared in live/parts.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from okx_collector.backfill.planner import PAGE_BARS, recent_from
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
-from okx_collector.live.lifecycle import InstrumentWatch
-from okx_collector.live.ports import LiveExchange
+from okx_collector.live.parts import CollectorParts
 from okx_collector.live.series import (
     SeriesState,
     catch_up_wanted,
     poll_round_due,
     retry_hold_seconds,
 )
-from okx_collector.live.writer import Item, Writer
-from okx_collector.localclock import LocalClock
+from okx_collector.live.writer import Item
 from okx_collector.models import Source, closed_candles
 from okx_collector.retry import with_retries
-
-if TYPE_CHECKING:
-    from okx_collector.live.collector import CollectorOptions, Counters
 
 log = logging.getLogger("okx_collector.collect")
 
@@ -34,26 +29,8 @@ TICK_SECONDS = 0.25  # supervisor cadence (local time)
 GONE_HOLD_SECONDS = 60.0  # REST said 51001 but the list still has it: no catch-up for a while
 
 
-class CatchUps:
-    """The collector's supervisor and REST catch-ups; the attributes are the collector's own."""
-
-    exchange: LiveExchange
-    local: LocalClock
-    options: CollectorOptions
-    counters: Counters
-    states: dict[tuple[str, str], SeriesState]
-    writer: Writer
-    watch: InstrumentWatch
-    _needs_catchup: set[tuple[str, str]]
-    _missing_since: dict[tuple[str, str], float]
-    _started: int
-    _last_poll: float
-    _catchup_slots: asyncio.Semaphore
-    _catchups: set[asyncio.Task[None]]
-    _group: asyncio.TaskGroup | None
-
-    def _now(self) -> int:
-        raise NotImplementedError
+class CatchUps(CollectorParts):
+    """The collector's supervisor and REST catch-ups."""
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
 from okx_collector.instruments import Instrument
+from okx_collector.live.batch_refusal import pause_refused_batch
 from okx_collector.live.ports import FundingExchange
 from okx_collector.live.series import poll_round_due
 from okx_collector.live.writer import Item, Writer
@@ -135,14 +136,10 @@ class FundingTracker:
                 await self.local.sleep(next(waits))
             except ExchangeRejected as exc:
                 # A refusal ccxt could not attribute: polled meanwhile, subscribed again later.
-                pause = max(next(waits), 30.0)
-                log.warning(
-                    "a funding subscription of %d perpetuals was refused (%s); polling them, "
-                    "subscribing again in %.0fs",
-                    len(live), exc, pause,
+                await pause_refused_batch(
+                    exc, live, forget=self.exchange.forget_funding_subscriptions, waits=waits,
+                    local=self.local, kind="funding", unit="perpetuals", served="polling them",
                 )  # fmt: skip
-                self.exchange.forget_funding_subscriptions(live)
-                await self.local.sleep(pause)
 
     async def run(self, stop: asyncio.Event, options: CollectorOptions) -> None:
         await self._settle_all(options, initial=True)

@@ -2,58 +2,29 @@
 
 A mixin of `Collector`, kept apart because it is one job: a refused subscription affects only the
 instrument it names; an instrument that left OKX's list (two reloads in a row) is retired with one
-WARNING and recorded; with selectors, a new listing joins from its first candle.
+WARNING and recorded; with selectors, a new listing joins from its first candle. The attributes it
+uses are the collector's, declared in live/parts.py.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from okx_collector.errors import ExchangeError
 from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES
 from okx_collector.instruments import Instrument
-from okx_collector.live.funding import FundingTracker
-from okx_collector.live.lifecycle import InstrumentWatch
-from okx_collector.live.ports import LiveExchange
+from okx_collector.live.parts import CollectorParts
 from okx_collector.live.series import SeriesState
-from okx_collector.localclock import LocalClock
 from okx_collector.timeframes import Timeframe
-
-if TYPE_CHECKING:
-    from okx_collector.live.collector import CollectorOptions, Counters
 
 log = logging.getLogger("okx_collector.collect")
 
 REFUSED_RETRY_SECONDS = 600.0  # a subscription OKX refused for a listed instrument: ask again
 
 
-class Membership:
-    """The collector's instrument events; the attributes are the collector's own."""
-
-    exchange: LiveExchange
-    local: LocalClock
-    options: CollectorOptions
-    counters: Counters
-    states: dict[tuple[str, str], SeriesState]
-    funding: FundingTracker
-    watch: InstrumentWatch
-    timeframes: list[Timeframe]
-    funding_on: bool
-    retired: dict[str, int]
-    members: set[str]  # every instrument the run follows (its series, funding or derived)
-    _needs_catchup: set[tuple[str, str]]
-    _missing_before: set[str]
-    _on_delisted: Callable[[str, int], Awaitable[None]] | None
-    _expand: Callable[[], Awaitable[list[Instrument]]] | None
-
-    def _now(self) -> int:
-        raise NotImplementedError
-
-    def _start_streams(self, states: list[SeriesState], funding: list[Instrument]) -> None:
-        raise NotImplementedError
+class Membership(CollectorParts):
+    """The collector's instrument events."""
 
     def on_refused(self, channel: str, inst_id: str, message: str) -> None:
         """OKX refused one subscription (60018): only that instrument is affected. It is served

@@ -1,24 +1,21 @@
 """The collector's websocket candle streams: batches of series kept subscribed, reconnected with
 backoff, and caught up over REST after a reconnect.
 
-A mixin of `Collector`, kept apart because it is one job; the attributes are the collector's.
+A mixin of `Collector`, kept apart because it is one job; the attributes it uses are the
+collector's, declared in live/parts.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable
 from okx_collector.instruments import Instrument
-from okx_collector.live.funding import FundingTracker
-from okx_collector.live.ports import LiveExchange
+from okx_collector.live.batch_refusal import pause_refused_batch
+from okx_collector.live.parts import CollectorParts
 from okx_collector.live.series import SeriesState
-from okx_collector.localclock import LocalClock, bounded
-
-if TYPE_CHECKING:
-    from okx_collector.live.collector import CollectorOptions, Counters
+from okx_collector.localclock import bounded
 
 log = logging.getLogger("okx_collector.collect")
 
@@ -27,23 +24,8 @@ WATCH_PAUSE = 0.2  # seconds between re-arming a batch's watch call (pushes flow
 KEEPALIVE_WATCH_S = 1.0  # a subscribed batch's one-series watch is renewed at least this often
 
 
-class Streams:
-    """The collector's candle streams; the attributes are the collector's own."""
-
-    exchange: LiveExchange
-    local: LocalClock
-    options: CollectorOptions
-    counters: Counters
-    states: dict[tuple[str, str], SeriesState]
-    funding: FundingTracker
-    _needs_catchup: set[tuple[str, str]]
-    _missing_before: set[str]
-    _group: asyncio.TaskGroup | None
-    _streams: set[asyncio.Task[None]]
-    _stop: asyncio.Event
-
-    def _now(self) -> int:
-        raise NotImplementedError
+class Streams(CollectorParts):
+    """The collector's candle streams."""
 
     def _start_streams(self, states: list[SeriesState], funding: list[Instrument]) -> None:
         """Websocket tasks for these series (batches of BATCH_SERIES) and funding streams."""
@@ -118,16 +100,15 @@ class Streams:
                 await self.local.sleep(next(delays))
                 continue
             except ExchangeRejected as exc:
-                # A refusal that names no instrument: ccxt rejected every watch on the
-                # connection. The batch is served over REST meanwhile, then subscribed again.
-                pause = max(next(refusals), 30.0)
-                log.warning(
-                    "OKX refused a candle subscription of a batch of %d series (%s); REST "
-                    "catch-ups serve them, subscribing again in %.0fs",
-                    len(pairs), exc, pause,
+                # A refusal that names no instrument: the batch is served over REST meanwhile.
+                # Its subscriptions are forgotten, so the next watch names the whole batch (a
+                # keepalive of one series would subscribe that one alone).
+                armed = []
+                await pause_refused_batch(
+                    exc, pairs, forget=self.exchange.forget_candle_subscriptions,
+                    waits=refusals, local=self.local, kind="candle", unit="series",
+                    served="REST catch-ups serve them",
                 )  # fmt: skip
-                self.exchange.forget_candle_subscriptions(pairs)
-                await self.local.sleep(pause)
                 continue
             refusals = self.options.delays()
             armed = idents
