@@ -79,3 +79,9 @@ async def until_holds(
 def logged(caplog: Any, text: str) -> Callable[[], bool]:
     """A condition: some captured log record contains `text`."""
     return lambda: any(text in r.getMessage() for r in caplog.records)
+
+
+def mentions(caplog: Any, text: str, start: int = 0) -> int:
+    """How many captured log records, from the `start`-th on, contain `text` (a mark taken
+    before a fault counts only what the fault caused)."""
+    return sum(text in r.getMessage() for r in caplog.records[start:])
