@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -110,3 +111,22 @@ async def until_holds(
 def logged(caplog: Any, text: str) -> Callable[[], bool]:
     """A condition: some captured log record contains `text`."""
     return lambda: any(text in r.getMessage() for r in caplog.records)
+
+
+def mentions(caplog: Any, text: str, start: int = 0) -> int:
+    """How many captured log records, from the `start`-th on, contain `text` (a mark taken
+    before a fault counts only what the fault caused)."""
+    return sum(text in r.getMessage() for r in caplog.records[start:])
+
+
+def beats(caplog: Any, name: str, start: int = 0) -> int:
+    """The collector's count `name` (`reconnects`, `fallbacks`, ...) as its heartbeat lines
+    from the `start`-th captured record on report it: each line counts since the previous one.
+    Needs INFO records of `okx_collector` captured."""
+    total = 0
+    for record in caplog.records[start:]:
+        message = record.getMessage()
+        if message.startswith("heartbeat "):
+            found = re.search(rf"\b{name}=(\d+)", message)
+            total += int(found.group(1)) if found else 0
+    return total

@@ -1,8 +1,10 @@
-"""Helpers for live-collection tests: run the collector for a while, compare with the market."""
+"""Helpers for live-collection tests: run the collector until a condition holds, compare with the
+market."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from okx_collector.config import Settings
@@ -17,14 +19,34 @@ from tests.crash_helpers import iso as iso  # re-exported: many tests import it 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume", "quote_volume")
 
 
-async def collect_for(settings: Settings, seconds: float, **kwargs: Any) -> Collector:
+async def run_with(
+    settings: Settings, script: Callable[[], Awaitable[object]], **kwargs: Any
+) -> Collector:
+    """Collect while `script` runs, stop when it returns; the finished collector (its counters).
+
+    The script waits on conditions (clock_helpers.until, until_holds): what the test needs,
+    reached rather than timed, so that a loaded machine's slow start-up or stop changes nothing
+    but the duration. A collector that ends first fails the test with its own error, not with
+    the script's timeout."""
     stop = asyncio.Event()
-    task = asyncio.create_task(
+    collecting = asyncio.create_task(
         collect_async(settings, stop, delays=fast_delays, rate_limit_scale=0, **kwargs)
     )
-    await asyncio.sleep(seconds)
-    stop.set()
-    return await asyncio.wait_for(task, 10)
+    playing = asyncio.ensure_future(script())
+    try:
+        await asyncio.wait({collecting, playing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+    if not playing.done():
+        playing.cancel()
+        await asyncio.wait({playing})
+        collector = collecting.result()  # raises the collector's error, if it had one
+        raise AssertionError(f"the collector stopped by itself: {collector.totals_line()}")
+    try:
+        playing.result()
+    finally:  # the script's failure too: the collector stops before the simulator does
+        collector = await asyncio.wait_for(collecting, 30)
+    return collector
 
 
 def stored_rows(
@@ -68,3 +90,10 @@ def _diff(rows: list[tuple[Any, ...]], expected: list[tuple[Any, ...]], table: A
                 f"sources around: {around}"
             )
     return "\n".join(lines[:8]) + f"\n({len(lines)} differences)"
+
+
+def stored_sources(
+    store: Store, inst_id: str, tf: Timeframe, start: int | None = None
+) -> list[str]:
+    """The `source` of each stored candle from `start` on, oldest first."""
+    return list(store.read_candles(inst_id, tf, start, None).column("source").to_pylist())

@@ -41,8 +41,10 @@ def child_env() -> dict[str, str]:
     }
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `predicate` every 2 ms until it is truthy; fail the test after `timeout` s."""
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.002
+) -> Any:
+    """Poll `predicate` every `every` s until it is truthy; fail the test after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -50,7 +52,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.002)
+        time.sleep(every)
 
 
 def collect_args(sim: SimulatorThread, data: Path) -> list[str]:

@@ -11,11 +11,14 @@ from okx_collector.models import Candle
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.timeframes import MINUTE_MS, Timeframe
-from tests.collect_helpers import assert_exact, collect_for, iso
+from tests.clock_helpers import until_holds
+from tests.collect_helpers import assert_exact, iso, run_with, stored_sources
 
 MakeSettings = Callable[..., Settings]
 SPEED = 120.0  # a 1m candle closes every 0.5 s
 TF1 = Timeframe.parse("1m")
+TF5 = Timeframe.parse("5m")
+SERIES = ("BTC-USDT", "ETH-USDT-SWAP")
 
 
 def live_settings(make_settings: MakeSettings, sim: Simulator, mode: str, since: int) -> Settings:
@@ -30,21 +33,27 @@ async def test_each_mode_stores_exactly_the_market(make_settings: MakeSettings, 
     async with Simulator(seed=11, speed=SPEED, rate_limit_scale=0, push_interval=0.05) as sim:
         since = (sim.now_ms() - 20 * MINUTE_MS) // 1000 * 1000  # whole seconds, as --since has
         settings = live_settings(make_settings, sim, mode, since)
-        collector = await collect_for(settings, 5.0)
-        end = TF1.floor(sim.now_ms())
         store = Store(settings.data_dir)
-        for inst_id in ("BTC-USDT", "ETH-USDT-SWAP"):
-            # Everything closed more than ~1 s (2 bars) before the stop is on disk.
-            sources = assert_exact(store, sim, inst_id, "1m", since, end - 3 * TF1.ms)
-            tf5 = Timeframe.parse("5m")
-            assert_exact(store, sim, inst_id, "5m", since, tf5.floor(end) - 3 * tf5.ms)
-            live = [s for s in sources[-5:]]
-            if mode == "ws":
-                assert live.count("ws") >= 4, sources
-            if mode == "poll":
-                assert set(sources) <= {"backfill", "poll"} and "poll" in sources
-        funding_live = store.read_funding_live("BTC-USDT-SWAP")
-        assert len(funding_live) >= 1
+        # Fixed before the start: the 1m candles two bars past the one open now, and the 5m
+        # candle open now, close after the start: stored live, not by the start-up's catch-up.
+        live_to = TF1.floor(sim.now_ms()) + 2 * TF1.ms
+        live5_to = TF5.floor(sim.now_ms())
+
+        def stored() -> None:
+            for inst_id in SERIES:
+                assert_exact(store, sim, inst_id, "1m", since, live_to)
+                assert_exact(store, sim, inst_id, "5m", since, live5_to)
+                sources = stored_sources(store, inst_id, TF1)
+                if mode == "ws":  # the newest candles came as pushes
+                    assert sources[-5:].count("ws") >= 4, sources
+                if mode == "poll":
+                    assert set(sources) <= {"backfill", "poll"} and "poll" in sources, sources
+            assert len(store.read_funding_live("BTC-USDT-SWAP")) >= 1
+
+        collector = await run_with(settings, lambda: until_holds(stored, "live candles stored"))
+        for inst_id in SERIES:  # what the stop flushed is exact too
+            assert_exact(store, sim, inst_id, "1m", since, live_to)
+            assert_exact(store, sim, inst_id, "5m", since, live5_to)
         assert collector.writer.stats.dropped == 0
 
 
@@ -60,8 +69,12 @@ async def test_start_up_repairs_holes_in_the_stored_span(make_settings: MakeSett
         store.write_candles("BTC-USDT", TF1, [Candle(*r, "backfill") for r in kept])
         settings = make_settings(sim, symbols="BTC/USDT", timeframes="1m", since="5m",
                                  mode="poll", poll_interval=0.3, funding=False)  # fmt: skip
-        await collect_for(settings, 2.0)
-        assert_exact(store, sim, "BTC-USDT", "1m", first, TF1.floor(now))
+
+        def repaired() -> None:
+            assert_exact(store, sim, "BTC-USDT", "1m", first, TF1.floor(now))
+
+        await run_with(settings, lambda: until_holds(repaired, "the hole and the downtime filled"))
+        repaired()
 
 
 async def test_a_clean_stop_leaves_every_close_in_its_day_file_across_midnight(
@@ -71,15 +84,19 @@ async def test_a_clean_stop_leaves_every_close_in_its_day_file_across_midnight(
     in that day's file (the series' newest month is kept in day files; a glob of the partitions
     is exact), across a midnight."""
     midnight = 1_790_000_000_000 - 1_790_000_000_000 % (24 * 60 * MINUTE_MS) + 24 * 60 * MINUTE_MS
-    start = midnight - 90 * 1000  # 23:58:30: a 1m close every 2 s at speed 30, midnight at 3 s
-    async with Simulator(seed=13, speed=30.0, start_ms=start, rate_limit_scale=0,
+    start = midnight - 90 * 1000  # 23:58:30: a 1m close every 1 s at speed 60, midnight at 1.5 s
+    async with Simulator(seed=13, speed=60.0, start_ms=start, rate_limit_scale=0,
                          push_interval=0.05) as sim:  # fmt: skip
         since = TF1.floor(start) - 30 * TF1.ms
         settings = make_settings(sim, symbols="BTC/USDT", timeframes="1m", since=iso(since),
                                  mode="ws", funding=False, heartbeat=1)  # fmt: skip
-        await collect_for(settings, 9.0)
         store = Store(settings.data_dir)
-        assert_exact(store, sim, "BTC-USDT", "1m", since, midnight + TF1.ms)
+
+        def past_midnight() -> None:  # two candles of the new day
+            assert_exact(store, sim, "BTC-USDT", "1m", since, midnight + TF1.ms)
+
+        await run_with(settings, lambda: until_holds(past_midnight, "two bars after midnight"))
+        past_midnight()
         names = sorted(p.name for p in (settings.data_dir / "candles/BTC-USDT/1m").glob("*"))
         assert iso(since)[:7] == iso(midnight)[:7]  # (one month, the newest: in day files)
         days = sorted({f"{iso(since)[:10]}.parquet", f"{iso(midnight)[:10]}.parquet"})

@@ -4,18 +4,19 @@ history stay exact, because paging follows what came back, not the page size ask
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from okx_collector.config import Settings
 from okx_collector.simulator import Simulator
 from okx_collector.store import Store
 from okx_collector.timeframes import DAY_MS, HOUR_MS, MINUTE_MS, Timeframe
-from tests.collect_helpers import assert_exact, collect_for, iso
+from tests.clock_helpers import until_holds
+from tests.collect_helpers import assert_exact, iso, run_with
 from tests.conftest import SIM_START
 from tests.test_backfill import assert_store_equals_market, backfill
 
 MakeSettings = Callable[..., Settings]
+TF1 = Timeframe.parse("1m")
 CAPS = {"cap_candles": 100, "cap_history_candles": 100, "cap_funding_history": 100}
 
 
@@ -66,9 +67,14 @@ async def test_collect_catch_up_with_pages_capped_at_100_is_exact(
             sim, symbols="BTC/USDT,ETH/USDT:USDT", timeframes="1m", since=iso(since),
             mode="poll", poll_interval=0.3, heartbeat=0.5, funding=False,
         )  # fmt: skip
-        await collect_for(settings, 3.0)
-        await asyncio.sleep(0)
         store = Store(settings.data_dir)
-        end = Timeframe.parse("1m").floor(sim.now_ms())
-        for inst_id in ("BTC-USDT", "ETH-USDT-SWAP"):
-            assert_exact(store, sim, inst_id, "1m", since, end - 3 * MINUTE_MS)
+        # Fixed before the start: three candles past the one open now are polled live, after
+        # the capped catch-up.
+        live_to = TF1.floor(sim.now_ms()) + 3 * MINUTE_MS
+
+        def stored() -> None:
+            for inst_id in ("BTC-USDT", "ETH-USDT-SWAP"):
+                assert_exact(store, sim, inst_id, "1m", since, live_to)
+
+        await run_with(settings, lambda: until_holds(stored, "caught up, then polled live"))
+        stored()
