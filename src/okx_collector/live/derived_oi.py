@@ -83,6 +83,27 @@ def closes_since(tf: Timeframe, after: int, newest: int, now: int) -> tuple[list
     return list(range(reach, newest + 1, tf.ms)), len(lost)
 
 
+class Lost:
+    """Closes a look of the loop leaves as gaps, per timeframe: logged once."""
+
+    def __init__(self) -> None:
+        self.closes: dict[str, tuple[int, int]] = {}  # tf -> (first close, closes)
+
+    def add(self, tf: Timeframe, first: int, count: int) -> None:
+        if count:
+            before, counted = self.closes.get(tf.name, (first, 0))
+            self.closes[tf.name] = (min(before, first), counted + count)
+
+    def log(self) -> None:
+        for name, (first, count) in self.closes.items():
+            log.warning(
+                "open interest %s: %d closes from %s are gaps: the loop was more than %d min "
+                "late, and a catch-up reaches back no further (status lists them; `backfill "
+                "--series oi` fills those of 5m and longer from OKX's history)",
+                name, count, _iso(first), OI_CATCHUP_MS // 60_000,
+            )  # fmt: skip
+
+
 class OpenInterestCloses:
     """The derived series' open interest at bar closes; the attributes are `DerivedLive`'s."""
 
@@ -139,8 +160,29 @@ class OpenInterestCloses:
 
     async def _oi_closes(self, stop: asyncio.Event) -> None:
         """One look of the loop: every close it has not handled yet, however many bars it was
-        late, in order (up to OI_CATCHUP_MS back)."""
+        late, in order (up to OI_CATCHUP_MS back: the older ones are logged as gaps)."""
         now = self.now()
+        lost = Lost()
+        asked = self._new_closes(now, lost)
+        if asked and self.oi_perps:
+            await self._oi_from_rest(asked, stop)
+        while self._oi_settling and self._oi_settling[0][0] <= self.local.monotonic():
+            _, tf, close = self._oi_settling.popleft()
+            if self.oi_perps:
+                await self._oi_from_pushes(tf, close)
+        if self.oi_perps:
+            lost.log()
+
+    def _new_closes(self, now: int, lost: Lost) -> Closes:
+        """The closes to ask over REST at `now` (the value now tells the newest), and those to
+        take from the pushes queued (due OI_SETTLE_REAL_S from now); those out of the catch-up's
+        reach, queued ones included, go to `lost`."""
+        horizon = now - OI_CATCHUP_MS
+        if any(close < horizon for _, _, close in self._oi_settling):
+            for _, tf, close in self._oi_settling:  # their pushes are no longer kept
+                if close < horizon:
+                    lost.add(tf, close, 1)
+            self._oi_settling = deque(e for e in self._oi_settling if e[2] >= horizon)
         asked: Closes = []
         for tf in self.timeframes:
             newest = tf.floor(now)
@@ -151,30 +193,14 @@ class OpenInterestCloses:
                     asked.append((tf, closes))
             newest, settled = tf.floor(now - OI_SETTLE_MS), self._oi_settled[tf.name]
             if newest > settled:
-                closes, lost = closes_since(tf, settled, newest, now)
+                closes, out = closes_since(tf, settled, newest, now)
                 self._oi_settled[tf.name] = newest
-                if self.oi_perps:
-                    self._settle(tf, closes, settled + tf.ms, lost)
-        if asked and self.oi_perps:
-            await self._oi_from_rest(asked, stop)
-        while self._oi_settling and self._oi_settling[0][0] <= self.local.monotonic():
-            _, tf, close = self._oi_settling.popleft()
-            await self._oi_from_pushes(tf, close)
-
-    def _settle(self, tf: Timeframe, closes: list[int], first: int, lost: int) -> None:
-        """Queue `closes` to be taken from the pushes; `lost` closes from `first` on were left
-        out by the catch-up's reach."""
-        if lost:
-            log.warning(
-                "open interest %s: %d closes from %s are gaps: the loop was more than %d min "
-                "late, and a catch-up reaches back no further (status lists them; `backfill "
-                "--series oi` fills those of 5m and longer from OKX's history)",
-                tf.name, lost, _iso(first), OI_CATCHUP_MS // 60_000,
-            )  # fmt: skip
-        if len(closes) > 1:
-            log.info("open interest %s: the loop was late: %d closes taken", tf.name, len(closes))
-        due = self.local.monotonic() + OI_SETTLE_REAL_S
-        self._oi_settling.extend((due, tf, close) for close in closes)
+                lost.add(tf, settled + tf.ms, out)
+                if len(closes) > 1 and self.oi_perps:
+                    log.info("open interest %s: the loop was late: %d closes", tf.name, len(closes))
+                due = self.local.monotonic() + OI_SETTLE_REAL_S
+                self._oi_settling.extend((due, tf, close) for close in closes)
+        return asked
 
     async def _oi_from_pushes(self, tf: Timeframe, close: int) -> None:
         """At `close` + OI_SETTLE_MS: the newest pushed value with `ts <= close`, per streamed
