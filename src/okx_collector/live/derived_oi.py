@@ -61,8 +61,9 @@ OI_SETTLE_REAL_S = 0.5
 # How far back a late loop catches up closes, and so how long pushes are kept: an hour is 60
 # closes of 1m (one push each, at most, once the pushes between closes are dropped).
 OI_CATCHUP_MS = 3_600_000
-OI_PUSHES_SPAN_MS = OI_CATCHUP_MS + 60_000  # pushes kept: the catch-up's reach and a margin
-OI_PUSHES_KEPT = 512  # per perpetual, a bound whatever the timeframes (1m: ~62 are kept)
+# Pushes kept: the catch-up's reach, and a margin for the closes it queued to settle meanwhile.
+OI_PUSHES_SPAN_MS = OI_CATCHUP_MS + 300_000
+OI_PUSHES_KEPT = 512  # per perpetual, a bound whatever the timeframes (1m: ~66 are kept)
 # Perpetuals asked at once after a close: the value must come within the close's 3 s step, and
 # OKX limits this endpoint per instrument (there is no shared pace to wait for).
 OI_REST_WORKERS = 16
@@ -177,7 +178,7 @@ class OpenInterestCloses:
         """The closes to ask over REST at `now` (the value now tells the newest), and those to
         take from the pushes queued (due OI_SETTLE_REAL_S from now); those out of the catch-up's
         reach, queued ones included, go to `lost`."""
-        horizon = now - OI_CATCHUP_MS
+        horizon = now - OI_PUSHES_SPAN_MS  # queued closes stay answerable until then
         if any(close < horizon for _, _, close in self._oi_settling):
             for _, tf, close in self._oi_settling:  # their pushes are no longer kept
                 if close < horizon:
