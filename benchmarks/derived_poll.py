@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Iterator
 
 from okx_collector.config import build_settings
 from okx_collector.live.derived import DerivedLive
@@ -26,7 +27,7 @@ from okx_collector.timeframes import Timeframe
 TF1 = Timeframe.parse("1m")
 
 
-def fast_delays():  # type: ignore[no-untyped-def]
+def fast_delays() -> Iterator[float]:
     while True:
         yield 0.01
 
