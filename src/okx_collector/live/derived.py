@@ -13,12 +13,11 @@ journal file per kind per batch, queue order = precedence; `live.writer`):
   websocket and is polled at once, its subscription asked for again after
   `derived_parts.REFUSED_RETRY_SECONDS`; the others stay on the websocket;
 - open interest is stored at every bar close `C` of each collected timeframe: the value in force
-  at `C`, which is the newest pushed value with `ts <= C` (OKX pushes a change at each 3 s step, so
-  it is taken `OI_SETTLE_MS` after `C`; pushes from before a lost connection are forgotten), or,
-  without a recent push, OKX's `public/open-interest` answer if it was made less than a 3 s step
-  after `C` (no later change can be in it); a close
-  neither gives is left as a gap (status shows it; a backfill fills it from the rubik history for
-  5m and longer);
+  at `C`, from the pushes, or without a recent push from OKX's current value asked right after
+  `C`; a loop that comes late handles every close since, in order (`live.derived_oi` says how,
+  and which closes stay gaps: status shows them, the log counts them);
+- a polling round asks its series several at a time per endpoint (`live.derived_poll`), beside
+  the loop, which meanwhile goes on taking closes;
 - lifecycle: an instrument OKX answers 51001 for, or that the collector retires (its instrument
   list lost it), stops (one warning); one that joins the collector's selectors (a listing) gains
   its series (`follow`), from its listing or `--since`, polled up to now, then streamed.
@@ -28,11 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from okx_collector.backfill.derived import index_series, perpetuals
-from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
+from okx_collector.errors import InstrumentGone
 from okx_collector.exchange import OKX_BARS, WS_TIMEFRAMES, OkxExchange
 from okx_collector.exchange_derived import (
     OI_CHANNEL,
@@ -43,8 +41,9 @@ from okx_collector.exchange_derived import (
     PriceKind,
 )
 from okx_collector.instruments import Instrument
-from okx_collector.live.derived_oi import OpenInterestCloses
+from okx_collector.live.derived_oi import OI_SETTLE_MS, OI_SETTLE_REAL_S, OpenInterestCloses
 from okx_collector.live.derived_parts import ITEM_KIND, QueuedCatchup, Refusals, follow_stream
+from okx_collector.live.derived_poll import PricePolling, PriceSeries
 from okx_collector.live.writer import Item, Kind, Writer
 from okx_collector.localclock import REAL_CLOCK, LocalClock
 from okx_collector.models import OpenInterest, PriceCandle
@@ -55,24 +54,15 @@ from okx_collector.timeframes import Timeframe
 
 log = logging.getLogger("okx_collector.collect")
 
-# A close's push has arrived this long after it (OKX pushes each 3 s step's change; the margin
-# covers a push's latency and a feed that batches several steps).
-OI_SETTLE_MS = 10_000
-# ... and at least this long on the local clock (real time in a run): a push's latency is real
-# time (against a fast simulator 10 exchange seconds pass in 83 ms, which a loaded machine's stall
-# can exceed).
-OI_SETTLE_REAL_S = 0.5
-OI_PUSHES_KEPT = 256  # recent pushes per perpetual: 12 min of 3 s steps, enough for every close
-POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over REST
+__all__ = ["OI_SETTLE_MS", "OI_SETTLE_REAL_S", "TICK_S", "DerivedLive"]
+
 TICK_S = 0.01  # real seconds between checks: a close is seen (and OI asked) within a 3 s step
 # Without open interest nothing is due at a close: the loop only polls and joins new series, and
 # checking 100 times a second cost 3.5% of a core at 1,000 perpetuals.
 IDLE_TICK_S = 0.2
 
-PriceSeries = tuple[PriceKind, Instrument, str, Timeframe]  # (kind, instrument, series id, tf)
 
-
-class DerivedLive(OpenInterestCloses):
+class DerivedLive(OpenInterestCloses, PricePolling):
     """Mark/index candle and open-interest series of one collect run."""
 
     def __init__(
@@ -214,11 +204,6 @@ class DerivedLive(OpenInterestCloses):
             self._count(price, 1, "ws")
         # (else the writer's queue is full: the series falls behind, and the poll fetches it)
 
-    def _on_oi(self, inst_id: str, oi: OpenInterest) -> None:
-        seen = self.pushes.setdefault(inst_id, [])
-        seen.append(oi)
-        del seen[:-OI_PUSHES_KEPT]
-
     def on_refused(self, channel: str, series_id: str, message: str) -> None:
         """OKX refused one subscription (60018): that series is polled at once, and subscribed
         again after REFUSED_RETRY_SECONDS. The poll tells a delisting (51001: the series stop,
@@ -278,31 +263,28 @@ class DerivedLive(OpenInterestCloses):
     # -- the loop: closes, polling, joins --------------------------------------------------------
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        now = self.now()
-        settled = {tf.name: tf.floor(now - OI_SETTLE_MS) for tf in self.timeframes}
-        settling: deque[tuple[float, Timeframe, int]] = deque()  # (monotonic due, tf, close)
-        asked = {tf.name: tf.floor(now) for tf in self.timeframes}  # closes asked over REST
+        self._oi_begin(self.now())
         last_poll = 0.0
-        while not stop.is_set():
-            if self._joining:
-                await self._join()
-                last_poll = 0.0  # the new series are polled up to now at once
-            now = self.now()
-            for tf in self.timeframes:
-                if self.oi_perps and tf.floor(now) > asked[tf.name]:
-                    asked[tf.name] = tf.floor(now)
-                    await self._oi_from_rest(tf, asked[tf.name], stop)
-                close = tf.floor(now - OI_SETTLE_MS)
-                if self.oi_perps and close > settled[tf.name]:
-                    settled[tf.name] = close
-                    settling.append((self.local.monotonic() + OI_SETTLE_REAL_S, tf, close))
-            while settling and settling[0][0] <= self.local.monotonic():
-                _, tf, close = settling.popleft()
-                await self._oi_from_pushes(tf, close)
-            if self.local.monotonic() - last_poll >= self.poll_interval:
-                last_poll = self.local.monotonic()
-                await self._poll(now, stop)
-            await self.local.sleep(TICK_S if self.oi_perps else IDLE_TICK_S)
+        polling: asyncio.Task[None] | None = None  # a polling round runs beside the closes
+        try:
+            while not stop.is_set():
+                if self._joining:
+                    await self._join()
+                    last_poll = 0.0  # the new series are polled up to now at once
+                await self._oi_closes(stop)
+                if polling is not None and polling.done():
+                    polling.result()  # (its error, if any, ends the run)
+                    polling = None
+                if polling is None and self.local.monotonic() - last_poll >= self.poll_interval:
+                    last_poll = self.local.monotonic()
+                    polling = asyncio.create_task(self._poll(self.now(), stop))
+                await self.local.sleep(TICK_S if self.oi_perps else IDLE_TICK_S)
+        finally:
+            if polling is not None:  # (at `stop` it is ending by itself: see `_poll`)
+                polling.cancel()
+                await asyncio.wait([polling])
+                if not polling.cancelled():
+                    polling.result()
 
     def _stored(self, key: tuple[str, str, str], ts: int) -> None:
         last = self.last.get(key)
@@ -311,48 +293,6 @@ class DerivedLive(OpenInterestCloses):
     def _count(self, what: str, rows: int, source: str) -> None:
         self.rows[what] += rows
         self.sources[source] = self.sources.get(source, 0) + rows
-
-    async def _poll(self, now: int, stop: asyncio.Event) -> None:
-        """REST for every mark/index series more than a bar behind (after a grace period, unless
-        its subscription was refused). Ends at `stop` (what was fetched is queued): a round can
-        be a request per series at OKX's pace, minutes for thousands of series behind (after a
-        long start-up catch-up), which a stop must not wait for."""
-        for price, inst, sid, tf in list(self.price_series):
-            if stop.is_set():
-                return
-            if inst.inst_id in self.gone:
-                continue
-            key = (price, sid, tf.name)
-            last_closed = tf.floor(now) - tf.ms
-            last = self.last.get(key)
-            if last is not None and last >= last_closed:
-                continue
-            streamed = self.mode != "poll" and not self.refused.active(
-                WS_CHANNEL_PREFIX[price] + OKX_BARS[tf.name], sid
-            )
-            in_grace = now - tf.floor(now) < POLL_GRACE_MS
-            if streamed and in_grace and last is not None and last >= last_closed - tf.ms:
-                continue  # only the newest close is missing: its push may still come
-            if last is not None:
-                start = last + tf.ms
-            else:
-                start = self.first.get(key, tf.floor(now) - 1440 * tf.ms)
-            try:
-                rows = await self.derived.fetch_price_candles(
-                    price, inst, tf, start, tf.floor(now), source="poll"
-                )
-            except InstrumentGone as exc:
-                self._gone(exc)
-                continue
-            except (ExchangeUnavailable, ExchangeRejected) as exc:
-                log.debug("%s %s %s poll failed: %s", price, sid, tf.name, exc)
-                continue
-            self.refused.polled(WS_CHANNEL_PREFIX[price] + OKX_BARS[tf.name], sid)
-            closed = [r.candle for r in rows if r.confirmed]
-            if closed:
-                await self.writer.put(Item(ITEM_KIND[price], sid, tf, closed))
-                self._count(price, len(closed), "poll")
-                self._stored(key, closed[-1].ts)
 
     def _gone(self, exc: InstrumentGone) -> None:
         self._stop_series(exc.inst_id, "OKX answers 51001, no such instrument")

@@ -1,11 +1,13 @@
 """Parts of the live mark/index/open-interest series (`live.derived`): the websocket follower,
-the refused subscriptions, and the start-up catch-up through the collector's writer."""
+the refused subscriptions, the bounded-concurrency rounds of REST requests, and the start-up
+catch-up through the collector's writer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from okx_collector.backfill.derived import DerivedBackfiller
@@ -154,6 +156,35 @@ async def until_stop(
                 if t is task:
                     raise
     return not task.cancelled()
+
+
+async def work_through(
+    lanes: Sequence[tuple[Sequence[T], int]],
+    handle: Callable[[T], Awaitable[None]],
+    stop: asyncio.Event,
+) -> None:
+    """`handle(item)` for every item of every lane, each lane `(items, workers)` by up to
+    `workers` at a time, started in order; the lanes side by side (a lane per endpoint OKX
+    limits on its own, so that its pacing, not a neighbour's requests, sets its speed).
+
+    Returns when every item is handled, or at once when `stop` is set: the items under way are
+    then cancelled (their requests' answers would come back at OKX's pace, one per worker, for
+    nothing: the run is ending) and no other is started. `handle` catches what an item may fail
+    with; anything it raises ends the round."""
+    queues = [(deque(items), workers) for items, workers in lanes if items]
+
+    async def worker(queue: deque[T]) -> None:
+        while queue and not stop.is_set():
+            await handle(queue.popleft())
+
+    async def every_lane() -> None:
+        async with asyncio.TaskGroup() as group:
+            for queue, workers in queues:
+                for _ in range(min(workers, len(queue))):
+                    group.create_task(worker(queue))
+
+    if queues:
+        await until_stop(stop, every_lane())
 
 
 class QueuedCatchup(DerivedBackfiller):

@@ -143,7 +143,15 @@ class RestApi:
         """Counts, latency, injected 5xx/429, and OKX error bodies for every /api/v5 route."""
         if not request.path.startswith(PREFIX):
             return await handler(request)
-        self.stats.count_route(request.path.removeprefix(PREFIX))
+        route = request.path.removeprefix(PREFIX)
+        self.stats.count_route(route)
+        self.stats.begin(route)
+        try:
+            return await self._answer(request, handler)
+        finally:
+            self.stats.end(route)
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.maintenance.on:  # OKX.md §7: HTTP 503, code 50001 (ccxt: OnMaintenance)
             self.stats.rest_errors += 1
             return error(MAINTENANCE_CODE, MAINTENANCE_MSG, 503)
