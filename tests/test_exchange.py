@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import ccxt.async_support as ccxt_async
 import pytest
@@ -215,6 +216,49 @@ async def test_ccxt_parses_only_the_pushes_a_watch_waits_for() -> None:
         # ... and saw the other's pushes only until the batch's first watch returned.
         eth = cached.get("ETH/USDT", {}).get("1m")
         assert eth is None or eth[-1][0] <= sorted(seen["ETH-USDT"])[1]
+
+
+async def test_a_frame_that_is_not_json_is_skipped_and_the_stream_goes_on() -> None:
+    """A cut-off frame (the simulator's malformed fault) is skipped: the next pushes arrive on
+    the same connection, without waiting for the keepalive to drop it (ccxt alone stops reading
+    the connection at such a frame)."""
+    async with Simulator(seed=7, speed=120.0, rate_limit_scale=0, push_interval=0.05) as sim:
+        ex = await connected(sim)
+        pushes: list[int] = []
+        ex.attach_sinks(
+            lambda i, t, ts, final: pushes.append(ts),
+            lambda i, o: None,
+            lambda channel, i, msg: None,
+            lambda i, t, raw: None,
+        )
+        btc = ex.resolve(["BTC/USDT"]).instruments[0]
+        tf = Timeframe.parse("1m")
+
+        async def watch() -> None:
+            while True:
+                await ex.watch_candles([(btc, tf)])
+
+        async def until(check: Callable[[], bool], seconds: float) -> bool:
+            for _ in range(int(seconds / 0.02)):
+                if check():
+                    return True
+                await asyncio.sleep(0.02)
+            return check()
+
+        task = asyncio.create_task(watch())
+        try:
+            assert await until(lambda: len(pushes) >= 3, 10)
+            sim.faults.ws_malformed_share = 1.0
+            assert await until(lambda: sim.stats.ws_malformed >= 3, 10)
+            sim.faults.ws_malformed_share = 0.0
+            after = len(pushes)
+            # pushes resume at once (the keepalive would take ~20 s to drop a dead reader)
+            assert await until(lambda: len(pushes) >= after + 5, 3), sim.stats
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await ex.close()
+        assert sim.stats.ws_connections == 1  # the same connection, still read
 
 
 @pytest.mark.parametrize(

@@ -22,11 +22,14 @@ reload of the instrument list.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from okx_collector.ccxt_lean import ccxt_async, ccxt_pro
+
+log = logging.getLogger("okx_collector.exchange")
 
 # OKX error codes whose message names the refused channel and instrument (OKX.md §7).
 REFUSAL_CODES = frozenset({"60018"})
@@ -203,6 +206,44 @@ class OkxRest(_LeanMarkets, _OkxAnswersOnly, ccxt_async.okx):  # type: ignore[mi
     """The REST-only client (no ccxt.pro)."""
 
 
+class _FrameSkipping:
+    """Mixed into ccxt's websocket client: a frame that cannot be handled (text that is not JSON,
+    a cut-off frame) is skipped, counted and logged once, and the next frames are read. In ccxt
+    the error escapes the callback that reads the next frame: the connection stays open but
+    nothing more is read from it (no pushes, not even the pongs), until the keepalive gives up on
+    it ~20 s later. What the frame held is fetched again over REST (a close missed is caught up)."""
+
+    skipped_frames = 0
+
+    def handle_text_or_binary_message(self, data: Any) -> Any:
+        try:
+            return super().handle_text_or_binary_message(data)  # type: ignore[misc]
+        except Exception as exc:
+            self.skipped_frames += 1
+            if self.skipped_frames == 1:
+                text = str(data)
+                log.warning(
+                    "skipped a websocket frame that could not be handled (%s: %s): %r; further "
+                    "ones are counted, not logged", type(exc).__name__, exc,
+                    text if len(text) <= 200 else text[:200] + "...",
+                )  # fmt: skip
+            return None
+
+
+_SKIPPING: dict[type, type] = {}
+
+
+def frame_skipping(client: Any) -> Any:
+    """`client` (a ccxt websocket client) turned into its `_FrameSkipping` subclass, in place:
+    ccxt makes its clients itself (`Exchange.client`), so the class is swapped after."""
+    base = type(client)
+    if not issubclass(base, _FrameSkipping):
+        if base not in _SKIPPING:
+            _SKIPPING[base] = type(f"FrameSkipping{base.__name__}", (_FrameSkipping, base), {})
+        client.__class__ = _SKIPPING[base]
+    return client
+
+
 def make_ws_class() -> Any:
     """A ccxt.pro okx client that also hands raw pushes and refusals to sinks."""
     if ccxt_pro is None:  # pragma: no cover
@@ -213,6 +254,9 @@ def make_ws_class() -> Any:
         funding_sink: Callable[[dict[str, Any]], None] | None = None
         refusal_sink: RefusalSink | None = None
         derived_sink: Callable[[dict[str, Any]], None] | None = None
+
+        def client(self, url: str) -> Any:
+            return frame_skipping(super().client(url))
 
         def handle_message(self, client: Any, message: Any) -> Any:
             if _is_candle_data(message):
