@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from okx_collector.live.clock import ExchangeClock
-from okx_collector.live.writer import GATHER_QUIET_S, Item, Writer
+from okx_collector.live.writer import GATHER_QUIET_S, HOLD_EVERY_S, HOLD_MAX_S, Item, Writer
 from okx_collector.localclock import SteppedClock, settle
 from okx_collector.models import Candle, FundingObservation, OpenInterest, PriceCandle
 from okx_collector.ops.metrics import Metrics
@@ -233,3 +234,78 @@ def test_a_batch_writes_its_kinds_side_by_side(tmp_path: Path) -> None:
     marks = store.read_price_candles("mark", "BTC-USDT-SWAP", M1)
     assert marks.column("close").to_pylist() == [2.0]
     assert store.last_candle_ts("BTC-USDT-SWAP", M1) == T0 + M1.ms
+
+
+class SlowStore(Store):
+    """A store whose candle writes wait for `go` (a write that outlasts the hold's bound)."""
+
+    def __init__(self, path: Path, events: list[str]) -> None:
+        super().__init__(path)
+        self.events = events
+        self.go = threading.Event()
+        self.go.set()
+
+    def write_candles_many(self, items):  # type: ignore[no-untyped-def]
+        self.events.append("write")
+        assert self.go.wait(10)
+        written: int = super().write_candles_many(items)
+        self.events.append("written")
+        return written
+
+
+def test_a_write_holds_the_websockets_at_most_its_bound_and_not_at_every_batch(
+    tmp_path: Path,
+) -> None:
+    """While a batch is written the websockets are held (not read), released when it is
+    written or once HOLD_MAX_S of the writer's clock has passed, whichever is first; a batch
+    within HOLD_EVERY_S of the last hold is written without one."""
+    events: list[str] = []
+    store = SlowStore(tmp_path, events)
+
+    def hold() -> Callable[[], None]:
+        events.append("hold")
+        return lambda: events.append("resume")
+
+    async def run() -> None:
+        clock = SteppedClock()
+        writer = Writer(store, now=lambda: T0 + 2 * M1.ms, local=clock)
+        writer.hold = hold
+        task = asyncio.create_task(writer.run())
+
+        async def batch(ts: int) -> None:
+            writer.offer(Item("candles", "BTC-USDT", M1, [candle(ts, 1.0)]))
+            await settle()
+            await clock.advance(GATHER_QUIET_S)  # the gather sees a quiet step
+            await clock.advance(GATHER_QUIET_S)
+
+        async def until(what: str) -> None:
+            for _ in range(500):
+                if what in events:
+                    return
+                await asyncio.sleep(0.01)  # the write runs on the writer's thread
+            raise AssertionError(f"no {what!r} in {events}")
+
+        await batch(T0)  # a quick write: held, then resumed once written
+        await until("resume")
+        assert events == ["hold", "write", "written", "resume"]
+
+        events.clear()
+        await clock.advance(HOLD_EVERY_S)
+        store.go.clear()  # a write that outlasts the bound
+        await batch(T0 + M1.ms)
+        await until("write")
+        await clock.advance(HOLD_MAX_S)
+        await until("resume")
+        assert events == ["hold", "write", "resume"]  # resumed with the write still under way
+        store.go.set()
+        await until("written")
+
+        events.clear()
+        await batch(T0 + 2 * M1.ms)  # within HOLD_EVERY_S of the last hold: not held
+        await until("written")
+        await writer.stop()
+        await task
+        assert events == ["write", "written"]
+
+    asyncio.run(run())
+    assert len(list_journal(tmp_path, "candles")) == 3

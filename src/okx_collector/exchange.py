@@ -430,6 +430,26 @@ class OkxExchange:
         with classified():
             await self._ws.watch_ohlcv_for_symbols([[i.symbol, tf.name] for i, tf in series])
 
+    def hold_reading(self) -> Callable[[], None]:
+        """Stop reading every websocket connection until the returned function is called: what
+        arrives meanwhile waits in the socket buffer. The writer holds them while it writes a
+        close (`live.writer`). Reaches aiohttp's protocol through ccxt's client, as ccxt itself
+        does; a connection without it is not held."""
+        held = []
+        for client in list((self._ws.clients if self._ws is not None else {}).values()):
+            conn = getattr(getattr(client, "connection", None), "_conn", None)
+            protocol = getattr(conn, "protocol", None)
+            if protocol is not None and hasattr(protocol, "pause_reading"):
+                protocol.pause_reading()
+                held.append(protocol)
+
+        def release() -> None:
+            for protocol in held:
+                if getattr(protocol, "transport", None) is not None:
+                    protocol.resume_reading()
+
+        return release
+
     def candle_connection(self) -> object | None:
         """An identity for the current candle websocket connection (changes on reconnect)."""
         if self._ws is None:

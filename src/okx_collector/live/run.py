@@ -140,6 +140,8 @@ async def _collect(
             )
             # A failed write (a full disk) stops the job: the collector then raises it.
             collector.writer.on_failure = lambda _: stop.set()
+            if mode != "poll":  # at a close, the writer holds the websockets (live.writer)
+                collector.writer.hold = session.exchange.hold_reading
             # Everything built so far (ccxt's markets of every instrument, modules) lives as long as
             # the process: keep the cyclic GC from rescanning it. A full collection took 65 ms with
             # 2,000 instruments, a stall that lands on the candle-close write burst.

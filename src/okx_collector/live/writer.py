@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from okx_collector.localclock import REAL_CLOCK, LocalClock
+from okx_collector.localclock import REAL_CLOCK, LocalClock, bounded
 from okx_collector.models import Candle, FundingObservation, FundingRate, OpenInterest, PriceCandle
 from okx_collector.timeframes import Timeframe
 
@@ -34,6 +34,12 @@ GATHER_QUIET_S = 0.005  # a burst has arrived once the queue stops growing for t
 # perpetuals' trade, mark and index candles take ~55 ms to parse on a quiet machine, twice that
 # under load: a burst cut in two is written in two batches, the second after the first's write.
 GATHER_MAX_S = 0.15
+# While a batch is written, the websocket connections may be held (not read) for at most this
+# long, and not again within HOLD_EVERY_S: at a close the loop would otherwise parse the next
+# candles' pushes meanwhile, and the writer's threads wait for the interpreter lock between
+# their steps (50-100 ms for 15-25 ms of work, at 1,000 perpetuals x trade, mark, index).
+HOLD_MAX_S = 0.05
+HOLD_EVERY_S = 1.0
 
 
 class WritableStore(Protocol):
@@ -112,6 +118,10 @@ class Writer:
         # `on_failure` tells the owner to stop (the collect command sets its stop event).
         self.failure: Exception | None = None
         self.on_failure: Callable[[Exception], None] | None = None
+        # `hold()` stops reading the websockets and returns what resumes them (the collect
+        # command sets the exchange's `hold_reading`); None: nothing held.
+        self.hold: Callable[[], Callable[[], None]] | None = None
+        self._held_at = -HOLD_EVERY_S
 
     def offer(self, item: Item) -> bool:
         """Queue without waiting (for sinks running inside ccxt's message handler)."""
@@ -172,11 +182,31 @@ class Writer:
                 batch.append(item)
             if batch:
                 started = time.monotonic()
-                await self._write(batch)
+                await self._write_held(batch)
                 log.debug(
                     "wrote %d items in %.3f s (%d still queued)",
                     len(batch), time.monotonic() - started, self._queue.qsize(),
                 )  # fmt: skip
+
+    async def _write_held(self, batch: list[Item]) -> None:
+        """`_write`, the websockets held meanwhile for at most HOLD_MAX_S (on the writer's
+        clock), and not again within HOLD_EVERY_S: a hold delays the pushes after it (and the
+        pongs) by that much, a few times a minute at most."""
+        now = self.local.monotonic()
+        if self.hold is None or now - self._held_at < HOLD_EVERY_S:
+            await self._write(batch)
+            return
+        self._held_at = now
+        write = asyncio.ensure_future(self._write(batch))
+        resume = self.hold()
+        try:
+            await bounded(self.local, asyncio.shield(write), HOLD_MAX_S)
+        except BaseException:
+            write.cancel()  # (only the wait failed or was cancelled: the write is left as is)
+            raise
+        finally:
+            resume()
+        await write
 
     async def _gather(self) -> None:
         """Let a burst finish arriving before taking it: the confirmed candles of a close are
