@@ -39,10 +39,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
-from okx_collector.exchange_derived import OI_CHANNEL, OI_PERIODS, OkxDerived
+from okx_collector.exchange_derived import OI_CHANNEL, OI_PERIODS
 from okx_collector.instruments import Instrument
-from okx_collector.live.derived_parts import Refusals, work_through
-from okx_collector.live.writer import Item, Writer
+from okx_collector.live.derived_base import DerivedParts
+from okx_collector.live.derived_parts import work_through
+from okx_collector.live.writer import Item
 from okx_collector.localclock import LocalClock
 from okx_collector.models import OpenInterest
 from okx_collector.timeframes import Timeframe
@@ -105,25 +106,14 @@ class Lost:
             )  # fmt: skip
 
 
-class OpenInterestCloses:
+class OpenInterestCloses(DerivedParts):
     """The derived series' open interest at bar closes; the attributes are `DerivedLive`'s."""
 
-    derived: OkxDerived
-    writer: Writer
     now: Callable[[], int]
     local: LocalClock
-    mode: str
     timeframes: list[Timeframe]
     oi_perps: list[Instrument]
     pushes: dict[str, list[OpenInterest]]
-    gone: set[str]
-    refused: Refusals
-
-    def _count(self, what: str, rows: int, source: str) -> None:
-        raise NotImplementedError
-
-    def _gone(self, exc: InstrumentGone) -> None:
-        raise NotImplementedError
 
     # -- the pushes ------------------------------------------------------------------------------
 

@@ -20,10 +20,11 @@ import logging
 
 from okx_collector.errors import ExchangeRejected, ExchangeUnavailable, InstrumentGone
 from okx_collector.exchange import OKX_BARS
-from okx_collector.exchange_derived import WS_CHANNEL_PREFIX, OkxDerived, PriceKind
+from okx_collector.exchange_derived import WS_CHANNEL_PREFIX, PriceKind
 from okx_collector.instruments import Instrument
-from okx_collector.live.derived_parts import ITEM_KIND, Refusals, work_through
-from okx_collector.live.writer import Item, Writer
+from okx_collector.live.derived_base import DerivedParts
+from okx_collector.live.derived_parts import ITEM_KIND, work_through
+from okx_collector.live.writer import Item
 from okx_collector.timeframes import Timeframe
 
 PriceSeries = tuple[PriceKind, Instrument, str, Timeframe]  # (kind, instrument, series id, tf)
@@ -36,25 +37,14 @@ POLL_GRACE_MS = 5_000  # a close not pushed this long after it is fetched over R
 POLL_WORKERS = 6
 
 
-class PricePolling:
+class PricePolling(DerivedParts):
     """The polling round of `DerivedLive`'s mark and index series."""
 
-    derived: OkxDerived
-    writer: Writer
-    mode: str
     price_series: list[PriceSeries]
     last: dict[tuple[str, str, str], int | None]
     first: dict[tuple[str, str, str], int]
-    gone: set[str]
-    refused: Refusals
-
-    def _count(self, what: str, rows: int, source: str) -> None:
-        raise NotImplementedError
 
     def _stored(self, key: tuple[str, str, str], ts: int) -> None:
-        raise NotImplementedError
-
-    def _gone(self, exc: InstrumentGone) -> None:
         raise NotImplementedError
 
     async def _poll(self, now: int, stop: asyncio.Event) -> None:
